@@ -1,0 +1,5 @@
+// Host file access shared by the CLI and the adapters (store, daemon).
+export { fileError, openFileReader } from './file-reader.js';
+export type { FileReader } from './file-reader.js';
+export { measureFile } from './measure-file.js';
+export type { MeasureFileOptions } from './measure-file.js';

@@ -1,0 +1,12 @@
+// Public face of the measurement core. Other modules import only from here.
+export { planCanonical } from './canonical.js';
+export { detectFormat } from './detect.js';
+export { alignedScratch, createHasher, hashPlan, measure, SCRATCH_BYTES } from './digest.js';
+export type { Hasher, MeasureOptions, MeasureResult } from './digest.js';
+export { formatExplanation } from './explain.js';
+export { ALGORITHMS, formatMeasurement, isAlgorithm, tryParseMeasurement } from './measurement.js';
+export type { Algorithm, Measurement } from './measurement.js';
+export { bufferReader } from './read.js';
+export { streamCanonical } from './stream.js';
+export { PROFILES } from './types.js';
+export type { BinaryFormat, ByteReader, CanonicalPlan, Disposition, ExplainedRange, Piece, Profile } from './types.js';

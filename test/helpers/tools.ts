@@ -1,0 +1,40 @@
+// Test helpers for driving real tools: find them or fail with what to install, run them
+// without a shell, and make scratch directories that are removed afterwards.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const found = new Map<string, string>();
+
+/** Path of `tool` on PATH, or throw saying which Debian package provides it. */
+export function requireTool(tool: string, debianPackage: string): string {
+  const known = found.get(tool);
+  if (known !== undefined) return known;
+  const r = spawnSync('sh', ['-c', 'command -v "$1"', 'sh', tool], { encoding: 'utf8' });
+  const path = r.stdout.trim();
+  if (r.status !== 0 || path === '') {
+    throw new Error(`this test needs \`${tool}\`: install it with \`apt-get install ${debianPackage}\` (scripts/install-test-deps does)`);
+  }
+  found.set(tool, path);
+  return path;
+}
+
+/** Run a program (never through a shell); return stdout; throw with stderr on failure. */
+export function run(cmd: string, args: readonly string[], options: { cwd?: string; input?: string | Uint8Array } = {}): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], maxBuffer: 64 << 20, ...options });
+  } catch (err) {
+    const e = err as { stderr?: string; status?: number };
+    throw new Error(`${cmd} ${args.join(' ')} failed (exit ${e.status}): ${e.stderr ?? String(err)}`);
+  }
+}
+
+/** A fresh temporary directory and a function that removes it. */
+export function scratchDir(prefix = 'vo-test-'): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Repository root (tests run from dist/test/…). */
+export const repoRoot = new URL('../../../', import.meta.url).pathname;
