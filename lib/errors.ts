@@ -22,7 +22,7 @@ export class VirtOffloadError extends Error {
   toJSON(): Record<string, unknown> {
     const facts: Record<string, unknown> = { error: this.name, code: this.code, message: this.message };
     for (const [key, value] of Object.entries(this)) {
-      if (key !== 'code' && value !== undefined && typeof value !== 'object') facts[key] = value;
+      if (key !== 'code' && key !== 'name' && value !== undefined && typeof value !== 'object') facts[key] = value;
     }
     return facts;
   }
