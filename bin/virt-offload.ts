@@ -1,15 +1,14 @@
-#!/usr/bin/env node
 // The `virt-offload` command: argv → lib → exit code. Each subcommand's code is imported
 // only when that subcommand runs, so `measure` does not pay for the daemon's dependencies.
-import { readFileSync } from 'node:fs';
+// It is shipped as one bundle (scripts/bundle.mjs): Node's start-up is the floor of every
+// command, and resolving dozens of small modules would add a third to it.
 import { Command, CommanderError, Option } from 'commander';
+import { VERSION } from '../lib/version.js';
 import { EXIT, reportFailure } from './exit.js';
-
-const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
 const program = new Command('virt-offload')
   .description('Measure binaries handed over by virtual machines and run them only if a git-kept allowlist approves them.')
-  .version(`virt-offload ${version} (measurement profile v1)`, '-V, --version')
+  .version(`virt-offload ${VERSION} (measurement profile v1)`, '-V, --version')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride()
   .addHelpText('after', `
@@ -43,9 +42,7 @@ Exit codes: 0 all measured, 1 a file could not be measured (message names it and
     process.exitCode = await runMeasure(files, opts);
   });
 
-try {
-  await program.parseAsync();
-} catch (err) {
+program.parseAsync().catch((err: unknown) => {
   if (err instanceof CommanderError) {
     // Commander has already printed its message (or the help / version text).
     const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help';
@@ -53,4 +50,4 @@ try {
   } else {
     process.exitCode = reportFailure(err);
   }
-}
+});

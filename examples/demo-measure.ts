@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const cli = new URL('../bin/virt-offload.js', import.meta.url).pathname;
+const cli = new URL('../virt-offload.cjs', import.meta.url).pathname;
 const target = ['/usr/bin/ls', '/bin/ls'].find((p) => spawnSync('test', ['-x', p]).status === 0) ?? process.execPath;
 const work = mkdtempSync(join(tmpdir(), 'virt-offload-demo-'));
 

@@ -19,7 +19,7 @@ import { alignedScratch } from '../../lib/measure/index.js';
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '9' }, mb: { type: 'string', default: '500' } } });
 const runs = Number(values.runs);
 const debugMb = Number(values.mb);
-const cli = new URL('../../bin/virt-offload.js', import.meta.url).pathname;
+const cli = new URL('../../virt-offload.cjs', import.meta.url).pathname;
 const work = mkdtempSync(join(tmpdir(), 'vo-bench-measure-'));
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;

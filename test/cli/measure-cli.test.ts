@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { repoRoot, requireTool, run, scratchDir } from '../helpers/tools.js';
 
-const cli = join(repoRoot, 'dist/bin/virt-offload.js');
+const cli = join(repoRoot, 'dist/virt-offload.cjs');
 const { dir, cleanup } = scratchDir('vo-cli-');
 const script = join(dir, 'hello.sh');
 writeFileSync(script, '#!/bin/sh\necho hello\n');
