@@ -24,15 +24,15 @@ export function decodeU32Leb(bytes: Uint8Array, start: number, end: number, file
   for (let i = 0; i < MAX_U32_LEB_BYTES; i++) {
     const at = start + i;
     if (at >= end) {
-      throw new MalformedBinaryError('wasm', `${what} at ${hex(fileOffset + start)} is truncated: its LEB128 runs into the ${endWhat} at ${hex(fileOffset + at)}`, fileOffset + start);
+      throw new MalformedBinaryError('wasm', `${what} is truncated: its LEB128 at ${hex(fileOffset + start)} runs into the ${endWhat} at ${hex(fileOffset + at)}`, fileOffset + start);
     }
     const byte = bytes[at]!;
     if (i === MAX_U32_LEB_BYTES - 1) {
       if (byte & 0x80) {
-        throw new MalformedBinaryError('wasm', `${what} at ${hex(fileOffset + start)}: LEB128 is longer than ${MAX_U32_LEB_BYTES} bytes (a u32 takes at most ${MAX_U32_LEB_BYTES})`, fileOffset + start);
+        throw new MalformedBinaryError('wasm', `${what}: LEB128 at ${hex(fileOffset + start)} is longer than ${MAX_U32_LEB_BYTES} bytes (a u32 takes at most ${MAX_U32_LEB_BYTES})`, fileOffset + start);
       }
       if (byte & 0x70) {
-        throw new MalformedBinaryError('wasm', `${what} at ${hex(fileOffset + start)}: LEB128 overflows 32 bits (5th byte ${hex(byte)} has unused high bits set)`, fileOffset + start);
+        throw new MalformedBinaryError('wasm', `${what}: LEB128 at ${hex(fileOffset + start)} overflows 32 bits (5th byte ${hex(byte)} has unused high bits set)`, fileOffset + start);
       }
     }
     // Multiplication, not <<: bits 28..31 must not turn the number negative.
@@ -40,7 +40,7 @@ export function decodeU32Leb(bytes: Uint8Array, start: number, end: number, file
     if ((byte & 0x80) === 0) return { value, length: i + 1 };
   }
   // Unreachable: the 5th byte either ends the number or throws above.
-  throw new MalformedBinaryError('wasm', `${what} at ${hex(fileOffset + start)}: bad LEB128`, fileOffset + start);
+  throw new MalformedBinaryError('wasm', `${what}: bad LEB128 at ${hex(fileOffset + start)}`, fileOffset + start);
 }
 
 /** The shortest LEB128 encoding of a u32 (what wasm-strip and engines' encoders write). */
