@@ -97,6 +97,7 @@ export function planWasm(reader: ByteReader): CanonicalPlan {
       builder.keep(contentEnd, `section ${id} (${name}) content`);
     } else {
       const custom = readCustomName(reader, label, contentStart, contentEnd);
+      checkLinkingRole(custom, index, label);
       const why = droppedReason(custom.bytes);
       if (why !== undefined) {
         dropped++;
@@ -156,6 +157,22 @@ function readCustomName(reader: ByteReader, label: string, contentStart: number,
     throw new MalformedBinaryError('wasm', `${label}: name is not valid UTF-8 (byte ${hex(bytes[bad]!)} at ${hex(nameStart + bad)})`, nameStart + bad);
   }
   return { bytes, display: displayName(bytes) };
+}
+
+/**
+ * Custom sections that decide how a module is linked are checked where they sit:
+ * `linking` / `reloc.*` make a relocatable object file (the WebAssembly ET_REL, refused like
+ * ELF's), and `dylink.0` is only honoured as the first section: anywhere else a dynamic
+ * linker and a plain engine would disagree about what the module is.
+ */
+function checkLinkingRole(custom: CustomName, index: number, label: string): void {
+  const { bytes } = custom;
+  if ((bytes.length === 7 && startsWithAscii(bytes, 'linking')) || startsWithAscii(bytes, 'reloc.')) {
+    throw new UnsupportedBinaryError('wasm', `${label}: custom section ${custom.display} marks a relocatable object file; profile v1 measures linked modules only`);
+  }
+  if (bytes.length === 8 && startsWithAscii(bytes, 'dylink.0') && index !== 0) {
+    throw new MalformedBinaryError('wasm', `${label}: custom section "dylink.0" must be the module's first section (it is section ${index})`);
+  }
 }
 
 /** Why a custom section with this (valid UTF-8) name is dropped, or undefined if it is kept. */

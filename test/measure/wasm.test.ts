@@ -199,7 +199,7 @@ test('a change in code changes the measurement', async () => {
 });
 
 test('explanation tiles the file and says what happened to each part', () => {
-  const bytes = wasm(custom('name', [1]), typeSec(5), custom('dylink.0', [0x01, 0x00], 2), funcSec(), custom('.debug_info'), exportSec(), codeSec());
+  const bytes = wasm(custom('name', [1]), typeSec(5), custom('target_features', [0x01, 0x00], 2), funcSec(), custom('.debug_info'), exportSec(), codeSec());
   const plan = planCanonical(bufferReader(bytes));
   assertTiles(plan, bytes.length);
   const summary = plan.ranges.map((r) => `${r.disposition} ${r.reason}`);
@@ -208,8 +208,8 @@ test('explanation tiles the file and says what happened to each part', () => {
     'dropped custom section "name" (debug info, not used by the engine)',
     'rewritten section 1 (type) id and size, size re-encoded minimally',
     'kept section 1 (type) content',
-    'rewritten section 0 (custom "dylink.0") id and size, size re-encoded minimally',
-    'kept custom section "dylink.0" content (kept: not debug data, it can change linking or what an embedder reads)',
+    'rewritten section 0 (custom "target_features") id and size, size re-encoded minimally',
+    'kept custom section "target_features" content (kept: not debug data, it can change linking or what an embedder reads)',
     'rewritten section 3 (function) id and size, size re-encoded minimally',
     'kept section 3 (function) content',
     'dropped custom section ".debug_info" (DWARF debug info, not used by the engine)',
@@ -221,7 +221,7 @@ test('explanation tiles the file and says what happened to each part', () => {
   // The padded type section: 6 bytes of id + size rewritten to 2.
   const typeHead = plan.ranges[2]!;
   assert.is(typeHead.end - typeHead.start, 6);
-  assert.equal(plan.details, { sections: 7, customSectionsKept: '"dylink.0"', customSectionsDropped: 2 });
+  assert.equal(plan.details, { sections: 7, customSectionsKept: '"target_features"', customSectionsDropped: 2 });
 });
 
 test('hostile custom section names are escaped and shortened in reasons and details', () => {
@@ -283,6 +283,9 @@ const refusals: [string, Uint8Array, typeof M | typeof U, string][] = [
   ['memory after tag', wasm(section(13, [0x00]), section(5, [0x00])), M, 'the memory section must come before the tag section'],
   ['unknown section id 14', plus(0x0e, 0x00), M, 'unknown section id 14'],
   ['unknown section id 0xff after valid ones', wasm(typeSec(), [0xff, 0x00]), M, 'unknown section id 255'],
+  ['dylink.0 not the first section', wasm(typeSec(), custom('dylink.0', [0x01, 0x00])), M, '"dylink.0" must be the module\'s first section (it is section 1)'],
+  ['relocatable object (linking section)', wasm(typeSec(), custom('linking', [0x02])), U, 'relocatable object file'],
+  ['relocatable object (reloc.CODE section)', wasm(typeSec(), codeSec(), custom('reloc.CODE', [0x00])), U, 'relocatable object file'],
 ];
 
 for (const [name, bytes, cls, fragment] of refusals) {
