@@ -122,7 +122,12 @@ export function mutationsOf(seeds: readonly Uint8Array[]): fc.Arbitrary<Uint8Arr
         else out[at] = p.value;
       }
       if (truncate !== undefined) out = out.subarray(0, Math.floor(out.length * truncate));
-      if (append !== undefined) out = Uint8Array.from([...out, ...append]);
+      if (append !== undefined) {
+        const longer = new Uint8Array(out.length + append.length);
+        longer.set(out);
+        longer.set(append, out.length);
+        out = longer;
+      }
       return out;
     });
 }

@@ -1,7 +1,8 @@
 // Real binaries to mutate: built here with the real toolchains, so mutations start from
 // inputs that pass every check and then break one thing at a time.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { debianSignedEfiFiles } from '../helpers/debian-efi.js';
 import { requireTool, run, scratchDir } from '../helpers/tools.js';
 
 const C_PROGRAM = `#include <stdio.h>
@@ -45,7 +46,14 @@ export function wasmSeeds(): Uint8Array[] {
   }
 }
 
-/** Debian's signed EFI binaries (real PE32+ files with certificate tables). */
+/**
+ * Debian's signed EFI binaries (real PE32+ files with symbol and certificate tables); the
+ * two smallest, so that each mutation copies little.
+ */
 export function peSeeds(): Uint8Array[] {
-  return [];
+  const files = debianSignedEfiFiles()
+    .map((path) => ({ path, size: statSync(path).size }))
+    .sort((a, b) => a.size - b.size)
+    .slice(0, 2);
+  return files.map(({ path }) => new Uint8Array(readFileSync(path)));
 }
