@@ -1,0 +1,113 @@
+// Splits one policy line into tokens. Rules: spaces and tabs separate tokens; `#` outside
+// quotes starts a comment; a token is either bare, wholly double-quoted ("a b"), or
+// KEY="value". Inside quotes only \" and \\ are escapes. Anything else (a quote in the middle
+// of a word, text glued to a closing quote, an unknown escape) is refused, not guessed at.
+
+export interface Token {
+  /** The token's value with quotes removed and escapes resolved. */
+  readonly text: string;
+  /** Index in `text` where quoted content starts (0 for "…", key length + 1 for KEY="…"); -1 if bare. */
+  readonly quotedFrom: number;
+}
+
+export interface LexedLine {
+  readonly tokens: readonly Token[];
+  /** The comment text after `#` (without the `#`), if the line has one. */
+  readonly comment: string | undefined;
+  /** Offset of the comment's `#` in the line, or the line length. */
+  readonly codeEnd: number;
+}
+
+/**
+ * Characters refused anywhere in a policy file, comments included: control characters other
+ * than tab (CR too: one line ending only), C1 controls, and the invisible or direction-changing
+ * characters that make reviewed text differ from what is parsed ("Trojan Source").
+ */
+const FORBIDDEN = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2028\u2029\u2060-\u2069\ufeff]/;
+
+export function forbiddenCharacter(line: string): string | undefined {
+  const m = FORBIDDEN.exec(line);
+  if (m === null) return undefined;
+  const code = m[0].codePointAt(0)!;
+  const name = code === 0x0d ? 'carriage return (use LF line endings)' : 'character';
+  return `forbidden ${name} U+${code.toString(16).toUpperCase().padStart(4, '0')} at column ${m.index + 1}`;
+}
+
+export type LexResult = { ok: true; line: LexedLine } | { ok: false; problem: string };
+
+const isBlank = (c: string | undefined): boolean => c === ' ' || c === '\t';
+const SPACE = 0x20;
+const TAB = 0x09;
+const HASH = 0x23;
+const QUOTE = 0x22;
+
+export function lexLine(line: string): LexResult {
+  const tokens: Token[] = [];
+  let i = 0;
+  const n = line.length;
+  while (i < n) {
+    const c = line[i];
+    if (isBlank(c)) {
+      i++;
+      continue;
+    }
+    if (c === '#') return { ok: true, line: { tokens, comment: line.slice(i + 1), codeEnd: i } };
+    // The bare part runs to a blank, a '#' or a quote; slicing it whole keeps this fast.
+    let j = i;
+    for (let code = line.charCodeAt(j); j < n && code !== SPACE && code !== TAB && code !== HASH && code !== QUOTE; code = line.charCodeAt(++j));
+    let text = line.slice(i, j);
+    let quotedFrom = -1;
+    i = j;
+    if (line[i] === '"') {
+      // A quote may open a token or follow the '=' of a bare KEY= prefix, nothing else.
+      if (!(text === '' || (text.endsWith('=') && text.indexOf('=') === text.length - 1))) {
+        return { ok: false, problem: `unexpected '"' in the middle of '${text}"' (quote the whole value, or write KEY="value")` };
+      }
+      const quoted = readQuoted(line, i + 1);
+      if (!quoted.ok) return quoted;
+      quotedFrom = text.length;
+      text += quoted.value;
+      i = quoted.end;
+      if (i < n && !isBlank(line[i]) && line[i] !== '#') {
+        return { ok: false, problem: `unexpected '${line[i]!}' right after a closing quote (separate tokens with a space)` };
+      }
+    }
+    tokens.push({ text, quotedFrom });
+  }
+  return { ok: true, line: { tokens, comment: undefined, codeEnd: n } };
+}
+
+function readQuoted(line: string, start: number): { ok: true; value: string; end: number } | { ok: false; problem: string } {
+  let value = '';
+  for (let i = start; i < line.length; i++) {
+    const ch = line[i]!;
+    if (ch === '"') return { ok: true, value, end: i + 1 };
+    if (ch !== '\\') {
+      value += ch;
+      continue;
+    }
+    const next = line[i + 1];
+    if (next !== '"' && next !== '\\') {
+      return { ok: false, problem: next === undefined ? 'unterminated quoted value' : `unknown escape '\\${next}' in a quoted value (only \\" and \\\\)` };
+    }
+    value += next;
+    i++;
+  }
+  return { ok: false, problem: 'unterminated quoted value (missing closing ")' };
+}
+
+/** Split a KEY=VALUE token; undefined when the token has no `=` before any quoted part. */
+export function splitKeyValue(token: Token): { key: string; value: string } | undefined {
+  const eq = token.text.indexOf('=');
+  if (eq <= 0 || (token.quotedFrom >= 0 && eq >= token.quotedFrom)) return undefined;
+  return { key: token.text.slice(0, eq), value: token.text.slice(eq + 1) };
+}
+
+/** Write a value so that lexLine reads it back unchanged: bare when safe, otherwise quoted. */
+export function quoteIfNeeded(value: string): string {
+  return /^[A-Za-z0-9._+~:/@%,-]+$/.test(value) ? value : quote(value);
+}
+
+export function quote(value: string): string {
+  return `"${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+}

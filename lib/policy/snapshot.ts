@@ -1,0 +1,162 @@
+// Builds the immutable snapshot the daemon decides with, from every policy file of a
+// repository: parse each file, apply the rules that span files, then index every measurement.
+// Nothing is built unless every file parses and every rule holds (fail closed).
+import type { BinaryDecl, VersionDecl } from './ast.js';
+import { compareStrings, PolicyError, PolicySyntaxError, sortErrors } from './errors.js';
+import { FrozenMap } from './frozen.js';
+import { DEFAULT_LIMITS, resolveLimits } from './limits.js';
+import { formatMember, type Interpreter } from './names.js';
+import { parsePolicyFile } from './parse.js';
+import { ScopeResolver, type LocatedGroup } from './scope.js';
+import type { BinaryPolicy, GroupPolicy, PolicyEntry, PolicySnapshot, PolicySource, SnapshotMeta } from './types.js';
+
+export type SnapshotResult = { readonly ok: true; readonly snapshot: PolicySnapshot } | { readonly ok: false; readonly errors: readonly PolicySyntaxError[] };
+
+const NO_INTERPRETER: Interpreter = Object.freeze({ kind: 'none' });
+
+interface LocatedBinary {
+  readonly decl: BinaryDecl;
+  readonly file: string;
+}
+
+/** Build a snapshot, or return every error (sorted by file and line) when the files do not make one. */
+export function buildSnapshot(files: readonly PolicySource[], meta: SnapshotMeta = {}): SnapshotResult {
+  const errors: PolicySyntaxError[] = [];
+  const sources = [...files].sort((a, b) => compareStrings(a.path, b.path));
+  const paths: string[] = [];
+  const groups: LocatedGroup[] = [];
+  const binaries: LocatedBinary[] = [];
+  const groupSeen = new Map<string, LocatedGroup>();
+  const binarySeen = new Map<string, LocatedBinary>();
+  for (const source of sources) {
+    if (paths[paths.length - 1] === source.path) {
+      errors.push(new PolicySyntaxError(source.path, 0, 'file is given twice'));
+      continue;
+    }
+    paths.push(source.path);
+    const parsed = parsePolicyFile(source.path, source.text);
+    errors.push(...parsed.errors);
+    for (const decl of parsed.ast.groups) {
+      const located = { decl, file: source.path };
+      const first = groupSeen.get(decl.name);
+      if (first === undefined) {
+        groupSeen.set(decl.name, located);
+        groups.push(located);
+      } else if (first.file !== source.path) {
+        errors.push(new PolicySyntaxError(source.path, decl.line, `group ${decl.name} is already defined at ${first.file}:${first.decl.line}`));
+      }
+    }
+    const decl = parsed.ast.binary;
+    if (decl === undefined) continue;
+    const first = binarySeen.get(decl.name);
+    if (first !== undefined) {
+      errors.push(new PolicySyntaxError(source.path, decl.line, `binary ${decl.name} is already defined at ${first.file}:${first.decl.line}`));
+      continue;
+    }
+    binarySeen.set(decl.name, { decl, file: source.path });
+    binaries.push({ decl, file: source.path });
+  }
+
+  const resolver = new ScopeResolver(groups, errors);
+  const groupScopes = resolver.resolveAll();
+  const built = binaries.map((b) => buildBinary(b, resolver, errors));
+  const index = buildIndex(built, errors);
+  if (errors.length > 0) return { ok: false, errors: sortErrors(errors) };
+
+  const groupPolicies = groups
+    .map((g): GroupPolicy => Object.freeze({ name: g.decl.name, file: g.file, line: g.decl.line, members: g.decl.members, scope: groupScopes.get(g.decl.name)! }))
+    .sort((a, b) => compareStrings(a.name, b.name));
+  const snapshot: PolicySnapshot = Object.freeze({
+    commit: meta.commit,
+    loadedAt: meta.loadedAt,
+    files: Object.freeze(paths),
+    groups: new FrozenMap(groupPolicies.map((g) => [g.name, g] as const)),
+    binaries: new FrozenMap([...built].sort((a, b) => compareStrings(a.name, b.name)).map((b) => [b.name, b] as const)),
+    index,
+  });
+  return { ok: true, snapshot };
+}
+
+/** Like buildSnapshot, but throws a PolicyError listing every problem. */
+export function buildSnapshotOrThrow(files: readonly PolicySource[], meta: SnapshotMeta = {}): PolicySnapshot {
+  const result = buildSnapshot(files, meta);
+  if (!result.ok) throw new PolicyError(`the policy has ${result.errors.length} error${result.errors.length === 1 ? '' : 's'}`, result.errors);
+  return result.snapshot;
+}
+
+/** Like buildSnapshot, but undefined when the files do not make a snapshot. */
+export function tryBuildSnapshot(files: readonly PolicySource[], meta: SnapshotMeta = {}): PolicySnapshot | undefined {
+  const result = buildSnapshot(files, meta);
+  return result.ok ? result.snapshot : undefined;
+}
+
+function buildBinary({ decl, file }: LocatedBinary, resolver: ScopeResolver, errors: PolicySyntaxError[]): BinaryPolicy {
+  const all = decl.vms.some((v) => v.all);
+  const members = decl.vms.flatMap((v) => v.members);
+  for (const v of decl.vms) {
+    for (const m of v.members) {
+      if (m.kind === 'group' && !resolver.has(m.value)) errors.push(new PolicySyntaxError(file, v.line, `vms: ${formatMember(m)} is not defined`));
+    }
+  }
+  const shared: Shared = {
+    name: decl.name,
+    file,
+    limits: decl.limits === undefined ? DEFAULT_LIMITS : resolveLimits(decl.limits.values),
+    interpreter: decl.interpreter?.value ?? NO_INTERPRETER,
+    scope: resolver.scopeOf(all, members),
+  };
+  const replacements = approvedReplacements(decl.versions);
+  const versions = new FrozenMap(decl.versions.map((v) => [v.version, entry(v, shared, replacements.get(v.version))] as const));
+  return Object.freeze({ name: decl.name, file, line: decl.line, limits: shared.limits, interpreter: shared.interpreter, vms: Object.freeze(all ? ['all'] : members.map(formatMember)), scope: shared.scope, versions });
+}
+
+type Shared = Pick<PolicyEntry, 'name' | 'file' | 'limits' | 'interpreter' | 'scope'>;
+
+/** The frozen entry of one version. Built field by field: object spread is slow on this path. */
+function entry(v: VersionDecl, s: Shared, replacement: string | undefined): PolicyEntry {
+  const { name, file, limits, interpreter, scope } = s;
+  const { version, measurements, line } = v;
+  if (v.status === 'approved') return Object.freeze({ name, version, status: v.status, measurements, limits, interpreter, scope, file, line });
+  if (v.status === 'revoked') return Object.freeze({ name, version, status: v.status, reason: v.reason, measurements, limits, interpreter, scope, file, line });
+  if (replacement === undefined) return Object.freeze({ name, version, status: v.status, supersededBy: v.by, measurements, limits, interpreter, scope, file, line });
+  return Object.freeze({ name, version, status: v.status, supersededBy: v.by, replacement, measurements, limits, interpreter, scope, file, line });
+}
+
+/**
+ * For each superseded version, the approved version that ends its by= chain (none when the
+ * chain ends in a revoked version). Each version is walked once: linear in the block's size.
+ */
+function approvedReplacements(versions: readonly VersionDecl[]): Map<string, string | undefined> {
+  const byVersion = new Map(versions.map((v) => [v.version, v]));
+  const result = new Map<string, string | undefined>();
+  for (const start of versions) {
+    const path: string[] = [];
+    let cur: VersionDecl | undefined = start;
+    // At most one step per version: ends even on a loop (a parse error, reported already).
+    while (cur !== undefined && cur.status === 'superseded' && !result.has(cur.version) && path.length <= versions.length) {
+      path.push(cur.version);
+      cur = byVersion.get(cur.by);
+    }
+    // cur: the approved or revoked end, an already-resolved version, or (a loop) one on the path.
+    const end = cur === undefined || path.length > versions.length ? undefined : cur.status === 'approved' ? cur.version : result.get(cur.version);
+    for (const v of path) result.set(v, end);
+  }
+  return result;
+}
+
+/** measurement → entry; a measurement listed in two files is an error (same-file repeats are the parser's). */
+function buildIndex(binaries: readonly BinaryPolicy[], errors: PolicySyntaxError[]): FrozenMap<string, PolicyEntry> {
+  const index = FrozenMap.open<string, PolicyEntry>();
+  for (const b of binaries) {
+    for (const e of b.versions.values()) {
+      for (const measurement of e.measurements) {
+        const first = index.get(measurement);
+        if (first === undefined) index.put(measurement, e);
+        else if (first.file !== b.file) {
+          errors.push(new PolicySyntaxError(b.file, e.line, `version ${e.version}: ${measurement} is already listed for ${first.name} ${first.version} at ${first.file}:${first.line}`));
+        }
+      }
+    }
+  }
+  return index.seal();
+}
