@@ -25,6 +25,13 @@ export interface LexedLine {
  */
 const FORBIDDEN = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2028\u2029\u2060-\u2069\ufeff]/;
 
+/** The same set less LF: one scan of a whole file tells whether any line needs the check. */
+const FORBIDDEN_IN_TEXT = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2028\u2029\u2060-\u2069\ufeff]/;
+
+export function hasForbiddenCharacter(text: string): boolean {
+  return FORBIDDEN_IN_TEXT.test(text);
+}
+
 export function forbiddenCharacter(line: string): string | undefined {
   const m = FORBIDDEN.exec(line);
   if (m === null) return undefined;
@@ -36,10 +43,8 @@ export function forbiddenCharacter(line: string): string | undefined {
 export type LexResult = { ok: true; line: LexedLine } | { ok: false; problem: string };
 
 const isBlank = (c: string | undefined): boolean => c === ' ' || c === '\t';
-const SPACE = 0x20;
-const TAB = 0x09;
-const HASH = 0x23;
-const QUOTE = 0x22;
+/** Finds where a bare run ends (a blank, '#' or '"'); a regex scan beats a char loop here. */
+const BARE_END = /[ \t#"]/g;
 
 export function lexLine(line: string): LexResult {
   const tokens: Token[] = [];
@@ -53,8 +58,8 @@ export function lexLine(line: string): LexResult {
     }
     if (c === '#') return { ok: true, line: { tokens, comment: line.slice(i + 1), codeEnd: i } };
     // The bare part runs to a blank, a '#' or a quote; slicing it whole keeps this fast.
-    let j = i;
-    for (let code = line.charCodeAt(j); j < n && code !== SPACE && code !== TAB && code !== HASH && code !== QUOTE; code = line.charCodeAt(++j));
+    BARE_END.lastIndex = i;
+    const j = BARE_END.test(line) ? BARE_END.lastIndex - 1 : n;
     let text = line.slice(i, j);
     let quotedFrom = -1;
     i = j;

@@ -5,7 +5,7 @@
 import type { BinaryDecl, GroupDecl, PolicyFileAst, StatusSpec, VersionDecl, VersionStatus, VmsDecl } from './ast.js';
 import { VERSION_STATUSES } from './ast.js';
 import { PolicySyntaxError } from './errors.js';
-import { forbiddenCharacter, lexLine, splitKeyValue, type Token } from './lexer.js';
+import { forbiddenCharacter, hasForbiddenCharacter, lexLine, splitKeyValue, type Token } from './lexer.js';
 import { isLimitKey, LIMIT_KEY_ORDER, parseLimitValue, type LimitKey } from './limits.js';
 import {
   BINARY_NAME,
@@ -70,6 +70,8 @@ class FileParser {
   private block: BlockBuilder | undefined;
   private kept: BlockBuilder | undefined;
   private lineNo = 0;
+  /** Whether the file has a forbidden character somewhere, so lines need checking one by one. */
+  private checkCharacters = true;
 
   constructor(private readonly path: string) {}
 
@@ -96,6 +98,7 @@ class FileParser {
   }
 
   private parseLines(text: string): void {
+    this.checkCharacters = hasForbiddenCharacter(text);
     let start = 0;
     while (start < text.length) {
       let end = text.indexOf('\n', start);
@@ -108,7 +111,7 @@ class FileParser {
 
   private parseLine(line: string): void {
     if (line.length > PARSE_LIMITS.maxLineChars) return this.fail(`line is longer than ${PARSE_LIMITS.maxLineChars} characters`);
-    const bad = forbiddenCharacter(line);
+    const bad = this.checkCharacters ? forbiddenCharacter(line) : undefined;
     if (bad !== undefined) return this.fail(bad);
     const lexed = lexLine(line);
     if (!lexed.ok) return this.fail(lexed.problem);

@@ -106,7 +106,9 @@ function buildBinary({ decl, file }: LocatedBinary, resolver: ScopeResolver, err
     scope: resolver.scopeOf(all, members),
   };
   const replacements = approvedReplacements(decl.versions);
-  const versions = new FrozenMap(decl.versions.map((v) => [v.version, entry(v, shared, replacements.get(v.version))] as const));
+  const versions = FrozenMap.open<string, PolicyEntry>();
+  for (const v of decl.versions) versions.put(v.version, entry(v, shared, replacements?.get(v.version)));
+  versions.seal();
   return Object.freeze({ name: decl.name, file, line: decl.line, limits: shared.limits, interpreter: shared.interpreter, vms: Object.freeze(all ? ['all'] : members.map(formatMember)), scope: shared.scope, versions });
 }
 
@@ -126,7 +128,8 @@ function entry(v: VersionDecl, s: Shared, replacement: string | undefined): Poli
  * For each superseded version, the approved version that ends its by= chain (none when the
  * chain ends in a revoked version). Each version is walked once: linear in the block's size.
  */
-function approvedReplacements(versions: readonly VersionDecl[]): Map<string, string | undefined> {
+function approvedReplacements(versions: readonly VersionDecl[]): Map<string, string | undefined> | undefined {
+  if (!versions.some((v) => v.status === 'superseded')) return undefined;
   const byVersion = new Map(versions.map((v) => [v.version, v]));
   const result = new Map<string, string | undefined>();
   for (const start of versions) {

@@ -59,6 +59,8 @@ test('the snapshot is deeply frozen: objects, arrays, maps and sets refuse chang
     () => (s.index as Map<string, unknown>).set(m(2), e),
     () => (s.index as Map<string, unknown>).delete(m(1)),
     () => (s.index as Map<string, unknown>).clear(),
+    () => (s.index as unknown as { put(k: string, v: unknown): void }).put(m(2), e),
+    () => (s.binaries.get('tool')!.versions as unknown as { put(k: string, v: unknown): void }).put('9', e),
     () => (s.binaries as Map<string, unknown>).set('y', 1),
     () => ((e as { status: string }).status = 'approved'),
     () => ((e.limits as { wallMs: number }).wallMs = 1),
