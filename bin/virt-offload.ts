@@ -11,6 +11,8 @@ const program = new Command('virt-offload')
   .version(`virt-offload ${VERSION} (measurement profile v1)`, '-V, --version')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride()
+  // Root options only before the subcommand, so `policy add --version 1.2` is the subcommand's.
+  .enablePositionalOptions()
   .addHelpText('after', `
 Exit codes:
   0  success
@@ -40,6 +42,100 @@ Exit codes: 0 all measured, 1 a file could not be measured (message names it and
   .action(async (files: string[], opts: Record<string, unknown>) => {
     const { runMeasure } = await import('./commands/measure.js');
     process.exitCode = await runMeasure(files, opts);
+  });
+
+// ---- policy: the allowlist repository -------------------------------------------------
+// Literal import() paths: the bundler follows them, and each subcommand loads only its code.
+const policy = program
+  .command('policy')
+  .summary('manage the allowlist: a git repository of *.policy files (see policies/README.md)')
+  .description('Manage the allowlist: a git repository of *.policy files, reviewed as pull requests.\nThe format reference is policies/README.md.');
+
+policy
+  .command('check')
+  .summary('validate a policy repository (exit 0 valid, 1 errors as file:line)')
+  .argument('[dir]', 'policy repository work tree', '.')
+  .option('--json', 'print the result as JSON')
+  .option('--require-signed <allowed-signers>', "refuse unless HEAD's commit signature verifies against this allowed-signers file")
+  .action(async (dir: string, opts: Record<string, unknown>) => {
+    const { runPolicyCheck } = await import('./commands/policy/check.js');
+    process.exitCode = await runPolicyCheck(dir, opts);
+  });
+
+policy
+  .command('list')
+  .summary('list every binary and version with its status')
+  .option('--repo <dir>', 'policy repository work tree', '.')
+  .option('--json', 'one JSON object per version')
+  .action(async (opts: Record<string, unknown>) => {
+    const { runPolicyList } = await import('./commands/policy/list.js');
+    process.exitCode = await runPolicyList(opts);
+  });
+
+policy
+  .command('show')
+  .summary("show one binary: versions, measurements, limits, VMs")
+  .argument('<name>', 'binary name')
+  .option('--repo <dir>', 'policy repository work tree', '.')
+  .option('--json', 'print as JSON')
+  .action(async (name: string, opts: Record<string, unknown>) => {
+    const { runPolicyShow } = await import('./commands/policy/show.js');
+    process.exitCode = await runPolicyShow(name, opts);
+  });
+
+policy
+  .command('diff')
+  .summary('review summary of what a change approves, supersedes, revokes and re-scopes')
+  .argument('[rev1]', 'older revision (default: HEAD, or HEAD~1 when the work tree is clean)')
+  .argument('[rev2]', 'newer revision (default: the work tree)')
+  .option('--repo <dir>', 'policy repository (a git work tree)', '.')
+  .option('--json', 'print the changes as a JSON array')
+  .action(async (rev1: string | undefined, rev2: string | undefined, opts: Record<string, unknown>) => {
+    const { runPolicyDiff } = await import('./commands/policy/diff.js');
+    process.exitCode = await runPolicyDiff(rev1, rev2, opts);
+  });
+
+policy
+  .command('add')
+  .summary('measure FILE and approve it as a version of a binary')
+  .argument('<file>', 'the binary to measure')
+  .requiredOption('--name <name>', 'binary name (file binaries/<name>.policy)')
+  .requiredOption('--version <version>', 'version to approve')
+  .option('--vm <member...>', 'VMs that may run it: vm:NAME, uuid:UUID, group:NAME or all')
+  .option('--repo <dir>', 'policy repository work tree', '.')
+  .option('--json', 'print what was written as JSON')
+  .action(async (file: string, opts: Record<string, unknown>) => {
+    const { runPolicyAdd } = await import('./commands/policy/add.js');
+    process.exitCode = await runPolicyAdd(file, opts);
+  });
+
+policy
+  .command('update')
+  .summary('approve a new version and supersede the old one (from a binary or a VCDIFF patch)')
+  .argument('<name>', 'binary name')
+  .requiredOption('--version <version>', 'the new version')
+  .option('--binary <file>', 'the new binary')
+  .option('--patch <file>', 'a VCDIFF delta (RFC 3284, xdelta3 -e -A -S none -n -s OLD NEW) against --from')
+  .option('--from <oldversion>', 'the version the patch applies to and that becomes superseded')
+  .option('--base <file>', "the old version's binary the patch applies to")
+  .option('--repo <dir>', 'policy repository work tree', '.')
+  .option('--json', 'print what was written as JSON')
+  .action(async (name: string, opts: Record<string, unknown>) => {
+    const { runPolicyUpdate } = await import('./commands/policy/update.js');
+    process.exitCode = await runPolicyUpdate(name, opts);
+  });
+
+policy
+  .command('revoke')
+  .summary('revoke a version (it stays listed, with the reason)')
+  .argument('<name>', 'binary name')
+  .requiredOption('--version <version>', 'version to revoke')
+  .requiredOption('--reason <text>', 'why (shown to reviewers and in denials)')
+  .option('--repo <dir>', 'policy repository work tree', '.')
+  .option('--json', 'print what was written as JSON')
+  .action(async (name: string, opts: Record<string, unknown>) => {
+    const { runPolicyRevoke } = await import('./commands/policy/revoke.js');
+    process.exitCode = await runPolicyRevoke(name, opts);
   });
 
 program.parseAsync().catch((err: unknown) => {

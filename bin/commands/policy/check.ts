@@ -1,0 +1,8 @@
+// `virt-offload policy check` — not implemented yet.
+import { reportFailure } from '../../exit.js';
+import { VirtOffloadError } from '../../../lib/errors.js';
+
+// eslint-disable-next-line @typescript-eslint/no-unused-vars
+export async function runPolicyCheck(dir: string, opts: Record<string, unknown>): Promise<number> {
+  return reportFailure(new VirtOffloadError('EUNSUPPORTED', 'policy check is not implemented yet'));
+}
