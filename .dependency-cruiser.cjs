@@ -5,9 +5,14 @@
 // module only through its index.ts barrel, and the pure core touches no Node module
 // (except measure/digest.ts for hashing) and no npm package.
 const PURE = 'measure|policy|protocol';
-const SUPPORT = 'io|transport';
+const SUPPORT = 'io|transport|patch|git';
 const ADAPTERS = 'qmp|libvirt|store|exec';
 const ORCHESTRATION = 'daemon|hotplug|guest';
+// The policy module's I/O edge (reads work trees and git revisions): outside the pure core's
+// rules, may use node: and the io and git support modules, and is imported as
+// lib/policy/loader.js (not through the pure barrel, which must typecheck without Node).
+const POLICY_LOADER = '^lib/policy/loader[^/]*\\.ts$';
+const POLICY_LOADER_MAY_IMPORT = '^lib/(io|git)/';
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
@@ -24,14 +29,20 @@ module.exports = {
     {
       name: 'pure-core-imports-down-only',
       severity: 'error',
-      from: { path: `^lib/(${PURE})/` },
+      from: { path: `^lib/(${PURE})/`, pathNot: POLICY_LOADER },
       to: { path: `^lib/(${SUPPORT}|${ADAPTERS}|${ORCHESTRATION})/` },
+    },
+    {
+      name: 'policy-loader-uses-io-and-git-only',
+      severity: 'error',
+      from: { path: POLICY_LOADER },
+      to: { path: `^lib/(${SUPPORT}|${ADAPTERS}|${ORCHESTRATION})/`, pathNot: POLICY_LOADER_MAY_IMPORT },
     },
     {
       name: 'pure-core-no-node',
       severity: 'error',
       comment: 'The pure core does no I/O; only measure/digest.ts may use node:crypto.',
-      from: { path: `^lib/(${PURE})/`, pathNot: '^lib/measure/digest\\.ts$' },
+      from: { path: `^lib/(${PURE})/`, pathNot: ['^lib/measure/digest\\.ts$', POLICY_LOADER] },
       to: { dependencyTypes: ['core'] },
     },
     {
@@ -74,7 +85,7 @@ module.exports = {
       severity: 'error',
       comment: 'Outside a module, import lib/<module>/index.ts only.',
       from: { path: '^(lib/([^/]+)/|bin/|hooks/)' },
-      to: { path: '^lib/[^/]+/', pathNot: ['^lib/$2/', '^lib/[^/]+/index\\.ts$'] },
+      to: { path: '^lib/[^/]+/', pathNot: ['^lib/$2/', '^lib/[^/]+/index\\.ts$', '^lib/policy/loader\\.ts$'] },
     },
     {
       name: 'known-modules-only',
