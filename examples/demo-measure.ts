@@ -11,10 +11,10 @@ const cli = new URL('../virt-offload.cjs', import.meta.url).pathname;
 const target = ['/usr/bin/ls', '/bin/ls'].find((p) => spawnSync('test', ['-x', p]).status === 0) ?? process.execPath;
 const work = mkdtempSync(join(tmpdir(), 'virt-offload-demo-'));
 
-function vo(args: string[]): string {
-  console.log(`$ virt-offload ${args.join(' ')}`);
+function vo(args: string[], echo = true): string {
+  console.log(`$ virt-offload ${args.join(' ')}${echo ? '' : '   (JSON output read by the demo, not shown)'}`);
   const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
-  process.stdout.write(r.stdout);
+  if (echo) process.stdout.write(r.stdout);
   process.stderr.write(r.stderr);
   if (r.status !== 0) throw new Error(`virt-offload ${args.join(' ')} exited with ${r.status}`);
   return r.stdout;
@@ -44,7 +44,7 @@ try {
   console.log(`   ${target} --version and the canonical copy print the same: ${a.stdout === b.stdout && a.status === b.status}\n`);
 
   console.log('== 4. One byte changed inside a loaded segment changes the measurement');
-  const json = JSON.parse(vo(['measure', '--json', '--explain', target])) as { ranges: { start: number; end: number; disposition: string }[] };
+  const json = JSON.parse(vo(['measure', '--json', '--explain', target], false)) as { ranges: { start: number; end: number; disposition: string }[] };
   const kept = json.ranges.filter((r) => r.disposition === 'kept' && r.end - r.start > 4096).at(-1)!;
   const tampered = join(work, 'tampered');
   copyFileSync(target, tampered);
