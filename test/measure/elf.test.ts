@@ -9,6 +9,7 @@ import { bufferReader, measure, planCanonical, type CanonicalPlan, type Disposit
 import { MAX_ELF_SEGMENTS } from '../../lib/measure/elf-headers.js';
 import { MAX_NOTE_BYTES } from '../../lib/measure/elf-notes.js';
 import { planElf } from '../../lib/measure/elf.js';
+import { assertTiles } from '../helpers/plans.js';
 
 // ---- a tiny ELF builder ----------------------------------------------------------------
 
@@ -148,16 +149,6 @@ const elf32Spec = (): Spec => ({
 type Row = [start: number, end: number, disposition: Disposition];
 const rows = (plan: CanonicalPlan): Row[] => plan.ranges.map((r) => [r.start, r.end, r.disposition]);
 
-/** The explanation must tile the input exactly, in order, with no empty range. */
-function assertTiles(plan: CanonicalPlan, size: number): void {
-  let at = 0;
-  for (const r of plan.ranges) {
-    assert.is(r.start, at, `range starts where the previous ended (${r.reason})`);
-    assert.ok(r.end > r.start, `range is not empty (${r.reason})`);
-    at = r.end;
-  }
-  assert.is(at, size);
-}
 
 /** What the canonical bytes must be: the input's prefix with the given ranges zeroed. */
 function expectedCanonical(bytes: Uint8Array, prefixEnd: number, zeroed: [number, number][]): Uint8Array {

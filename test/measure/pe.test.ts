@@ -7,6 +7,7 @@ import * as assert from 'uvu/assert';
 import { MalformedBinaryError, UnsupportedBinaryError, VirtOffloadError } from '../../lib/errors.js';
 import { bufferReader, measure, planCanonical, streamCanonical, type CanonicalPlan, type Profile } from '../../lib/measure/index.js';
 import { planPe } from '../../lib/measure/pe.js';
+import { assertTiles } from '../helpers/plans.js';
 
 // ---- a small image builder -------------------------------------------------------------
 
@@ -167,15 +168,6 @@ function canonicalOf(p: CanonicalPlan, bytes: Uint8Array): Uint8Array {
   return Uint8Array.from(out);
 }
 
-function assertTiles(p: CanonicalPlan, size: number): void {
-  let at = 0;
-  for (const r of p.ranges) {
-    assert.is(r.start, at, `range starts where the previous ended (${r.reason})`);
-    assert.ok(r.end > r.start, `range is not empty (${r.reason})`);
-    at = r.end;
-  }
-  assert.is(at, size);
-}
 
 const shape = (p: CanonicalPlan) => p.ranges.map((r) => [r.start, r.end, r.disposition]);
 

@@ -9,6 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { measureFile } from '../../lib/io/index.js';
 import { repoRoot, requireTool, run, scratchDir } from '../helpers/tools.js';
+import { leb } from '../helpers/leb128.js';
 
 const wat2wasm = requireTool('wat2wasm', 'wabt');
 const wasmStrip = requireTool('wasm-strip', 'wabt');
@@ -21,16 +22,6 @@ test.after(cleanup);
 
 // ---- byte helpers (inputs here are our own, valid wat2wasm output) ---------------------
 
-function leb(value: number, width = 0): number[] {
-  const out: number[] = [];
-  let rest = value;
-  do {
-    out.push(rest % 128);
-    rest = Math.floor(rest / 128);
-  } while (rest !== 0 || out.length < width);
-  for (let i = 0; i < out.length - 1; i++) out[i]! |= 0x80;
-  return out;
-}
 
 function customSection(name: string, payload: Uint8Array): Uint8Array {
   const nameBytes = new TextEncoder().encode(name);

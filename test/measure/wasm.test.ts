@@ -7,23 +7,14 @@ import { MalformedBinaryError, UnsupportedBinaryError } from '../../lib/errors.j
 import { bufferReader, measure, planCanonical, type CanonicalPlan } from '../../lib/measure/index.js';
 import { MAX_WASM_SECTIONS, planWasm } from '../../lib/measure/wasm.js';
 import { decodeU32Leb, encodeU32Leb, invalidUtf8At } from '../../lib/measure/wasm-encoding.js';
+import { assertTiles } from '../helpers/plans.js';
+import { leb } from '../helpers/leb128.js';
 
 // ---- a tiny module builder -------------------------------------------------------------
 
 type Bytes = readonly number[];
 const HEADER: Bytes = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
 
-/** LEB128 of a u32, minimal, or padded to `width` bytes the way Go and wabt's --no-canonicalize do. */
-function leb(value: number, width = 0): number[] {
-  const out: number[] = [];
-  let rest = value;
-  do {
-    out.push(rest % 128);
-    rest = Math.floor(rest / 128);
-  } while (rest !== 0 || out.length < width);
-  for (let i = 0; i < out.length - 1; i++) out[i]! |= 0x80;
-  return out;
-}
 
 const utf8 = (text: string): number[] => [...new TextEncoder().encode(text)];
 const section = (id: number, content: Bytes, width = 0): number[] => [id, ...leb(content.length, width), ...content];
@@ -57,16 +48,6 @@ const sha256 = (bytes: Uint8Array) => `sha256:${createHash('sha256').update(byte
 // Node's own engine, to show that the canonical bytes are still a module V8 accepts.
 const engine = (globalThis as unknown as { WebAssembly: { validate(bytes: Uint8Array): boolean } }).WebAssembly;
 
-/** The explanation must tile the input exactly, in order, with no empty range. */
-function assertTiles(plan: CanonicalPlan, size: number): void {
-  let at = 0;
-  for (const r of plan.ranges) {
-    assert.is(r.start, at, `range starts where the previous ended (${r.reason})`);
-    assert.ok(r.end > r.start, `range is not empty (${r.reason})`);
-    at = r.end;
-  }
-  assert.is(at, size);
-}
 
 function assertRefused(bytes: Uint8Array, cls: typeof MalformedBinaryError | typeof UnsupportedBinaryError, fragment: string): void {
   try {
