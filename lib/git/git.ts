@@ -1,0 +1,176 @@
+// Runs git for the policy loader and the CLI: always through execFile-style calls (no shell),
+// with bounded output, no terminal prompts and a fixed locale, so hostile revision names or
+// paths can never become options or shell words and git's messages are predictable.
+import { spawnSync } from 'node:child_process';
+import { VirtOffloadError } from '../errors.js';
+
+/** git failed, or is missing, or answered more than we accept. `args` is the command run. */
+export class GitError extends VirtOffloadError {
+  readonly dir: string;
+  readonly args: string;
+  readonly exitStatus: number | undefined;
+
+  constructor(dir: string, args: readonly string[], message: string, exitStatus?: number) {
+    super('EIO', message);
+    this.dir = dir;
+    this.args = args.join(' ');
+    this.exitStatus = exitStatus;
+  }
+}
+
+export interface GitResult {
+  readonly status: number;
+  readonly stdout: Buffer;
+  readonly stderr: string;
+}
+
+export interface GitOptions {
+  /** Bytes on stdin (for `cat-file --batch`). */
+  readonly input?: Uint8Array | string;
+  /** Largest stdout accepted; more is an error, never a truncated answer. Default 64 MiB. */
+  readonly maxOutput?: number;
+}
+
+const DEFAULT_MAX_OUTPUT = 64 * 1024 * 1024;
+
+/** Run `git ARGS` in `dir`; a non-zero exit is returned, not thrown (callers decide what it means). */
+export function runGit(dir: string, args: readonly string[], options: GitOptions = {}): GitResult {
+  const maxOutput = options.maxOutput ?? DEFAULT_MAX_OUTPUT;
+  const r = spawnSync('git', args, {
+    cwd: dir,
+    input: options.input,
+    maxBuffer: maxOutput,
+    // LC_ALL=C: messages we match on are English; no prompt may block a daemon or CI.
+    env: { ...process.env, LC_ALL: 'C', GIT_TERMINAL_PROMPT: '0', GIT_PAGER: 'cat', PAGER: 'cat' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  if (r.error !== undefined) {
+    const code = (r.error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new GitError(dir, args, 'git is not installed (install it with apt-get install git)');
+    if (code === 'ENOBUFS') throw new GitError(dir, args, `git ${args[0] ?? ''} printed more than ${maxOutput} bytes; refusing to read it`);
+    throw new GitError(dir, args, `cannot run git ${args[0] ?? ''} in ${dir}: ${r.error.message}`);
+  }
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr.toString('utf8') };
+}
+
+/** Like runGit, but a non-zero exit throws a GitError quoting git's message. */
+export function gitOrThrow(dir: string, args: readonly string[], options: GitOptions = {}): Buffer {
+  const r = runGit(dir, args, options);
+  if (r.status !== 0) {
+    const why = r.stderr.trim().split('\n').slice(0, 5).join('; ') || `exit status ${r.status}`;
+    throw new GitError(dir, args, `git ${args.filter((a) => !a.startsWith('-c')).slice(0, 3).join(' ')} failed in ${dir}: ${why}`, r.status);
+  }
+  return r.stdout;
+}
+
+/** Where `dir` sits in a git work tree: its top level and its path below it ('' or 'sub/dir/'); undefined outside git. */
+export function workTreeOf(dir: string): { topLevel: string; prefix: string } | undefined {
+  const r = runGit(dir, ['rev-parse', '--is-inside-work-tree', '--show-toplevel', '--show-prefix']);
+  if (r.status !== 0) {
+    // Not a repository is an answer; a repository git will not open is a failure to report.
+    if (/dubious ownership/.test(r.stderr)) throw new GitError(dir, ['rev-parse'], `git refuses to read ${dir}: ${r.stderr.trim().split('\n')[0] ?? ''} (see git config safe.directory)`);
+    return undefined;
+  }
+  const [inside, topLevel, prefix] = r.stdout.toString('utf8').split('\n');
+  if (inside !== 'true' || topLevel === undefined) return undefined;
+  return { topLevel, prefix: prefix ?? '' };
+}
+
+/**
+ * The full commit id `rev` names, or undefined when it names no commit (an unborn HEAD, an
+ * unknown name). A revision that looks like an option is refused before git sees it.
+ */
+export function resolveCommit(dir: string, rev: string): string | undefined {
+  checkRevision(rev);
+  const r = runGit(dir, ['rev-parse', '--verify', '--quiet', '--end-of-options', `${rev}^{commit}`]);
+  if (r.status !== 0) return undefined;
+  const id = r.stdout.toString('utf8').trim();
+  if (!/^[0-9a-f]{40}([0-9a-f]{24})?$/.test(id)) throw new GitError(dir, ['rev-parse', rev], `git rev-parse ${rev} answered '${id}', not a commit id`);
+  return id;
+}
+
+/** Refuse revision names git could read as an option or that hold control characters. */
+export function checkRevision(rev: string): void {
+  // eslint-disable-next-line no-control-regex
+  if (rev === '' || rev.startsWith('-') || /[\x00-\x1f\x7f]/.test(rev)) {
+    throw new GitError('.', ['rev-parse', rev], `'${rev}' is not a revision name (it is empty, starts with '-' or holds control characters)`);
+  }
+}
+
+export interface TreeEntry {
+  /** Path below the listed tree, with '/'. */
+  readonly path: string;
+  /** Octal mode as git prints it: 100644, 100755, 120000 (symlink), 160000 (submodule). */
+  readonly mode: string;
+  readonly type: string;
+  readonly object: string;
+  /** Size in bytes of a blob; undefined for other objects. */
+  readonly size: number | undefined;
+}
+
+/** Every entry below tree-ish `treeish` (e.g. `<commit>:sub/`), recursively; entries are bounded by `maxEntries`. */
+export function listTree(dir: string, treeish: string, maxEntries: number): TreeEntry[] {
+  const out = gitOrThrow(dir, ['ls-tree', '-r', '-z', '-l', '--full-tree', '--end-of-options', treeish]);
+  const entries: TreeEntry[] = [];
+  let start = 0;
+  while (start < out.length) {
+    const end = out.indexOf(0, start);
+    const record = out.subarray(start, end < 0 ? out.length : end).toString('utf8');
+    start = end < 0 ? out.length : end + 1;
+    const m = /^([0-7]{6}) (\w+) ([0-9a-f]{40,64}) +(\d{1,15}|-)\t(.+)$/s.exec(record);
+    if (m === null) throw new GitError(dir, ['ls-tree', treeish], `git ls-tree printed an entry it should not: ${JSON.stringify(record.slice(0, 200))}`);
+    if (entries.length >= maxEntries) throw new GitError(dir, ['ls-tree', treeish], `${treeish} has more than ${maxEntries} entries; refusing to read it`);
+    entries.push({ mode: m[1]!, type: m[2]!, object: m[3]!, size: m[4] === '-' ? undefined : Number(m[4]), path: m[5]! });
+  }
+  return entries;
+}
+
+/**
+ * The contents of blobs, by object id, read with one `git cat-file --batch`. Each blob must be
+ * at most `maxBytes`, checked from git's size header before the bytes are used.
+ */
+export function readBlobs(dir: string, objects: readonly string[], maxBytes: number, maxTotal: number): Map<string, Buffer> {
+  const result = new Map<string, Buffer>();
+  const unique = [...new Set(objects)];
+  if (unique.length === 0) return result;
+  for (const o of unique) {
+    if (!/^[0-9a-f]{40,64}$/.test(o)) throw new GitError(dir, ['cat-file', o], `'${o}' is not an object id`);
+  }
+  // Headroom for the headers; the total is bounded by the caller's limit.
+  const out = gitOrThrow(dir, ['cat-file', '--batch'], { input: `${unique.join('\n')}\n`, maxOutput: maxTotal + unique.length * 100 + 1024 });
+  let pos = 0;
+  for (const o of unique) {
+    const nl = out.indexOf(10, pos);
+    if (nl < 0) throw new GitError(dir, ['cat-file', '--batch'], `git cat-file stopped before object ${o}`);
+    const header = out.subarray(pos, nl).toString('utf8');
+    const m = /^([0-9a-f]{40,64}) (\w+) (\d{1,15})$/.exec(header);
+    if (m === null || m[1] !== o) throw new GitError(dir, ['cat-file', '--batch'], `git cat-file: unexpected answer for ${o}: ${header.slice(0, 200)}`);
+    if (m[2] !== 'blob') throw new GitError(dir, ['cat-file', '--batch'], `object ${o} is a ${m[2]}, not a file`);
+    const size = Number(m[3]);
+    if (size > maxBytes) throw new GitError(dir, ['cat-file', '--batch'], `object ${o} is ${size} bytes, more than ${maxBytes}`);
+    const bodyStart = nl + 1;
+    if (bodyStart + size + 1 > out.length || out[bodyStart + size] !== 10) throw new GitError(dir, ['cat-file', '--batch'], `git cat-file: object ${o} is cut short`);
+    result.set(o, out.subarray(bodyStart, bodyStart + size));
+    pos = bodyStart + size + 1;
+  }
+  return result;
+}
+
+export type SignatureCheck =
+  | { readonly ok: true; readonly message: string }
+  | { readonly ok: false; readonly reason: 'unsigned' | 'bad' ; readonly message: string };
+
+/**
+ * Verify `commit`'s signature with `git verify-commit`, trusting only the SSH keys of the
+ * allowed-signers file (absolute path). git's own verdict (its exit status) decides.
+ */
+export function verifyCommit(dir: string, commit: string, allowedSigners: string): SignatureCheck {
+  const r = runGit(dir, ['-c', `gpg.ssh.allowedSignersFile=${allowedSigners}`, 'verify-commit', '--end-of-options', commit]);
+  const message = r.stderr.trim();
+  if (r.status === 0) return { ok: true, message };
+  // An unsigned commit has no gpgsig header; git then prints nothing.
+  const raw = gitOrThrow(dir, ['cat-file', 'commit', commit], { maxOutput: 16 * 1024 * 1024 }).toString('utf8');
+  const headers = raw.slice(0, raw.indexOf('\n\n') < 0 ? raw.length : raw.indexOf('\n\n'));
+  const signed = /^gpgsig(-sha256)? /m.test(headers);
+  return { ok: false, reason: signed ? 'bad' : 'unsigned', message };
+}

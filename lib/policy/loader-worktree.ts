@@ -1,0 +1,131 @@
+// Reads the *.policy files of a directory on disk (a git work tree or a plain folder).
+// Hostile trees are expected: symbolic links may point anywhere, files may be huge or not
+// files at all, directories may nest without end. Every one of those is bounded or refused.
+import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, realpathSync, statSync } from 'node:fs';
+import { join, relative, sep } from 'node:path';
+import { FileAccessError } from '../errors.js';
+import { fileError } from '../io/index.js';
+import { compareStrings, PolicySyntaxError } from './errors.js';
+import { decodePolicyFile, hasHiddenComponent, LOADER_LIMITS, TotalBudget, tooLarge, type PolicyFileSet } from './loader-files.js';
+import type { PolicySource } from './types.js';
+
+/** The real path of `dir`, which must be a directory. */
+export function realDirectory(dir: string): string {
+  let real: string;
+  try {
+    real = realpathSync(dir);
+  } catch (err) {
+    throw fileError(dir, 'cannot read the policy repository', err);
+  }
+  if (!statSync(real).isDirectory()) throw new FileAccessError(dir, `cannot read the policy repository ${dir}: not a directory`);
+  return real;
+}
+
+/**
+ * Every `*.policy` file below `dir`, with paths relative to `dir` joined by '/'. Hidden
+ * entries (`.git`, `.github`, dot-files) are skipped. A `*.policy` symbolic link is followed
+ * only to a regular file inside the tree and outside hidden directories; other symbolic links
+ * (to directories included) are not followed, as git does not follow them either.
+ */
+export function scanWorkTree(dir: string): PolicyFileSet {
+  const root = realDirectory(dir);
+  const files: PolicySource[] = [];
+  const errors: PolicySyntaxError[] = [];
+  const budget = new TotalBudget();
+  let entries = 0;
+  const stack: { abs: string; rel: string; depth: number }[] = [{ abs: root, rel: '', depth: 0 }];
+  while (stack.length > 0) {
+    const { abs, rel, depth } = stack.pop()!;
+    let list;
+    try {
+      list = readdirSync(abs, { withFileTypes: true });
+    } catch (err) {
+      errors.push(new PolicySyntaxError(rel === '' ? '.' : rel, 0, `cannot list this directory: ${fileError(abs, 'cannot list', err).message}`));
+      continue;
+    }
+    entries += list.length;
+    if (entries > LOADER_LIMITS.maxEntries) throw new FileAccessError(dir, `the policy repository ${dir} has more than ${LOADER_LIMITS.maxEntries} files and directories; refusing to read it`);
+    for (const entry of list) {
+      const name = entry.name;
+      if (name.startsWith('.')) continue;
+      const path = rel === '' ? name : `${rel}/${name}`;
+      const absPath = join(abs, name);
+      if (entry.isDirectory()) {
+        if (depth + 1 > LOADER_LIMITS.maxDepth) errors.push(new PolicySyntaxError(path, 0, `directory is nested more than ${LOADER_LIMITS.maxDepth} levels deep`));
+        else stack.push({ abs: absPath, rel: path, depth: depth + 1 });
+        continue;
+      }
+      if (!name.endsWith('.policy')) continue;
+      let target = absPath;
+      if (entry.isSymbolicLink()) {
+        const resolved = resolveLink(root, absPath, path);
+        if ('error' in resolved) {
+          errors.push(resolved.error);
+          continue;
+        }
+        target = resolved.abs;
+      } else if (!entry.isFile()) {
+        errors.push(new PolicySyntaxError(path, 0, 'is not a regular file'));
+        continue;
+      }
+      const read = readPolicyBytes(target, path, entry.isSymbolicLink());
+      if ('error' in read) {
+        errors.push(read.error);
+        continue;
+      }
+      const over = budget.add(read.bytes.length);
+      if (over !== undefined) throw new FileAccessError(dir, `the policy repository ${dir} has ${over}; refusing to read it`);
+      const decoded = decodePolicyFile(path, read.bytes);
+      if ('error' in decoded) errors.push(decoded.error);
+      else files.push({ path, text: decoded.text });
+    }
+  }
+  files.sort((a, b) => compareStrings(a.path, b.path));
+  return { files, errors };
+}
+
+/** Where a `*.policy` symbolic link leads, if it stays a regular file inside the tree. */
+function resolveLink(root: string, absPath: string, path: string): { abs: string } | { error: PolicySyntaxError } {
+  let real: string;
+  try {
+    real = realpathSync(absPath);
+  } catch (err) {
+    return { error: new PolicySyntaxError(path, 0, `is a symbolic link that does not resolve (${(err as NodeJS.ErrnoException).code ?? 'error'})`) };
+  }
+  if (!real.startsWith(root + sep)) return { error: new PolicySyntaxError(path, 0, 'is a symbolic link that points outside the policy repository') };
+  const inside = relative(root, real).split(sep).join('/');
+  if (hasHiddenComponent(inside)) return { error: new PolicySyntaxError(path, 0, `is a symbolic link into a hidden directory or file (${inside})`) };
+  return { abs: real };
+}
+
+/** The bytes of one file, refusing anything but a regular file of bounded size. */
+function readPolicyBytes(abs: string, path: string, viaLink: boolean): { bytes: Uint8Array } | { error: PolicySyntaxError } {
+  let fd: number;
+  try {
+    // O_NOFOLLOW: a file swapped for a link after the directory was listed is not followed.
+    // O_NONBLOCK: a FIFO swapped in cannot block the open.
+    fd = openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return { error: new PolicySyntaxError(path, 0, code === 'ELOOP' && !viaLink ? 'became a symbolic link while being read' : `cannot be read (${code ?? String(err)})`) };
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) return { error: new PolicySyntaxError(path, 0, 'is not a regular file') };
+    if (st.size > LOADER_LIMITS.maxFileBytes) return { error: tooLarge(path, st.size) };
+    const bytes = new Uint8Array(st.size);
+    let done = 0;
+    while (done < st.size) {
+      const n = readSync(fd, bytes, done, st.size - done, done);
+      if (n === 0) break;
+      done += n;
+    }
+    // A file that shrank while read is read again by the next load, not half-used now.
+    if (done !== st.size) return { error: new PolicySyntaxError(path, 0, 'changed size while being read') };
+    return { bytes };
+  } catch (err) {
+    return { error: new PolicySyntaxError(path, 0, `cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`) };
+  } finally {
+    closeSync(fd);
+  }
+}

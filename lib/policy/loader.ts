@@ -1,0 +1,151 @@
+// The policy module's I/O edge: reads a repository's *.policy files from a work tree or a
+// git revision, records the commit, optionally insists on a verified signature, and builds
+// the snapshot with the pure core. Not in the barrel (it would pull node: into the pure
+// typecheck): bin/ and adapters import `lib/policy/loader.js` directly.
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { FileAccessError, VirtOffloadError } from '../errors.js';
+import { GitError, resolveCommit, verifyCommit, workTreeOf } from '../git/index.js';
+import { fileError } from '../io/index.js';
+import { PolicyError, PolicySyntaxError, sortErrors } from './errors.js';
+import { scanRevision, throwIfUnreadable } from './loader-revision.js';
+import { scanWorkTree } from './loader-worktree.js';
+import { buildSnapshot } from './snapshot.js';
+import type { PolicySnapshot, PolicySource } from './types.js';
+
+export { LOADER_LIMITS, isPolicyPath } from './loader-files.js';
+export type { PolicyFileSet } from './loader-files.js';
+
+export interface LoadedPolicyFiles {
+  /** Every policy file, path relative to the directory read, sorted. */
+  readonly files: PolicySource[];
+  /** HEAD's commit id when the directory is in a git work tree with at least one commit. */
+  readonly commit?: string;
+}
+
+/**
+ * HEAD's signature did not verify, or the work tree is not what was signed. `commit` is the
+ * full id; `reason` says which: 'unsigned', 'bad' (not by an allowed signer, or broken), or
+ * 'dirty' (policy files differ from the commit).
+ */
+export class UnverifiedCommitError extends PolicyError {
+  readonly commit: string;
+  readonly reason: 'unsigned' | 'bad' | 'dirty';
+
+  constructor(commit: string, reason: 'unsigned' | 'bad' | 'dirty', message: string, errors: readonly PolicySyntaxError[] = []) {
+    super(message, errors);
+    this.commit = commit;
+    this.reason = reason;
+  }
+}
+
+/** HEAD's commit id, or undefined outside git or before the first commit. */
+export function headCommit(dir: string): string | undefined {
+  return workTreeOf(dir) === undefined ? undefined : resolveCommit(dir, 'HEAD');
+}
+
+/** The policy files of a work tree as they are on disk. Throws a PolicyError when some cannot be read. */
+export function loadPolicyWorkTree(dir: string): LoadedPolicyFiles {
+  const set = scanWorkTree(dir);
+  throwIfUnreadable(`policy repository ${dir}`, set);
+  const commit = headCommit(dir);
+  return commit === undefined ? { files: set.files } : { files: set.files, commit };
+}
+
+/** The policy files of commit `rev` (paths relative to `dir`). Throws a GitError or PolicyError naming the revision. */
+export function readPolicyFilesAtRevision(dir: string, rev: string): LoadedPolicyFiles & { readonly commit: string } {
+  const set = scanRevision(dir, rev);
+  throwIfUnreadable(`revision ${rev}`, set);
+  return { files: set.files, commit: set.commit };
+}
+
+export interface LoadPolicyOptions {
+  /**
+   * Path of an allowed-signers file (ssh-keygen format): HEAD must carry a signature that
+   * `git verify-commit` accepts with it, and the work tree's policy files must be exactly
+   * HEAD's, or nothing is loaded.
+   */
+  readonly requireSigned?: string;
+  /** Recorded in the snapshot (the core has no clock). */
+  readonly loadedAt?: string;
+}
+
+/**
+ * Read and build the snapshot of the work tree `dir`. Throws a PolicyError listing every
+ * problem (unreadable files and policy errors together, sorted), an UnverifiedCommitError
+ * under requireSigned, or a GitError / FileAccessError when git or the disk fails.
+ */
+export function loadPolicySnapshot(dir: string, options: LoadPolicyOptions = {}): PolicySnapshot {
+  if (options.requireSigned !== undefined) {
+    const signed = loadSigned(dir, options.requireSigned);
+    return throwBuild(signed.files, signed.errors, signed.commit, options.loadedAt);
+  }
+  const set = scanWorkTree(dir);
+  return throwBuild(set.files, set.errors, headCommit(dir), options.loadedAt);
+}
+
+/** The snapshot of commit `rev`; throws a PolicyError whose message names `rev`. */
+export function loadPolicySnapshotAtRevision(dir: string, rev: string, options: { loadedAt?: string } = {}): PolicySnapshot {
+  const set = scanRevision(dir, rev);
+  return throwBuild(set.files, set.errors, set.commit, options.loadedAt, `revision ${rev}`);
+}
+
+function throwBuild(files: readonly PolicySource[], readErrors: readonly PolicySyntaxError[], commit: string | undefined, loadedAt: string | undefined, label?: string): PolicySnapshot {
+  const meta = { ...(commit === undefined ? {} : { commit }), ...(loadedAt === undefined ? {} : { loadedAt }) };
+  const result = buildSnapshot(files, meta);
+  const errors = sortErrors([...readErrors, ...(result.ok ? [] : result.errors)]);
+  if (errors.length === 0 && result.ok) return result.snapshot;
+  const n = errors.length;
+  throw new PolicyError(`${label === undefined ? 'the policy' : label} has ${n} error${n === 1 ? '' : 's'}`, errors);
+}
+
+function loadSigned(dir: string, allowedSignersPath: string): { files: PolicySource[]; errors: PolicySyntaxError[]; commit: string } {
+  const signers = resolve(allowedSignersPath);
+  try {
+    if (!statSync(signers).isFile()) throw new FileAccessError(allowedSignersPath, `allowed-signers file ${allowedSignersPath} is not a regular file`);
+  } catch (err) {
+    if (err instanceof VirtOffloadError) throw err;
+    throw fileError(allowedSignersPath, 'cannot read the allowed-signers file', err);
+  }
+  if (workTreeOf(dir) === undefined) throw new GitError(dir, ['rev-parse'], `${dir} is not a git work tree: a signed commit is required (--require-signed)`);
+  const commit = resolveCommit(dir, 'HEAD');
+  if (commit === undefined) throw new GitError(dir, ['rev-parse', 'HEAD'], `${dir} has no commit yet: a signed commit is required (--require-signed)`);
+  const check = verifyCommit(dir, commit, signers);
+  if (!check.ok) {
+    const detail = check.message === '' ? '' : ` (git: ${check.message.split('\n').join('; ')})`;
+    const what = check.reason === 'unsigned' ? 'is not signed' : `has a signature that does not verify against the allowed signers in ${allowedSignersPath}`;
+    throw new UnverifiedCommitError(commit, check.reason, `commit ${commit} ${what}${detail}; refusing to load it`);
+  }
+  // What is signed must be what is loaded: the work tree's policy files must equal HEAD's.
+  const disk = scanWorkTree(dir);
+  const signed = scanRevision(dir, commit);
+  const differences = compareFileSets(disk.files, signed.files, commit);
+  if (differences.length > 0) {
+    throw new UnverifiedCommitError(commit, 'dirty', `the work tree's policy files differ from signed commit ${commit}; commit them (signed) or discard the changes`, differences);
+  }
+  return { files: signed.files, errors: signed.errors, commit };
+}
+
+/** One error per path whose text differs between the work tree and `commit`. */
+export function compareFileSets(disk: readonly PolicySource[], committed: readonly PolicySource[], commit: string): PolicySyntaxError[] {
+  const inCommit = new Map(committed.map((f) => [f.path, f.text]));
+  const short = commit.slice(0, 12);
+  const errors: PolicySyntaxError[] = [];
+  for (const f of disk) {
+    const text = inCommit.get(f.path);
+    if (text === undefined) errors.push(new PolicySyntaxError(f.path, 0, `is not in commit ${short} (uncommitted)`));
+    else if (text !== f.text) errors.push(new PolicySyntaxError(f.path, 0, `has uncommitted changes (differs from commit ${short})`));
+    inCommit.delete(f.path);
+  }
+  for (const path of inCommit.keys()) errors.push(new PolicySyntaxError(path, 0, `is in commit ${short} but missing from the work tree`));
+  return sortErrors(errors);
+}
+
+/** Whether the work tree's policy files are exactly those of HEAD (false outside git or before a commit). */
+export function workTreeMatchesHead(dir: string): boolean {
+  const commit = headCommit(dir);
+  if (commit === undefined) return false;
+  const disk = scanWorkTree(dir);
+  const head = scanRevision(dir, commit);
+  return disk.errors.length === 0 && head.errors.length === 0 && compareFileSets(disk.files, head.files, commit).length === 0;
+}

@@ -1,0 +1,225 @@
+// The policy loader against real git repositories and real SSH-signed commits.
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { GitError } from '../../lib/git/index.js';
+import { PolicyError } from '../../lib/policy/index.js';
+import {
+  LOADER_LIMITS,
+  loadPolicySnapshot,
+  loadPolicySnapshotAtRevision,
+  loadPolicyWorkTree,
+  readPolicyFilesAtRevision,
+  UnverifiedCommitError,
+} from '../../lib/policy/loader.js';
+import { allowedSigners, GROUPS, helloV1, m, makeKey, makeRepo, scratchDir } from './loader-repo.js';
+
+const { dir: scratch, cleanup } = scratchDir('vo-loader-');
+test.after(cleanup);
+let counter = 0;
+const fresh = (name: string) => join(scratch, `${name}-${++counter}`);
+
+function errorsOf(fn: () => unknown): { err: PolicyError; lines: string[] } {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof PolicyError) return { err, lines: err.errors.map((e) => e.message) };
+    throw err;
+  }
+  throw new Error('expected a PolicyError');
+}
+
+test('reads nested *.policy files with /-paths, skips hidden dirs and other files, records HEAD', () => {
+  const repo = makeRepo(fresh('nested'));
+  repo.write('groups.policy', GROUPS);
+  repo.write('binaries/hello.policy', helloV1());
+  repo.write('binaries/deep/er/tool.policy', `binary tool\nvms all\nversion 2 approved ${m(2)}\n`);
+  repo.write('.github/ignored.policy', 'this is not parsed\n');
+  repo.write('binaries/.hidden.policy', 'nor this\n');
+  repo.write('README.md', 'not a policy\n');
+  const commit = repo.commit('first');
+  const loaded = loadPolicyWorkTree(repo.dir);
+  assert.equal(loaded.files.map((f) => f.path), ['binaries/deep/er/tool.policy', 'binaries/hello.policy', 'groups.policy']);
+  assert.is(loaded.commit, commit);
+  const snap = loadPolicySnapshot(repo.dir, { loadedAt: '2026-01-01T00:00:00Z' });
+  assert.is(snap.commit, commit);
+  assert.is(snap.loadedAt, '2026-01-01T00:00:00Z');
+  assert.equal([...snap.binaries.keys()], ['hello', 'tool']);
+  assert.is(snap.index.get(m(2))?.name, 'tool');
+});
+
+test('a plain directory loads without a commit; a subdirectory of a repo uses paths relative to it', () => {
+  const plain = fresh('plain');
+  mkdirSync(join(plain, 'b'), { recursive: true });
+  writeFileSync(join(plain, 'b/hello.policy'), helloV1().replace('group:build', 'all'));
+  const loaded = loadPolicyWorkTree(plain);
+  assert.is(loaded.commit, undefined);
+  assert.equal(loaded.files.map((f) => f.path), ['b/hello.policy']);
+
+  const repo = makeRepo(fresh('sub'));
+  repo.write('policies/groups.policy', GROUPS);
+  repo.write('policies/binaries/hello.policy', helloV1());
+  repo.write('other/x.policy', 'not under the policy folder\n');
+  const commit = repo.commit('with a prefix');
+  const sub = loadPolicySnapshot(join(repo.dir, 'policies'));
+  assert.is(sub.commit, commit);
+  assert.equal(sub.files, ['binaries/hello.policy', 'groups.policy']);
+  assert.equal(readPolicyFilesAtRevision(join(repo.dir, 'policies'), 'HEAD').files.map((f) => f.path), ['binaries/hello.policy', 'groups.policy']);
+});
+
+test('symbolic links: followed inside the tree, refused when they leave it; invalid UTF-8 refused', () => {
+  const dir = fresh('links');
+  const outside = fresh('outside');
+  mkdirSync(join(dir, 'binaries'), { recursive: true });
+  mkdirSync(outside);
+  writeFileSync(join(outside, 'evil.policy'), `binary evil\nvms all\nversion 1 approved ${m(9)}\n`);
+  writeFileSync(join(dir, 'real.txt'), GROUPS);
+  symlinkSync('../real.txt', join(dir, 'binaries/groups.policy'));
+  symlinkSync(join(outside, 'evil.policy'), join(dir, 'evil.policy'));
+  writeFileSync(join(dir, 'bad.policy'), Buffer.from([0x62, 0x69, 0xff, 0x0a]));
+  const { err, lines } = errorsOf(() => loadPolicySnapshot(dir));
+  assert.equal(lines, ['bad.policy: is not valid UTF-8 text', 'evil.policy: is a symbolic link that points outside the policy repository']);
+  assert.match(err.message, /2 errors/);
+  // loadPolicyWorkTree refuses the same files; the in-tree link alone loads.
+  assert.throws(() => loadPolicyWorkTree(dir), (e: unknown) => e instanceof PolicyError && e.errors.length === 2);
+});
+
+test('a file larger than the bound is refused without being parsed', () => {
+  const dir = fresh('big');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'big.policy'), Buffer.alloc(LOADER_LIMITS.maxFileBytes + 1, 0x23));
+  const { lines } = errorsOf(() => loadPolicySnapshot(dir));
+  assert.equal(lines, [`big.policy: is ${LOADER_LIMITS.maxFileBytes + 1} bytes, more than the ${LOADER_LIMITS.maxFileBytes} a policy file may have`]);
+});
+
+test('read errors and policy errors are reported together, sorted, with file:line', () => {
+  const repo = makeRepo(fresh('errs'));
+  repo.write('groups.policy', GROUPS);
+  repo.write('binaries/hello.policy', `${helloV1()}version 1.1 aproved ${m(3)}\n`);
+  writeFileSync(join(repo.dir, 'binaries/zz.policy'), Buffer.from([0xc3, 0x28]));
+  const { lines } = errorsOf(() => loadPolicySnapshot(repo.dir));
+  assert.is(lines.length, 2);
+  assert.match(lines[0]!, /^binaries\/hello\.policy:7: version 1\.1: unknown status 'aproved'/);
+  assert.is(lines[1], 'binaries/zz.policy: is not valid UTF-8 text');
+});
+
+test('readPolicyFilesAtRevision reads an older commit; bad revisions are refused', () => {
+  const repo = makeRepo(fresh('rev'));
+  repo.write('groups.policy', GROUPS);
+  repo.write('binaries/hello.policy', helloV1());
+  const first = repo.commit('first');
+  repo.write('binaries/hello.policy', `${helloV1()}version 1.1 approved ${m(4)}\n`);
+  const second = repo.commit('second');
+  const old = readPolicyFilesAtRevision(repo.dir, first);
+  assert.is(old.commit, first);
+  assert.equal(old.files.map((f) => f.path), ['binaries/hello.policy', 'groups.policy']);
+  assert.ok(!old.files[0]!.text.includes('1.1'));
+  assert.is(readPolicyFilesAtRevision(repo.dir, 'HEAD').commit, second);
+  assert.ok(readPolicyFilesAtRevision(repo.dir, 'HEAD').files[0]!.text.includes('1.1'));
+  assert.throws(() => readPolicyFilesAtRevision(repo.dir, 'no-such-branch'), (e: unknown) => e instanceof GitError && /'no-such-branch' names no commit/.test(e.message));
+  assert.throws(() => readPolicyFilesAtRevision(repo.dir, '--output=/tmp/x'), (e: unknown) => e instanceof GitError && /starts with '-'/.test(e.message));
+});
+
+test('a revision with symbolic links: in-tree links resolve, escaping links are refused; bad content names the revision', () => {
+  const repo = makeRepo(fresh('revlinks'));
+  repo.write('data/groups.txt', GROUPS);
+  symlinkSync('data/groups.txt', join(repo.dir, 'groups.policy'));
+  symlinkSync('../../etc/passwd', join(repo.dir, 'escape.policy'));
+  const commit = repo.commit('links');
+  const { err, lines } = errorsOf(() => readPolicyFilesAtRevision(repo.dir, commit));
+  assert.equal(lines, ['escape.policy: is a symbolic link that points outside the policy repository']);
+  assert.match(err.message, new RegExp(`^revision ${commit}`));
+  repo.git('rm', '-q', 'escape.policy');
+  repo.write('binaries/hello.policy', helloV1().replace('group:build', 'group:missing'));
+  repo.commit('broken');
+  const atRev = readPolicyFilesAtRevision(repo.dir, 'HEAD');
+  assert.equal(atRev.files.map((f) => f.path), ['binaries/hello.policy', 'groups.policy']);
+  assert.is(atRev.files[1]!.text, GROUPS, 'the in-tree link reads its target');
+  const broken = errorsOf(() => loadPolicySnapshotAtRevision(repo.dir, 'HEAD'));
+  assert.match(broken.err.message, /^revision HEAD has 1 error/);
+  assert.match(broken.lines[0]!, /^binaries\/hello\.policy:4: vms: group:missing is not defined/);
+});
+
+// ---- --require-signed: real SSH signatures ----------------------------------------------
+
+const keys = fresh('keys');
+mkdirSync(keys);
+const trusted = makeKey(keys, 'trusted');
+const stranger = makeKey(keys, 'stranger');
+const signers = allowedSigners(keys, 'tester@example.com', trusted.pub);
+
+function signedRepo(): ReturnType<typeof makeRepo> & { head: string } {
+  const repo = makeRepo(fresh('signed'));
+  repo.write('groups.policy', GROUPS);
+  repo.write('binaries/hello.policy', helloV1());
+  const head = repo.commit('signed policy', trusted.key);
+  return Object.assign(repo, { head });
+}
+
+function unverified(fn: () => unknown): UnverifiedCommitError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof UnverifiedCommitError) return err;
+    throw err;
+  }
+  throw new Error('expected an UnverifiedCommitError');
+}
+
+test('requireSigned accepts a commit signed by an allowed key', () => {
+  const repo = signedRepo();
+  const snap = loadPolicySnapshot(repo.dir, { requireSigned: signers });
+  assert.is(snap.commit, repo.head);
+  assert.equal([...snap.binaries.keys()], ['hello']);
+  // Changes to files that are not policy files do not matter.
+  writeFileSync(join(repo.dir, 'NOTES.md'), 'scratch\n');
+  assert.is(loadPolicySnapshot(repo.dir, { requireSigned: signers }).commit, repo.head);
+});
+
+test('requireSigned refuses an unsigned commit, naming it', () => {
+  const repo = signedRepo();
+  repo.write('binaries/hello.policy', `${helloV1()}version 1.1 approved ${m(5)}\n`);
+  const head = repo.commit('unsigned change');
+  const err = unverified(() => loadPolicySnapshot(repo.dir, { requireSigned: signers }));
+  assert.is(err.reason, 'unsigned');
+  assert.is(err.commit, head);
+  assert.match(err.message, new RegExp(`^commit ${head} is not signed; refusing to load it$`));
+});
+
+test('requireSigned refuses a commit signed by a key not in allowed-signers', () => {
+  const repo = signedRepo();
+  repo.write('binaries/hello.policy', `${helloV1()}version 1.1 approved ${m(6)}\n`);
+  const head = repo.commit('signed by a stranger', stranger.key);
+  const err = unverified(() => loadPolicySnapshot(repo.dir, { requireSigned: signers }));
+  assert.is(err.reason, 'bad');
+  assert.is(err.commit, head);
+  assert.match(err.message, new RegExp(`^commit ${head} has a signature that does not verify against the allowed signers in `));
+  assert.match(err.message, /No principal matched/);
+});
+
+test('requireSigned refuses a work tree whose policy files differ from the signed commit', () => {
+  const repo = signedRepo();
+  writeFileSync(join(repo.dir, 'binaries/hello.policy'), `${helloV1()}version 1.1 approved ${m(7)}\n`);
+  writeFileSync(join(repo.dir, 'binaries/new.policy'), `binary new\nversion 1 approved ${m(8)}\n`);
+  const err = unverified(() => loadPolicySnapshot(repo.dir, { requireSigned: signers }));
+  assert.is(err.reason, 'dirty');
+  assert.is(err.commit, repo.head);
+  const short = repo.head.slice(0, 12);
+  assert.equal(err.errors.map((e) => e.message), [`binaries/hello.policy: has uncommitted changes (differs from commit ${short})`, `binaries/new.policy: is not in commit ${short} (uncommitted)`]);
+  // Deleting a committed policy file is a difference too.
+  repo.git('checkout', '-q', '--', '.');
+  repo.git('clean', '-q', '-f');
+  repo.git('rm', '-q', 'groups.policy');
+  assert.equal(unverified(() => loadPolicySnapshot(repo.dir, { requireSigned: signers })).errors.map((e) => e.message), [`groups.policy: is in commit ${short} but missing from the work tree`]);
+});
+
+test('requireSigned needs a readable allowed-signers file and a git repository', () => {
+  const repo = signedRepo();
+  assert.throws(() => loadPolicySnapshot(repo.dir, { requireSigned: join(keys, 'nope') }), /cannot read the allowed-signers file .*nope: no such file/);
+  const plain = fresh('plain-signed');
+  mkdirSync(plain);
+  assert.throws(() => loadPolicySnapshot(plain, { requireSigned: signers }), /is not a git work tree: a signed commit is required/);
+});
+
+test.run();
