@@ -1,5 +1,5 @@
 // A ByteReader over a regular file, reading with positional reads (no whole-file loads).
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { FileAccessError } from '../errors.js';
 import type { ByteReader } from '../measure/index.js';
 
@@ -14,7 +14,9 @@ export interface FileReader extends ByteReader {
 export function openFileReader(path: string): FileReader {
   let fd: number;
   try {
-    fd = openSync(path, 'r');
+    // O_NONBLOCK: opening a FIFO must not hang waiting for a writer; we refuse it right after.
+    // O_NOFOLLOW is not used: measuring through a symlink is what a user asking for a path expects.
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     throw fileError(path, 'cannot open', err);
   }

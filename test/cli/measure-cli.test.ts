@@ -81,6 +81,14 @@ test('exit 1 names the file and the reason; other files are still measured', () 
   assert.match(r.stdout, script);
 });
 
+test('a FIFO is refused at once, not waited on', () => {
+  const fifo = join(dir, 'fifo');
+  run('mkfifo', [fifo]);
+  const r = spawnSync(process.execPath, [cli, 'measure', fifo], { encoding: 'utf8', timeout: 10_000 });
+  assert.is(r.status, 1, `exit ${r.status}, signal ${r.signal}`);
+  assert.match(r.stderr, `${fifo}: not a regular file`);
+});
+
 test('--json reports failures as objects too', () => {
   const r = vo(['measure', '--json', join(dir, 'missing')]);
   assert.is(r.status, 1);
