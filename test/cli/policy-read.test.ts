@@ -1,11 +1,11 @@
 // `virt-offload policy check|list|show|diff` as a user runs them: the built CLI
 // (dist/virt-offload.cjs, `npm run build`) against real git repositories and SSH-signed commits.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { repoRoot } from '../helpers/tools.js';
+import { repoRoot, requireTool } from '../helpers/tools.js';
 import { allowedSigners, GROUPS, helloV1, m, makeKey, makeRepo, scratchDir } from '../policy/loader-repo.js';
 
 const cli = join(repoRoot, 'dist/virt-offload.cjs');
@@ -200,6 +200,61 @@ test('diff: a revision that does not build exits 1 with its errors prefixed by t
   const opt = vo(['policy', 'diff', '--repo', repo.dir, '--', '--upload-pack=x']);
   assert.is(opt.status, 1);
   assert.match(opt.stderr, /starts with '-'/);
+});
+
+// ---- examples/policy-ci.yml ------------------------------------------------------------
+
+/** The `run: |` blocks of a workflow, dedented, keyed by the step's `- name:` (no YAML library: a plain scan). */
+function runBlocks(yaml: string): Map<string, string> {
+  const blocks = new Map<string, string>();
+  const lines = yaml.split('\n');
+  let step = '';
+  for (let i = 0; i < lines.length; i++) {
+    const name = /^\s*- name: (.+)$/.exec(lines[i]!);
+    if (name) step = name[1]!;
+    const start = /^(\s*)run: \|$/.exec(lines[i]!);
+    if (!start) continue;
+    const body: string[] = [];
+    while (i + 1 < lines.length && (lines[i + 1]!.trim() === '' || lines[i + 1]!.search(/\S/) > start[1]!.length)) body.push(lines[++i]!);
+    const indent = Math.min(...body.filter((l) => l.trim() !== '').map((l) => l.search(/\S/)));
+    blocks.set(step, `${body.map((l) => l.slice(indent)).join('\n').trimEnd()}\n`);
+  }
+  return blocks;
+}
+
+test('examples/policy-ci.yml: full history, node 20, shell steps that parse, and its diff step works on a real repo', () => {
+  const yaml = readFileSync(join(repoRoot, 'examples/policy-ci.yml'), 'utf8');
+  assert.not.match(yaml, /\t/, 'YAML forbids tabs for indentation');
+  assert.match(yaml, /\n {10}fetch-depth: 0\n/);
+  assert.match(yaml, /\n {10}node-version: 20\n/);
+  assert.match(yaml, /\n {10}virt-offload policy check \.\n/);
+  // Untrusted names reach scripts only through the environment.
+  for (const [step, script] of runBlocks(yaml)) assert.not.match(script, /\$\{\{/, `step "${step}" splices an expression into its script`);
+  const blocks = runBlocks(yaml);
+  assert.ok(blocks.size >= 4, `found ${blocks.size} run blocks`);
+  const bash = requireTool('bash', 'bash');
+  for (const [step, script] of blocks) {
+    const syntax = spawnSync(bash, ['-n'], { input: script, encoding: 'utf8' });
+    assert.is(syntax.status, 0, `step "${step}": ${syntax.stderr}`);
+  }
+
+  // Run the diff step as Actions would: PATH has `virt-offload`, origin/<base> exists.
+  const { repo, first } = historyRepo();
+  repo.git('update-ref', 'refs/remotes/origin/main', first);
+  const bin = fresh('bin');
+  mkdirSync(bin);
+  writeFileSync(join(bin, 'virt-offload'), `#!/bin/sh\nexec "${process.execPath}" "${cli}" "$@"\n`);
+  chmodSync(join(bin, 'virt-offload'), 0o755);
+  const env = { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}`, BASE_REF: 'main' };
+  const r = spawnSync(bash, ['-e', '-c', blocks.get('policy diff')!], { cwd: repo.dir, env, encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  const md = readFileSync(join(repo.dir, 'policy-diff.md'), 'utf8');
+  assert.match(md, /^### Policy changes \(`virt-offload policy diff origin\/main HEAD`\)\n\n~~~~\n/);
+  assert.match(md, /\nhello 1\.0 superseded by 1\.1 \(was approved\)\n/);
+  assert.match(md, /\ntool 1 revoked: leaks secrets \(was approved\)\n~~~~\n$/);
+  const check = spawnSync(bash, ['-e', '-c', blocks.get('policy check')!], { cwd: repo.dir, env, encoding: 'utf8' });
+  assert.is(check.status, 0, check.stderr);
+  assert.match(check.stdout, /^policy OK: 2 binaries/);
 });
 
 test.run();
