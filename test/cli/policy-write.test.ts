@@ -2,7 +2,7 @@
 // process, on a scratch copy of the example repository, with real gcc binaries and real
 // xdelta3 deltas. Every written repository is parsed again with the core (buildSnapshot).
 import { spawnSync } from 'node:child_process';
-import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -242,6 +242,20 @@ test('revoke rewrites the status in place with the reason; unknown versions are 
   const unknown = vo(['policy', 'revoke', 'hello', '--version', '7', '--reason', 'x', '--repo', repo, '--json']);
   assert.is(unknown.status, 1);
   assert.match(unknown.stderr, /hello has no version 7 \(versions: 1\.0 \(superseded by 1\.1\), 1\.1 \(revoked\), 1\.2 \(approved\)\)/);
+});
+
+test('writes leave no temporary files, keep the file mode, and never replace a symbolic link', () => {
+  const repo = freshRepo();
+  chmodSync(join(repo, 'binaries/hello.policy'), 0o640);
+  assert.is(vo(['policy', 'add', v2, '--name', 'hello', '--version', '1.3', '--repo', repo]).status, 0);
+  assert.is(statSync(join(repo, 'binaries/hello.policy')).mode & 0o777, 0o640);
+  assert.equal(readdirSync(join(repo, 'binaries')).sort(), ['hello.policy', 'report.policy', 'wc-wasm.policy']);
+  renameSync(join(repo, 'binaries/report.policy'), join(repo, 'report.real'));
+  symlinkSync('../report.real', join(repo, 'binaries/report.policy'));
+  const r = vo(['policy', 'add', v3, '--name', 'report', '--version', '9', '--repo', repo]);
+  assert.is(r.status, 1);
+  assert.match(r.stderr, /report\.policy is a symbolic link/);
+  assert.is(readFileSync(join(repo, 'report.real'), 'utf8').includes('version 9'), false);
 });
 
 test.run();

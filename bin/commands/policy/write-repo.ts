@@ -5,7 +5,7 @@
 // reader (the daemon, `policy check`) sees the old or the new file, never a mix.
 // (A stand-in for the shared loader in lib/policy; this reads the work tree only.)
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { UsageError, VirtOffloadError } from '../../../lib/errors.js';
 import { fileError } from '../../../lib/io/index.js';
@@ -23,7 +23,7 @@ export interface LoadedRepo {
   readonly snapshot: PolicySnapshot;
 }
 
-/** Every `*.policy` file under `dir` (hidden directories and symbolic links skipped), '/'-separated relative paths. */
+/** Every `*.policy` file under `dir` (hidden entries and symbolic links skipped), '/'-separated relative paths. */
 export function readPolicyFiles(dir: string): PolicySource[] {
   const root = resolve(dir);
   try {
@@ -44,9 +44,11 @@ export function readPolicyFiles(dir: string): PolicySource[] {
     }
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const e of entries) {
+      // Hidden entries (.git, dot-files, our own temp files) are not policy, as for the loader.
+      if (e.name.startsWith('.')) continue;
       const path = rel === '' ? e.name : `${rel}/${e.name}`;
       if (e.isDirectory()) {
-        if (!e.name.startsWith('.')) walk(path, depth + 1);
+        walk(path, depth + 1);
       } else if (e.isFile() && e.name.endsWith('.policy')) {
         if (out.length >= MAX_FILES) throw new VirtOffloadError('EIO', `${root}: more than ${MAX_FILES} policy files`);
         out.push({ path, text: readText(join(root, path)) });
@@ -99,6 +101,7 @@ export function commitEdit(repo: LoadedRepo, path: string, text: string, before:
   if (!planned.ok) throw new PolicyError(`the edit would leave the policy repository invalid; nothing was written`, planned.errors);
 
   const abs = join(repo.dir, path);
+  const mode = existingMode(abs);
   // Optimistic check: someone may have changed the file since it was read.
   const now = currentText(abs);
   if (now !== before) {
@@ -111,7 +114,7 @@ export function commitEdit(repo: LoadedRepo, path: string, text: string, before:
       throw fileError(dirname(abs), 'cannot create', err);
     }
   }
-  atomicWrite(abs, text);
+  atomicWrite(abs, text, mode);
 
   let problem: PolicyError | undefined;
   try {
@@ -122,8 +125,21 @@ export function commitEdit(repo: LoadedRepo, path: string, text: string, before:
   }
   if (problem !== undefined) {
     if (before === undefined) unlinkSync(abs);
-    else atomicWrite(abs, before);
+    else atomicWrite(abs, before, mode);
     throw problem;
+  }
+}
+
+/** The permission bits of the file being replaced (0o644 for a new one); a symbolic link is refused. */
+function existingMode(abs: string): number {
+  try {
+    const st = lstatSync(abs);
+    if (st.isSymbolicLink()) throw new VirtOffloadError('EIO', `${abs} is a symbolic link; edit the file it points to (a rename would replace the link)`);
+    return st.mode & 0o777;
+  } catch (err) {
+    if (err instanceof VirtOffloadError) throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0o644;
+    throw fileError(abs, 'cannot read', err);
   }
 }
 
@@ -137,12 +153,13 @@ function currentText(abs: string): string | undefined {
 }
 
 /** Temp file beside the target, fsync, rename over it, fsync the directory. */
-export function atomicWrite(abs: string, text: string): void {
+export function atomicWrite(abs: string, text: string, mode = 0o644): void {
   const dir = dirname(abs);
   const tmp = join(dir, `.${randomBytes(6).toString('hex')}.policy-write.tmp`);
   let fd: number | undefined;
   try {
-    fd = openSync(tmp, 'wx', 0o644);
+    fd = openSync(tmp, 'wx', 0o600);
+    fchmodSync(fd, mode);
     const bytes = Buffer.from(text, 'utf8');
     for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done);
     fsyncSync(fd);
