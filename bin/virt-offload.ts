@@ -118,6 +118,7 @@ policy
   .option('--patch <file>', 'a VCDIFF delta (RFC 3284, xdelta3 -e -A -S none -n -s OLD NEW) against --from')
   .option('--from <oldversion>', 'the version the patch applies to and that becomes superseded')
   .option('--base <file>', "the old version's binary the patch applies to")
+  .option('--max-size <size>', 'refuse a patch whose output would be larger: bytes, or K, M, G (default and ceiling 1G)')
   .option('--repo <dir>', 'policy repository work tree', '.')
   .option('--json', 'print what was written as JSON')
   .action(async (name: string, opts: Record<string, unknown>) => {

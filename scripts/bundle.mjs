@@ -1,8 +1,8 @@
 // Bundle the CLI into one CommonJS file (dist/virt-offload.cjs) with esbuild.
 // Why: every `virt-offload` command pays Node's start-up plus module loading; loading ~20
 // ESM files costs ~15 ms on top of `node -e 0` here, one bundled CJS file a few ms
-// (bench/measure holds the CLI to 1.3x of `node -e 0`). hash-wasm stays external: it is
-// only loaded for --algo blake3.
+// (bench/measure holds the CLI to 1.3x of `node -e 0`). hash-wasm and the VCDIFF
+// decoder stay external: only --algo blake3 and `policy update --patch` load them.
 import { chmodSync } from 'node:fs';
 import { build } from 'esbuild';
 
@@ -13,7 +13,7 @@ await build({
   platform: 'node',
   format: 'cjs',
   target: 'node20',
-  external: ['hash-wasm'],
+  external: ['hash-wasm', '@ably/vcdiff-decoder'],
   minifySyntax: true,
   minifyWhitespace: true,
   sourcemap: 'linked',
