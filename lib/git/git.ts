@@ -33,6 +33,18 @@ export interface GitOptions {
 
 const DEFAULT_MAX_OUTPUT = 64 * 1024 * 1024;
 
+// Variables that would make git read another repository, index or object store than the
+// directory it is run in (set, e.g., when virt-offload runs inside a git hook).
+const REDIRECTING = ['GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE', 'GIT_OBJECT_DIRECTORY', 'GIT_ALTERNATE_OBJECT_DIRECTORIES', 'GIT_COMMON_DIR', 'GIT_NAMESPACE', 'GIT_REPLACE_REF_BASE', 'GIT_NO_REPLACE_OBJECTS', 'GIT_CONFIG_PARAMETERS', 'GIT_CONFIG_COUNT'];
+
+function gitEnvironment(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C', GIT_TERMINAL_PROMPT: '0', GIT_PAGER: 'cat', PAGER: 'cat' };
+  for (const key of REDIRECTING) delete env[key];
+  // `git replace` objects would let a local ref swap what a commit id stands for.
+  env.GIT_NO_REPLACE_OBJECTS = '1';
+  return env;
+}
+
 /** Run `git ARGS` in `dir`; a non-zero exit is returned, not thrown (callers decide what it means). */
 export function runGit(dir: string, args: readonly string[], options: GitOptions = {}): GitResult {
   const maxOutput = options.maxOutput ?? DEFAULT_MAX_OUTPUT;
@@ -41,7 +53,7 @@ export function runGit(dir: string, args: readonly string[], options: GitOptions
     input: options.input,
     maxBuffer: maxOutput,
     // LC_ALL=C: messages we match on are English; no prompt may block a daemon or CI.
-    env: { ...process.env, LC_ALL: 'C', GIT_TERMINAL_PROMPT: '0', GIT_PAGER: 'cat', PAGER: 'cat' },
+    env: gitEnvironment(),
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   if (r.error !== undefined) {

@@ -35,6 +35,17 @@ export function hasHiddenComponent(path: string): boolean {
   return path.split('/').some((c) => c.startsWith('.'));
 }
 
+/**
+ * A problem with a policy file's name itself: control or invisible characters would let a
+ * name forge or hide lines of `file:line: message` output; U+FFFD stands for bytes that are
+ * not UTF-8, so the name shown would not be the file's. Undefined when the name is fine.
+ */
+export function pathProblem(path: string): PolicySyntaxError | undefined {
+  // eslint-disable-next-line no-control-regex
+  if (!/[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2028\u2029\u2060-\u2069\ufeff\ufffd]/.test(path)) return undefined;
+  return new PolicySyntaxError(JSON.stringify(path), 0, 'file name holds control or invisible characters; rename it');
+}
+
 const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**

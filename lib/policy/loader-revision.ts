@@ -3,7 +3,7 @@
 // `git cat-file --batch` reads them. Same path rules and bounds as the work-tree reader.
 import { GitError, listTree, readBlobs, resolveCommit, workTreeOf, type TreeEntry } from '../git/index.js';
 import { compareStrings, PolicyError, PolicySyntaxError } from './errors.js';
-import { decodePolicyFile, hasHiddenComponent, isPolicyPath, LOADER_LIMITS, resolveRelative, TotalBudget, tooLarge, type PolicyFileSet } from './loader-files.js';
+import { decodePolicyFile, hasHiddenComponent, isPolicyPath, LOADER_LIMITS, pathProblem, resolveRelative, TotalBudget, tooLarge, type PolicyFileSet } from './loader-files.js';
 import type { PolicySource } from './types.js';
 
 export interface RevisionFileSet extends PolicyFileSet {
@@ -28,6 +28,11 @@ export function scanRevision(dir: string, rev: string): RevisionFileSet {
   const budget = new TotalBudget();
   for (const e of entries) {
     if (!isPolicyPath(e.path)) continue;
+    const badName = pathProblem(e.path);
+    if (badName !== undefined) {
+      errors.push(badName);
+      continue;
+    }
     if (e.path.split('/').length - 1 > LOADER_LIMITS.maxDepth) {
       errors.push(new PolicySyntaxError(e.path, 0, `directory is nested more than ${LOADER_LIMITS.maxDepth} levels deep`));
       continue;

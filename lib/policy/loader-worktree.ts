@@ -6,7 +6,7 @@ import { join, relative, sep } from 'node:path';
 import { FileAccessError } from '../errors.js';
 import { fileError } from '../io/index.js';
 import { compareStrings, PolicySyntaxError } from './errors.js';
-import { decodePolicyFile, hasHiddenComponent, LOADER_LIMITS, TotalBudget, tooLarge, type PolicyFileSet } from './loader-files.js';
+import { decodePolicyFile, hasHiddenComponent, LOADER_LIMITS, pathProblem, TotalBudget, tooLarge, type PolicyFileSet } from './loader-files.js';
 import type { PolicySource } from './types.js';
 
 /** The real path of `dir`, which must be a directory. */
@@ -56,6 +56,11 @@ export function scanWorkTree(dir: string): PolicyFileSet {
         continue;
       }
       if (!name.endsWith('.policy')) continue;
+      const badName = pathProblem(path);
+      if (badName !== undefined) {
+        errors.push(badName);
+        continue;
+      }
       let target = absPath;
       if (entry.isSymbolicLink()) {
         const resolved = resolveLink(root, absPath, path);

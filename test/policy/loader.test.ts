@@ -85,6 +85,36 @@ test('symbolic links: followed inside the tree, refused when they leave it; inva
   assert.throws(() => loadPolicyWorkTree(dir), (e: unknown) => e instanceof PolicyError && e.errors.length === 2);
 });
 
+test('a policy file name with control characters is refused, shown escaped, in the work tree and at a revision', () => {
+  const repo = makeRepo(fresh('names'));
+  repo.write('binaries/hello.policy', helloV1().replace('group:build', 'all'));
+  repo.write('x\nbinaries/forged.policy', 'binary forged\n');
+  const commit = repo.commit('a forged name');
+  const expected = ['"x\\nbinaries/forged.policy": file name holds control or invisible characters; rename it'];
+  assert.equal(errorsOf(() => loadPolicySnapshot(repo.dir)).lines, expected);
+  assert.equal(errorsOf(() => readPolicyFilesAtRevision(repo.dir, commit)).lines, expected);
+});
+
+test('GIT_DIR and GIT_WORK_TREE of the caller (e.g. a git hook) do not redirect the loader', () => {
+  const repo = makeRepo(fresh('target'));
+  repo.write('binaries/hello.policy', helloV1().replace('group:build', 'all'));
+  const commit = repo.commit('target');
+  const other = makeRepo(fresh('other'));
+  other.commit('other');
+  const saved = { dir: process.env.GIT_DIR, tree: process.env.GIT_WORK_TREE };
+  process.env.GIT_DIR = join(other.dir, '.git');
+  process.env.GIT_WORK_TREE = other.dir;
+  try {
+    assert.is(loadPolicyWorkTree(repo.dir).commit, commit);
+    assert.equal(readPolicyFilesAtRevision(repo.dir, 'HEAD').files.map((f) => f.path), ['binaries/hello.policy']);
+  } finally {
+    if (saved.dir === undefined) delete process.env.GIT_DIR;
+    else process.env.GIT_DIR = saved.dir;
+    if (saved.tree === undefined) delete process.env.GIT_WORK_TREE;
+    else process.env.GIT_WORK_TREE = saved.tree;
+  }
+});
+
 test('a file larger than the bound is refused without being parsed', () => {
   const dir = fresh('big');
   mkdirSync(dir);
