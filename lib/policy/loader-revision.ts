@@ -1,7 +1,7 @@
 // Reads the *.policy files of a git revision (for `policy diff` and for comparing a work
 // tree with its signed commit): `git ls-tree` lists them with their sizes, one
 // `git cat-file --batch` reads them. Same path rules and bounds as the work-tree reader.
-import { GitError, listTree, readBlobs, resolveCommit, workTreeOf, type TreeEntry } from '../git/index.js';
+import { GitError, listTree, readBlobs, resolveCommit, treeExists, workTreeOf, type TreeEntry } from '../git/index.js';
 import { compareStrings, PolicyError, PolicySyntaxError } from './errors.js';
 import { decodePolicyFile, hasHiddenComponent, isPolicyPath, LOADER_LIMITS, pathProblem, resolveRelative, TotalBudget, tooLarge, type PolicyFileSet } from './loader-files.js';
 import type { PolicySource } from './types.js';
@@ -21,6 +21,8 @@ export function scanRevision(dir: string, rev: string): RevisionFileSet {
   const commit = resolveCommit(dir, rev);
   if (commit === undefined) throw new GitError(dir, ['rev-parse', rev], `'${rev}' names no commit in ${dir}`);
   const treeish = wt.prefix === '' ? commit : `${commit}:${wt.prefix}`;
+  // DIR is a folder of a larger repository that did not exist yet at this commit: no policy.
+  if (wt.prefix !== '' && !treeExists(dir, treeish)) return { commit, files: [], errors: [] };
   const entries = listTree(dir, treeish, LOADER_LIMITS.maxEntries);
   const byPath = new Map(entries.map((e) => [e.path, e]));
   const errors: PolicySyntaxError[] = [];

@@ -71,7 +71,13 @@ test('check: exit 1 with every error as file:line: message, paths relative to DI
   assert.equal(obj.errors.map((e) => `${e.file}:${e.line}`), ['binaries/hello.policy:7', 'binaries/tool.policy:2', 'binaries/tool.policy:3']);
 });
 
-test('check: usage errors exit 2; a missing directory exits 1 naming it', () => {
+test('check: usage errors exit 2; a missing directory exits 1 naming it; an empty one passes with a warning', () => {
+  const empty = fresh('empty');
+  mkdirSync(empty);
+  const e = vo(['policy', 'check', empty]);
+  assert.is(e.status, 0, e.stderr);
+  assert.is(e.stdout, 'policy OK: 0 binaries, 0 versions, 0 measurements, not a git commit\n');
+  assert.match(e.stderr, /warning: no \*\.policy files under /);
   assert.is(vo(['policy', 'check', '--bogus']).status, 2);
   const r = vo(['policy', 'check', join(scratch, 'does-not-exist')]);
   assert.is(r.status, 1);

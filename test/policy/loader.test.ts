@@ -58,6 +58,8 @@ test('a plain directory loads without a commit; a subdirectory of a repo uses pa
   assert.equal(loaded.files.map((f) => f.path), ['b/hello.policy']);
 
   const repo = makeRepo(fresh('sub'));
+  repo.write('README.md', 'before the policy folder existed\n');
+  const before = repo.commit('no policies yet');
   repo.write('policies/groups.policy', GROUPS);
   repo.write('policies/binaries/hello.policy', helloV1());
   repo.write('other/x.policy', 'not under the policy folder\n');
@@ -66,6 +68,8 @@ test('a plain directory loads without a commit; a subdirectory of a repo uses pa
   assert.is(sub.commit, commit);
   assert.equal(sub.files, ['binaries/hello.policy', 'groups.policy']);
   assert.equal(readPolicyFilesAtRevision(join(repo.dir, 'policies'), 'HEAD').files.map((f) => f.path), ['binaries/hello.policy', 'groups.policy']);
+  // At a commit where the folder did not exist yet, it holds no policy (not an error).
+  assert.equal(readPolicyFilesAtRevision(join(repo.dir, 'policies'), before), { files: [], commit: before });
 });
 
 test('symbolic links: followed inside the tree, refused when they leave it; invalid UTF-8 refused', () => {

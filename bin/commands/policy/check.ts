@@ -16,7 +16,8 @@ export async function runPolicyCheck(dir: string, opts: Record<string, unknown>)
     if (!(err instanceof VirtOffloadError)) return reportFailure(err);
     if (json) {
       const errors = err instanceof PolicyError ? err.errors.map((e) => ({ file: e.file, line: e.line, message: e.detail })) : [];
-      process.stdout.write(`${JSON.stringify({ ok: false, message: err.message.split('\n')[0], ...(errors.length > 0 ? { errors } : { error: err.toJSON() }) })}\n`);
+      const { errors: _listed, ...error } = err.toJSON();
+      process.stdout.write(`${JSON.stringify({ ok: false, message: err.message.split('\n')[0], errors, error })}\n`);
     }
     if (err instanceof PolicyError && err.errors.length > 0) {
       if (!json) for (const e of err.errors) process.stdout.write(`${e.message}\n`);
@@ -26,6 +27,8 @@ export async function runPolicyCheck(dir: string, opts: Record<string, unknown>)
     return json ? EXIT.failed : reportFailure(err);
   }
   const stats = count(snapshot);
+  // Valid (the daemon would deny everything), but most likely the wrong directory.
+  if (snapshot.files.length === 0) process.stderr.write(`virt-offload: warning: no *.policy files under ${dir}\n`);
   // Without --require-signed the work tree may hold changes HEAD does not: say so.
   const uncommitted = snapshot.commit !== undefined && requireSigned === undefined && !workTreeMatchesHead(dir);
   if (json) {

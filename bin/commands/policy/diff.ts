@@ -7,7 +7,7 @@ import { resolveCommit } from '../../../lib/git/index.js';
 import { diffSnapshots, PolicyError, PolicySyntaxError, type PolicySnapshot } from '../../../lib/policy/index.js';
 import { headCommit, loadPolicySnapshot, loadPolicySnapshotAtRevision, workTreeMatchesHead } from '../../../lib/policy/loader.js';
 import { EXIT, reportFailure } from '../../exit.js';
-import { endQuietlyOnClosedPipe } from './list.js';
+import { endQuietlyOnClosedPipe, printable } from './list.js';
 
 interface Side {
   /** What the user called it: a revision name or "the work tree". */
@@ -42,7 +42,7 @@ export async function runPolicyDiff(rev1: string | undefined, rev2: string | und
   const from = before.snapshot?.commit === undefined ? before.label : `${before.label} (${before.snapshot.commit.slice(0, 12)})`;
   const to = after.snapshot?.commit === undefined || rev2 === undefined ? after.label : `${after.label} (${after.snapshot.commit.slice(0, 12)})`;
   process.stderr.write(`policy diff: ${from} → ${to}: ${changes.length} change${changes.length === 1 ? '' : 's'}\n`);
-  for (const c of changes) process.stdout.write(`${oneLine(c.description)}\n`);
+  for (const c of changes) process.stdout.write(`${printable(c.description)}\n`);
   return EXIT.ok;
 }
 
@@ -73,8 +73,3 @@ function defaultBase(repo: string, againstWorkTree: boolean): Side {
   return atRevision(repo, 'HEAD');
 }
 
-/** Descriptions hold names and reasons from the files: keep each change on one line. */
-function oneLine(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-}

@@ -1,6 +1,5 @@
 // `virt-offload policy list`: one line per version of every binary (name, version, status
 // with by= or reason, first measurement), or one JSON object per version with --json.
-import { VirtOffloadError } from '../../../lib/errors.js';
 import { PolicyError, type PolicyEntry, type PolicySnapshot } from '../../../lib/policy/index.js';
 import { loadPolicySnapshot } from '../../../lib/policy/loader.js';
 import { EXIT, reportFailure } from '../../exit.js';
@@ -39,7 +38,6 @@ export function loadForReading(repo: string): PolicySnapshot | number {
       process.stderr.write(`virt-offload: ${err.message.split('\n')[0]} (run \`virt-offload policy check\`)\n`);
       return EXIT.failed;
     }
-    if (err instanceof VirtOffloadError) return reportFailure(err);
     return reportFailure(err);
   }
 }
@@ -62,6 +60,12 @@ export function entryJson(v: PolicyEntry): Record<string, unknown> {
     file: v.file,
     line: v.line,
   };
+}
+
+/** Text from the command line or the files, made safe to print on one terminal line. */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 /** Left-aligned columns separated by two spaces; the last column is not padded. */

@@ -3,7 +3,7 @@
 // status and all its measurements.
 import { formatInterpreter, formatLimitValue, LIMIT_KEY_ORDER, type BinaryPolicy, type LimitKey, type Limits, type PolicySnapshot, type VmScope } from '../../../lib/policy/index.js';
 import { EXIT } from '../../exit.js';
-import { endQuietlyOnClosedPipe, entryJson, loadForReading, statusText } from './list.js';
+import { endQuietlyOnClosedPipe, entryJson, loadForReading, printable, statusText } from './list.js';
 
 export async function runPolicyShow(name: string, opts: Record<string, unknown>): Promise<number> {
   endQuietlyOnClosedPipe();
@@ -13,7 +13,7 @@ export async function runPolicyShow(name: string, opts: Record<string, unknown>)
   const b = snapshot.binaries.get(name);
   if (b === undefined) {
     const close = closeNames(name, [...snapshot.binaries.keys()]);
-    process.stderr.write(`virt-offload: no binary named '${name}' in the policy${close.length > 0 ? `; did you mean: ${close.join(', ')}?` : snapshot.binaries.size === 0 ? ' (it lists no binaries)' : ''}\n`);
+    process.stderr.write(`virt-offload: no binary named '${printable(name)}' in the policy${close.length > 0 ? `; did you mean: ${close.join(', ')}?` : snapshot.binaries.size === 0 ? ' (it lists no binaries)' : ''}\n`);
     return EXIT.failed;
   }
   process.stdout.write(opts.json === true ? `${JSON.stringify(showJson(b, snapshot))}\n` : showText(b, snapshot));
