@@ -10,6 +10,7 @@ import { fileError } from '../io/index.js';
 import { PolicyError, PolicySyntaxError, sortErrors } from './errors.js';
 import { scanRevision, throwIfUnreadable } from './loader-revision.js';
 import { scanWorkTree } from './loader-worktree.js';
+import type { PolicyFileSet } from './loader-files.js';
 import { buildSnapshot } from './snapshot.js';
 import type { PolicySnapshot, PolicySource } from './types.js';
 
@@ -46,9 +47,8 @@ export function headCommit(dir: string): string | undefined {
 
 /** The policy files of a work tree as they are on disk. Throws a PolicyError when some cannot be read. */
 export function loadPolicyWorkTree(dir: string): LoadedPolicyFiles {
-  const set = scanWorkTree(dir);
+  const { set, commit } = scanWithStableHead(dir);
   throwIfUnreadable(`policy repository ${dir}`, set);
-  const commit = headCommit(dir);
   return commit === undefined ? { files: set.files } : { files: set.files, commit };
 }
 
@@ -78,19 +78,34 @@ export interface LoadPolicyOptions {
 export function loadPolicySnapshot(dir: string, options: LoadPolicyOptions = {}): PolicySnapshot {
   if (options.requireSigned !== undefined) {
     const signed = loadSigned(dir, options.requireSigned);
-    return throwBuild(signed.files, signed.errors, signed.commit, options.loadedAt);
+    return buildOrThrow(signed.files, signed.errors, signed.commit, options.loadedAt);
   }
-  const set = scanWorkTree(dir);
-  return throwBuild(set.files, set.errors, headCommit(dir), options.loadedAt);
+  const { set, commit } = scanWithStableHead(dir);
+  return buildOrThrow(set.files, set.errors, commit, options.loadedAt);
+}
+
+/**
+ * Scan the work tree and read HEAD so that the commit recorded is the one checked out while
+ * the files were read: HEAD is read before and after, and the scan repeated if it moved (a
+ * pull or checkout in the middle of a daemon's reload).
+ */
+function scanWithStableHead(dir: string): { set: PolicyFileSet; commit: string | undefined } {
+  for (let attempt = 1; ; attempt++) {
+    const before = headCommit(dir);
+    const set = scanWorkTree(dir);
+    const after = headCommit(dir);
+    if (before === after) return { set, commit: after };
+    if (attempt === 3) throw new GitError(dir, ['rev-parse', 'HEAD'], `HEAD of ${dir} kept moving while the policy files were read; try again`);
+  }
 }
 
 /** The snapshot of commit `rev`; throws a PolicyError whose message names `rev`. */
 export function loadPolicySnapshotAtRevision(dir: string, rev: string, options: { loadedAt?: string } = {}): PolicySnapshot {
   const set = scanRevision(dir, rev);
-  return throwBuild(set.files, set.errors, set.commit, options.loadedAt, `revision ${rev}`);
+  return buildOrThrow(set.files, set.errors, set.commit, options.loadedAt, `revision ${rev}`);
 }
 
-function throwBuild(files: readonly PolicySource[], readErrors: readonly PolicySyntaxError[], commit: string | undefined, loadedAt: string | undefined, label?: string): PolicySnapshot {
+function buildOrThrow(files: readonly PolicySource[], readErrors: readonly PolicySyntaxError[], commit: string | undefined, loadedAt: string | undefined, label?: string): PolicySnapshot {
   const meta = { ...(commit === undefined ? {} : { commit }), ...(loadedAt === undefined ? {} : { loadedAt }) };
   const result = buildSnapshot(files, meta);
   const errors = sortErrors([...readErrors, ...(result.ok ? [] : result.errors)]);
