@@ -2,6 +2,7 @@
 // with bounded output, no terminal prompts and a fixed locale, so hostile revision names or
 // paths can never become options or shell words and git's messages are predictable.
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { VirtOffloadError } from '../errors.js';
 
 /** git failed, or is missing, or answered more than we accept. `args` is the command run. */
@@ -58,6 +59,8 @@ export function runGit(dir: string, args: readonly string[], options: GitOptions
   });
   if (r.error !== undefined) {
     const code = (r.error as NodeJS.ErrnoException).code;
+    // spawn says ENOENT both for a missing program and a missing working directory.
+    if (code === 'ENOENT' && !existsSync(dir)) throw new GitError(dir, args, `cannot run git in ${dir}: no such directory`);
     if (code === 'ENOENT') throw new GitError(dir, args, 'git is not installed (install it with apt-get install git)');
     if (code === 'ENOBUFS') throw new GitError(dir, args, `git ${args[0] ?? ''} printed more than ${maxOutput} bytes; refusing to read it`);
     throw new GitError(dir, args, `cannot run git ${args[0] ?? ''} in ${dir}: ${r.error.message}`);

@@ -9,7 +9,7 @@ import { GitError, resolveCommit, verifyCommit, workTreeOf } from '../git/index.
 import { fileError } from '../io/index.js';
 import { PolicyError, PolicySyntaxError, sortErrors } from './errors.js';
 import { scanRevision, throwIfUnreadable } from './loader-revision.js';
-import { scanWorkTree } from './loader-worktree.js';
+import { realDirectory, scanWorkTree } from './loader-worktree.js';
 import type { PolicyFileSet } from './loader-files.js';
 import { buildSnapshot } from './snapshot.js';
 import type { PolicySnapshot, PolicySource } from './types.js';
@@ -90,6 +90,7 @@ export function loadPolicySnapshot(dir: string, options: LoadPolicyOptions = {})
  * pull or checkout in the middle of a daemon's reload).
  */
 function scanWithStableHead(dir: string): { set: PolicyFileSet; commit: string | undefined } {
+  realDirectory(dir); // a missing DIR is reported as such, before git runs in it
   for (let attempt = 1; ; attempt++) {
     const before = headCommit(dir);
     const set = scanWorkTree(dir);
