@@ -17,3 +17,11 @@ export function reportFailure(err: unknown): number {
   process.stderr.write(`virt-offload: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   return EXIT.failed;
 }
+
+/** `virt-offload … | head` closes the pipe early: that is the reader's choice, not an error. */
+export function endQuietlyOnClosedPipe(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}

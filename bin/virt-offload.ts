@@ -4,7 +4,9 @@
 // command, and resolving dozens of small modules would add a third to it.
 import { Command, CommanderError, Option } from 'commander';
 import { VERSION } from '../lib/version.js';
-import { EXIT, reportFailure } from './exit.js';
+import { endQuietlyOnClosedPipe, EXIT, reportFailure } from './exit.js';
+
+endQuietlyOnClosedPipe();
 
 const program = new Command('virt-offload')
   .description('Measure binaries handed over by virtual machines and run them only if a git-kept allowlist approves them.')

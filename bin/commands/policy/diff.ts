@@ -7,7 +7,7 @@ import { resolveCommit } from '../../../lib/git/index.js';
 import { diffSnapshots, PolicyError, PolicySyntaxError, type PolicySnapshot } from '../../../lib/policy/index.js';
 import { headCommit, loadPolicySnapshot, loadPolicySnapshotAtRevision, workTreeMatchesHead } from '../../../lib/policy/loader.js';
 import { EXIT, reportFailure } from '../../exit.js';
-import { endQuietlyOnClosedPipe, printable } from './list.js';
+import { printable } from './list.js';
 
 interface Side {
   /** What the user called it: a revision name or "the work tree". */
@@ -17,7 +17,6 @@ interface Side {
 }
 
 export async function runPolicyDiff(rev1: string | undefined, rev2: string | undefined, opts: Record<string, unknown>): Promise<number> {
-  endQuietlyOnClosedPipe();
   const repo = typeof opts.repo === 'string' ? opts.repo : '.';
   let before: Side;
   let after: Side;

@@ -5,7 +5,6 @@ import { loadPolicySnapshot } from '../../../lib/policy/loader.js';
 import { EXIT, reportFailure } from '../../exit.js';
 
 export async function runPolicyList(opts: Record<string, unknown>): Promise<number> {
-  endQuietlyOnClosedPipe();
   const repo = typeof opts.repo === 'string' ? opts.repo : '.';
   const snapshot = loadForReading(repo);
   if (typeof snapshot === 'number') return snapshot;
@@ -18,14 +17,6 @@ export async function runPolicyList(opts: Record<string, unknown>): Promise<numb
   }
   if (opts.json !== true) process.stdout.write(columns(rows));
   return EXIT.ok;
-}
-
-/** `policy list | head` closes the pipe early: that is the reader's choice, not an error. */
-export function endQuietlyOnClosedPipe(): void {
-  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-    throw err;
-  });
 }
 
 /** Load the work tree's snapshot, or print its errors and return the exit code. */

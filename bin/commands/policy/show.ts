@@ -3,10 +3,9 @@
 // status and all its measurements.
 import { formatInterpreter, formatLimitValue, LIMIT_KEY_ORDER, type BinaryPolicy, type LimitKey, type Limits, type PolicySnapshot, type VmScope } from '../../../lib/policy/index.js';
 import { EXIT } from '../../exit.js';
-import { endQuietlyOnClosedPipe, entryJson, loadForReading, printable, statusText } from './list.js';
+import { entryJson, loadForReading, printable, statusText } from './list.js';
 
 export async function runPolicyShow(name: string, opts: Record<string, unknown>): Promise<number> {
-  endQuietlyOnClosedPipe();
   const repo = typeof opts.repo === 'string' ? opts.repo : '.';
   const snapshot = loadForReading(repo);
   if (typeof snapshot === 'number') return snapshot;
