@@ -1,7 +1,8 @@
 // Make the store match a policy snapshot: install approved versions whose bytes are at hand,
 // then remove every installed measurement the snapshot does not approve for some VM.
 // Installs come first, so an old version is removed only after its successor is in place
-// (and can serve as the base a patch is applied to while the successor is built).
+// (and can serve as the base a patch is applied to while the successor is built); a
+// superseded version whose successor could not be installed stays until it is.
 import { VirtOffloadError } from '../errors.js';
 import type { ByteReader } from '../measure/index.js';
 import type { PolicyEntry, PolicySnapshot } from '../policy/index.js';
@@ -31,6 +32,12 @@ export interface ReconcileOptions {
   readonly sources?: ByteSource;
   /** Recorded in new manifests; default now. */
   readonly installedAt?: string;
+  /**
+   * Keep a superseded version while the approved version that replaces it is not installed
+   * (default true): it is never run (the policy denies it), but it is the base a patch to
+   * its successor applies to. `store gc` passes false: remove everything not approved.
+   */
+  readonly keepUntilSuccessor?: boolean;
 }
 
 export interface ReconcileSummary {
@@ -40,6 +47,8 @@ export interface ReconcileSummary {
   readonly kept: string[];
   /** Approved, not installed, and no bytes at hand. */
   readonly unavailable: string[];
+  /** Superseded, kept because its successor is not installed yet. */
+  readonly retained: string[];
   readonly failed: Array<{ readonly measurement: string; readonly action: 'install' | 'uninstall'; readonly error: string }>;
 }
 
@@ -63,7 +72,7 @@ function removalReason(entry: PolicyEntry | undefined): string | undefined {
 export async function reconcile(store: Store, snapshot: PolicySnapshot, options: ReconcileOptions): Promise<ReconcileSummary> {
   const { log, sources } = options;
   const commit = snapshot.commit === undefined ? {} : { commit: snapshot.commit };
-  const summary: ReconcileSummary = { installed: [], removed: [], kept: [], unavailable: [], failed: [] };
+  const summary: ReconcileSummary = { installed: [], removed: [], kept: [], unavailable: [], retained: [], failed: [] };
   const before = new Map<string, ListedObject>(list(store).map((o) => [o.measurement, o]));
 
   // 1. Install what is approved and missing (or recorded under another name/version).
@@ -106,10 +115,15 @@ export async function reconcile(store: Store, snapshot: PolicySnapshot, options:
   }
 
   // 2. Remove what the snapshot does not approve, now that successors are in place.
+  const installedNow = new Set(list(store).filter((o) => o.manifest !== undefined && o.objectSize !== undefined).map((o) => o.measurement));
   for (const [measurement, present] of before) {
     const entry = snapshot.index.get(measurement);
     const reason = removalReason(entry);
     if (reason === undefined) continue;
+    if (options.keepUntilSuccessor !== false && entry !== undefined && successorPending(snapshot, entry, installedNow)) {
+      summary.retained.push(measurement);
+      continue;
+    }
     const who = entry !== undefined ? { name: entry.name, version: entry.version } : present.manifest !== undefined ? { name: present.manifest.name, version: present.manifest.version } : {};
     try {
       uninstall(store, measurement);
@@ -122,6 +136,14 @@ export async function reconcile(store: Store, snapshot: PolicySnapshot, options:
     }
   }
   return summary;
+}
+
+/** A superseded entry whose approved, runnable replacement has none of its measurements installed. */
+function successorPending(snapshot: PolicySnapshot, entry: PolicyEntry, installed: ReadonlySet<string>): boolean {
+  if (entry.status !== 'superseded' || entry.replacement === undefined) return false;
+  const successor = snapshot.binaries.get(entry.name)?.versions.get(entry.replacement);
+  if (successor === undefined || !runnable(successor)) return false;
+  return !successor.measurements.some((m) => installed.has(m));
 }
 
 /** Stands in for a source when only a manifest is rewritten (never read: the object verifies). */
