@@ -3,18 +3,13 @@
 // together with all the others in memory, write it atomically, then read the whole tree
 // again and restore the old content if it no longer builds. One edit is one file write, so a
 // reader (the daemon, `policy check`) sees the old or the new file, never a mix.
-// (A stand-in for the shared loader in lib/policy; this reads the work tree only.)
 import { randomBytes } from 'node:crypto';
-import { closeSync, fchmodSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { UsageError, VirtOffloadError } from '../../../lib/errors.js';
 import { fileError } from '../../../lib/io/index.js';
+import { loadPolicyWorkTree } from '../../../lib/policy/loader.js';
 import { buildSnapshot, formatMember, formatVersionLine, parseMember, parsePolicyFile, PolicyError, renderBinaryFile, type BinaryPolicy, type PolicySnapshot, type PolicySource, type VmsSpec } from '../../../lib/policy/index.js';
-
-/** Directories deeper than this are not walked (a policy repository is shallow). */
-const MAX_DEPTH = 32;
-/** Files read at most: far above any real repository, low enough to bound a mistaken --repo /. */
-const MAX_FILES = 1_000_000;
 
 export interface LoadedRepo {
   /** Absolute path of the work tree. */
@@ -23,54 +18,15 @@ export interface LoadedRepo {
   readonly snapshot: PolicySnapshot;
 }
 
-/** Every `*.policy` file under `dir` (hidden entries and symbolic links skipped), '/'-separated relative paths. */
-export function readPolicyFiles(dir: string): PolicySource[] {
-  const root = resolve(dir);
+/** Every `*.policy` file of the work tree, through the same loader the daemon and `policy check` use. */
+function readPolicyFiles(root: string): readonly PolicySource[] {
   try {
-    if (!lstatSync(root).isDirectory()) throw new UsageError(`--repo ${dir}: not a directory`, '--repo');
+    if (!lstatSync(root).isDirectory()) throw new UsageError(`--repo ${root}: not a directory`, '--repo');
   } catch (err) {
     if (err instanceof VirtOffloadError) throw err;
     throw fileError(root, 'cannot read the policy repository', err);
   }
-  const out: PolicySource[] = [];
-  const walk = (rel: string, depth: number): void => {
-    if (depth > MAX_DEPTH) throw new VirtOffloadError('EIO', `${join(root, rel)}: directories nested deeper than ${MAX_DEPTH} levels`);
-    const abs = rel === '' ? root : join(root, rel);
-    let entries;
-    try {
-      entries = readdirSync(abs, { withFileTypes: true });
-    } catch (err) {
-      throw fileError(abs, 'cannot list', err);
-    }
-    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const e of entries) {
-      // Hidden entries (.git, dot-files, our own temp files) are not policy, as for the loader.
-      if (e.name.startsWith('.')) continue;
-      const path = rel === '' ? e.name : `${rel}/${e.name}`;
-      if (e.isDirectory()) {
-        walk(path, depth + 1);
-      } else if (e.isFile() && e.name.endsWith('.policy')) {
-        if (out.length >= MAX_FILES) throw new VirtOffloadError('EIO', `${root}: more than ${MAX_FILES} policy files`);
-        out.push({ path, text: readText(join(root, path)) });
-      }
-    }
-  };
-  walk('', 0);
-  return out;
-}
-
-function readText(abs: string): string {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(abs);
-  } catch (err) {
-    throw fileError(abs, 'cannot read', err);
-  }
-  try {
-    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
-  } catch {
-    throw new PolicyError(`${abs}: not valid UTF-8 text`);
-  }
+  return loadPolicyWorkTree(root).files;
 }
 
 /** Read the repository and build its snapshot; refuse to edit a repository that is already broken. */
