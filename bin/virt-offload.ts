@@ -141,6 +141,44 @@ policy
     process.exitCode = await runPolicyRevoke(name, opts);
   });
 
+// ---- store: the host's content-addressed install store --------------------------------
+const store = program
+  .command('store')
+  .summary('inspect and clean the install store (canonical bytes of approved binaries)')
+  .description('The host keeps the canonical bytes of each installed binary under its measurement:\n<store>/objects/<algo>/<hex> (read-only) with a manifest in <store>/manifests/<algo>/<hex>.json.');
+const STORE_DIR = '/var/lib/virt-offload/store';
+
+store
+  .command('ls')
+  .summary('list installed measurements: name, version, size, installed-at')
+  .option('--store <dir>', 'store directory', STORE_DIR)
+  .option('--json', 'one JSON object per measurement')
+  .action(async (opts: Record<string, unknown>) => {
+    const { runStoreLs } = await import('./commands/store/ls.js');
+    process.exitCode = await runStoreLs(opts);
+  });
+
+store
+  .command('verify')
+  .summary('re-hash every installed object (exit 1 naming any that differs or is incomplete)')
+  .option('--store <dir>', 'store directory', STORE_DIR)
+  .option('--json', 'one JSON object per file checked')
+  .action(async (opts: Record<string, unknown>) => {
+    const { runStoreVerify } = await import('./commands/store/verify.js');
+    process.exitCode = await runStoreVerify(opts);
+  });
+
+store
+  .command('gc')
+  .summary('remove what the policy does not approve (superseded, revoked, unlisted)')
+  .requiredOption('--repo <dir>', 'policy repository work tree')
+  .option('--store <dir>', 'store directory', STORE_DIR)
+  .option('--json', 'one JSON object per removal')
+  .action(async (opts: Record<string, unknown>) => {
+    const { runStoreGc } = await import('./commands/store/gc.js');
+    process.exitCode = await runStoreGc(opts);
+  });
+
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof CommanderError) {
     // Commander has already printed its message (or the help / version text).
