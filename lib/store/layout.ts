@@ -102,7 +102,12 @@ function checkAncestors(abs: string): void {
     throw fileError(dirname(abs), 'cannot resolve the store directory', err);
   }
   for (;;) {
-    const st = statSync(dir);
+    let st: Stats;
+    try {
+      st = statSync(dir);
+    } catch (err) {
+      throw fileError(dir, 'cannot check the directory above the store', err);
+    }
     const mode = st.mode & 0o7777;
     if ((mode & 0o022) !== 0 && (mode & STICKY) === 0) {
       throw new StoreError('unsafe', `directory ${dir} above the store ${abs} is group- or world-writable without the sticky bit (mode ${octal(mode)}): others could replace the store`, { path: dir });
