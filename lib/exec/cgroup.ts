@@ -1,0 +1,253 @@
+// Per-run cgroups for the memory and pids limits, on cgroup v2 or v1, whichever the host has.
+// Detection reads /proc/self/mountinfo: v2 when /sys/fs/cgroup itself is a cgroup2 mount (the
+// unified layout), else v1 with the memory and pids controllers mounted somewhere (a hybrid
+// host's /sys/fs/cgroup/unified holds no controllers of its own, so it is not used).
+// One run = one directory per hierarchy (two on v1, one on v2) under `<mount>/virt-offload/`;
+// it is removed when the run ends. The memory limit also caps swap, so a hog cannot page out.
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { ExecError } from './errors.js';
+
+export type CgroupVersion = 1 | 2;
+
+export interface CgroupLayout {
+  readonly version: CgroupVersion;
+  /** v2: the one directory runs are created under; v1: one per controller. */
+  readonly memoryParent: string;
+  readonly pidsParent: string;
+}
+
+/** What happened in a run's cgroup: how often each limit bit. */
+export interface CgroupEvents {
+  readonly oomKills: number;
+  readonly pidsMaxHits: number;
+}
+
+const PARENT_NAME = 'virt-offload';
+
+interface Mount {
+  readonly point: string;
+  readonly fstype: string;
+  readonly superOptions: readonly string[];
+}
+
+/** Mount points in mountinfo escape space, tab, newline and backslash as octal (\040). */
+function unescapeMount(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+export function parseMountinfo(text: string): Mount[] {
+  const mounts: Mount[] = [];
+  for (const line of text.split('\n')) {
+    const dash = line.indexOf(' - ');
+    if (dash < 0) continue;
+    const left = line.slice(0, dash).split(' ');
+    const right = line.slice(dash + 3).split(' ');
+    if (left.length < 5 || right.length < 3) continue;
+    mounts.push({ point: unescapeMount(left[4]!), fstype: right[0]!, superOptions: right[2]!.split(',') });
+  }
+  return mounts;
+}
+
+/** Which cgroup layout the host has, from its mount table; undefined when memory+pids are not both there. */
+export function detectCgroups(mountinfo: string, cgroupMount = '/sys/fs/cgroup'): CgroupLayout | undefined {
+  const mounts = parseMountinfo(mountinfo);
+  // The last mount on a point wins (it hides the earlier ones).
+  const top = [...mounts].reverse().find((m) => m.point === cgroupMount);
+  if (top?.fstype === 'cgroup2') {
+    const parent = join(cgroupMount, PARENT_NAME);
+    return { version: 2, memoryParent: parent, pidsParent: parent };
+  }
+  const v1 = (controller: string) => mounts.find((m) => m.fstype === 'cgroup' && m.superOptions.includes(controller))?.point;
+  const memory = v1('memory');
+  const pids = v1('pids');
+  if (memory === undefined || pids === undefined) return undefined;
+  return { version: 1, memoryParent: join(memory, PARENT_NAME), pidsParent: join(pids, PARENT_NAME) };
+}
+
+let cachedLayout: CgroupLayout | undefined | null = null;
+
+/** The host's layout, detected once per process. */
+export function hostCgroups(): CgroupLayout | undefined {
+  if (cachedLayout === null) {
+    let text = '';
+    try {
+      text = readFileSync('/proc/self/mountinfo', 'utf8');
+    } catch {
+      text = '';
+    }
+    cachedLayout = detectCgroups(text);
+  }
+  return cachedLayout;
+}
+
+function cgroupError(action: string, path: string, err: unknown): ExecError {
+  const code = (err as NodeJS.ErrnoException).code;
+  return new ExecError('cgroup', `cannot ${action} ${path}${code ? ` (${code})` : ''}`, { path, cause: err });
+}
+
+function write(path: string, value: string): void {
+  try {
+    writeFileSync(path, value);
+  } catch (err) {
+    throw cgroupError(`write '${value}' to`, path, err);
+  }
+}
+
+function readOr(path: string, fallback: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return fallback;
+  }
+}
+
+/** `key N` lines (memory.events, pids.events, memory.oom_control): the value of `key`, 0 if absent. */
+export function keyedValue(text: string, key: string): number {
+  for (const line of text.split('\n')) {
+    const [k, v] = line.trim().split(/\s+/);
+    if (k === key && v !== undefined && /^[0-9]+$/.test(v)) return Number(v);
+  }
+  return 0;
+}
+
+let runCounter = 0;
+
+/** A run's cgroup directories with its limits written, empty until `add`. */
+export class RunCgroup {
+  readonly layout: CgroupLayout;
+  /** The directories of this run (two on v1: memory, pids; one on v2). */
+  readonly dirs: readonly string[];
+  readonly memoryDir: string;
+  readonly pidsDir: string;
+
+  private constructor(layout: CgroupLayout, memoryDir: string, pidsDir: string) {
+    this.layout = layout;
+    this.memoryDir = memoryDir;
+    this.pidsDir = pidsDir;
+    this.dirs = memoryDir === pidsDir ? [memoryDir] : [memoryDir, pidsDir];
+  }
+
+  /** Create the run's directories and write the limits; on any failure nothing is left behind. */
+  static create(layout: CgroupLayout, limits: { memoryBytes: number; pids: number }): RunCgroup {
+    const name = `run-${process.pid}-${++runCounter}-${randomBytes(4).toString('hex')}`;
+    const group = new RunCgroup(layout, join(layout.memoryParent, name), join(layout.pidsParent, name));
+    try {
+      if (layout.version === 2) prepareV2Parent(layout.memoryParent);
+      for (const dir of group.dirs) {
+        try {
+          mkdirSync(dir.slice(0, dir.lastIndexOf('/')), { recursive: true, mode: 0o755 });
+          mkdirSync(dir, { mode: 0o755 });
+        } catch (err) {
+          throw cgroupError('create', dir, err);
+        }
+      }
+      const mem = String(limits.memoryBytes);
+      if (layout.version === 2) {
+        write(join(group.memoryDir, 'memory.max'), mem);
+        if (existsSync(join(group.memoryDir, 'memory.swap.max'))) write(join(group.memoryDir, 'memory.swap.max'), '0');
+        write(join(group.pidsDir, 'pids.max'), String(limits.pids));
+      } else {
+        write(join(group.memoryDir, 'memory.limit_in_bytes'), mem);
+        // memsw (memory + swap) exists when swap accounting is on; it must be >= the plain limit,
+        // which is written first. Equal values mean no swap at all for the run.
+        if (existsSync(join(group.memoryDir, 'memory.memsw.limit_in_bytes'))) write(join(group.memoryDir, 'memory.memsw.limit_in_bytes'), mem);
+        write(join(group.pidsDir, 'pids.max'), String(limits.pids));
+      }
+    } catch (err) {
+      group.remove();
+      throw err;
+    }
+    return group;
+  }
+
+  /** Move a process (all its threads) into the run's cgroups. */
+  add(pid: number): void {
+    for (const dir of this.dirs) write(join(dir, 'cgroup.procs'), String(pid));
+  }
+
+  /** Pids of the processes in the run (from the pids hierarchy: every task of the run is there). */
+  pids(): number[] {
+    return readOr(join(this.pidsDir, 'cgroup.procs'), '')
+      .split('\n')
+      .filter((s) => /^[0-9]+$/.test(s))
+      .map(Number);
+  }
+
+  events(): CgroupEvents {
+    if (this.layout.version === 2) {
+      return {
+        oomKills: keyedValue(readOr(join(this.memoryDir, 'memory.events'), ''), 'oom_kill'),
+        pidsMaxHits: keyedValue(readOr(join(this.pidsDir, 'pids.events'), ''), 'max'),
+      };
+    }
+    return {
+      oomKills: keyedValue(readOr(join(this.memoryDir, 'memory.oom_control'), ''), 'oom_kill'),
+      pidsMaxHits: keyedValue(readOr(join(this.pidsDir, 'pids.events'), ''), 'max'),
+    };
+  }
+
+  /** SIGKILL every process in the run: cgroup.kill on v2 when the kernel has it, else one by one. */
+  killAll(): void {
+    if (this.layout.version === 2 && existsSync(join(this.pidsDir, 'cgroup.kill'))) {
+      try {
+        writeFileSync(join(this.pidsDir, 'cgroup.kill'), '1');
+        return;
+      } catch {
+        // fall through to the one-by-one kill
+      }
+    }
+    for (const pid of this.pids()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+
+  /**
+   * Remove the directories. A cgroup with a process still in it cannot be removed (EBUSY): kill
+   * what is left and retry for up to `waitMs`; a cgroup that stays busy is reported, not hidden.
+   */
+  async removeWhenEmpty(waitMs = 2000): Promise<void> {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      try {
+        this.remove(true);
+        return;
+      } catch (err) {
+        if (Date.now() >= deadline) throw err;
+        this.killAll();
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+  }
+
+  /** rmdir each directory that exists; with `strict`, throw if one cannot be removed. */
+  remove(strict = false): void {
+    for (const dir of this.dirs) {
+      try {
+        rmdirSync(dir);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        if (strict) throw cgroupError('remove', dir, err);
+      }
+    }
+  }
+}
+
+/** v2: the parent must exist and pass memory and pids down to its children. */
+function prepareV2Parent(parent: string): void {
+  const root = parent.slice(0, parent.lastIndexOf('/'));
+  try {
+    mkdirSync(parent, { recursive: true, mode: 0o755 });
+  } catch (err) {
+    throw cgroupError('create', parent, err);
+  }
+  for (const dir of [root, parent]) {
+    const enabled = readOr(join(dir, 'cgroup.subtree_control'), '').split(/\s+/);
+    if (!enabled.includes('memory') || !enabled.includes('pids')) write(join(dir, 'cgroup.subtree_control'), '+memory +pids');
+  }
+}

@@ -1,0 +1,553 @@
+// run(): start an installed binary by measurement, sandboxed, with the policy entry's limits.
+//
+// Order of a run (bubblewrap):
+//  1. check argv/env against the limits and the rules (nothing is read yet)
+//  2. measure the installed file and keep the canonical bytes that were hashed (verified.ts);
+//     refuse on mismatch; nothing has started
+//  3. pick the command for the format and the policy's interpreter (ELF direct, script with
+//     the named interpreter, WASM under node:wasi), refuse any other pairing
+//  4. create the run's cgroup (memory, pids) and spawn bwrap (argv array, no shell) with
+//     --info-fd and --block-fd: bwrap reports the sandbox's first process (pid 1 of the new pid
+//     namespace) and waits before exec; that process is moved into the cgroup, then released,
+//     so the program and everything it forks are counted from their first instruction
+//  5. stream stdout/stderr (bounded by limits.outputBytes); at the wall limit, at the output
+//     cap or on abort, SIGKILL pid 1 of the namespace (the kernel then kills every process in
+//     it), every process in the cgroup and bwrap itself
+//  6. read the cgroup's events (OOM kills, fork refusals), kill what is left, remove the cgroup
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { constants as osConstants, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import type { Profile } from '../measure/index.js';
+import type { Interpreter, Limits } from '../policy/index.js';
+import { bwrapArgs, insideLibraryDirs, probeBwrap, SANDBOX_DIR, systemBinds } from './bwrap.js';
+import { hostCgroups, RunCgroup, type CgroupLayout } from './cgroup.js';
+import { ExecError } from './errors.js';
+import { inheritableFds } from './fds.js';
+import { loadVerified, type VerifiedBinary } from './verified.js';
+import { WASI_NODE_FLAGS, WASI_NODE_TASKS, WASI_RUNNER_SOURCE } from './wasi-runner.js';
+
+export type SandboxChoice = 'bwrap' | { readonly unsandboxed: string };
+
+export interface ExecConfig {
+  /** bubblewrap binary; an absolute path, never looked up on PATH. Default /usr/bin/bwrap. */
+  readonly bwrapPath?: string;
+  /** node binary for WASI modules. Default: the node running this code. */
+  readonly nodePath?: string;
+  /** Host uid/gid bwrap (and the unsandboxed profile) run as when the daemon is root. Default 65534. */
+  readonly hostUid?: number;
+  readonly hostGid?: number;
+  /** Largest installed file copied into a sandbox. */
+  readonly maxBinaryBytes?: number;
+  readonly profile?: Profile;
+  /** Cgroup layout to use instead of the detected one (null: behave as if there were none). */
+  readonly cgroups?: CgroupLayout | null;
+}
+
+export interface StartInfo {
+  /** Host pid of bwrap (or of the program, unsandboxed). */
+  readonly pid: number;
+  /** Host pid of pid 1 of the sandbox's pid namespace (undefined unsandboxed). */
+  readonly sandboxInitPid: number | undefined;
+  readonly cgroupDirs: readonly string[];
+}
+
+export interface RunOptions {
+  readonly binary: { readonly path: string; readonly measurement: string };
+  /** Arguments after the program name. */
+  readonly argv?: readonly string[];
+  readonly stdin?: Uint8Array | string;
+  /** Variables added to PATH=/usr/bin:/bin and LANG=C.UTF-8 (LD_* refused). */
+  readonly env?: Readonly<Record<string, string>>;
+  readonly limits: Limits;
+  readonly interpreter?: Interpreter;
+  readonly sandbox: SandboxChoice;
+  readonly onStdout?: (chunk: Buffer) => void;
+  readonly onStderr?: (chunk: Buffer) => void;
+  readonly onStart?: (info: StartInfo) => void;
+  readonly signal?: AbortSignal;
+  readonly config?: ExecConfig;
+}
+
+export interface LimitsHit {
+  readonly wall: boolean;
+  readonly memory: boolean;
+  readonly pids: boolean;
+  readonly output: boolean;
+}
+
+export interface RunResult {
+  /** The program's exit status, null when it was killed by a signal. */
+  readonly exitCode: number | null;
+  /**
+   * The signal that ended it. bwrap folds a signal death of the program into exit status
+   * 128+N (as shells do), so a status from 129 to 192 is reported as that signal.
+   */
+  readonly signal: string | null;
+  readonly durationMs: number;
+  readonly stdout: Buffer;
+  readonly stderr: Buffer;
+  /** Output was cut at limits.outputBytes (stdout and stderr together). */
+  readonly truncated: boolean;
+  readonly limitsHit: LimitsHit;
+  readonly aborted: boolean;
+  /** 'bwrap' or 'unsandboxed:<profile name>', for the audit record. */
+  readonly sandbox: string;
+  readonly measurement: string;
+}
+
+const BASE_ENV: Readonly<Record<string, string>> = Object.freeze({ PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' });
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** bwrap's pid 1 of the namespace reaps orphans; it counts against pids.max. */
+const BWRAP_TASKS = 1;
+
+/** Refuse argv/env that break the policy's limits or could steer the loader. */
+export function checkRequest(argv: readonly string[], env: Readonly<Record<string, string>>, limits: Limits): void {
+  if (argv.length > limits.args) throw new ExecError('bad-request', `${argv.length} arguments given; the policy allows ${limits.args}`);
+  let bytes = 0;
+  for (const [i, a] of argv.entries()) {
+    if (typeof a !== 'string') throw new ExecError('bad-request', `argument ${i} is not a string`);
+    if (a.includes('\0')) throw new ExecError('bad-request', `argument ${i} contains a NUL byte`);
+    bytes += Buffer.byteLength(a, 'utf8') + 1;
+  }
+  for (const [name, value] of Object.entries(env)) {
+    if (!ENV_NAME.test(name)) throw new ExecError('bad-request', `environment variable name '${name.slice(0, 64)}' is not [A-Za-z_][A-Za-z0-9_]*`);
+    // LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT… choose what the loader maps: not the guest's call.
+    if (name.startsWith('LD_')) throw new ExecError('bad-request', `environment variable ${name} is refused (it steers the dynamic loader)`);
+    if (typeof value !== 'string' || value.includes('\0')) throw new ExecError('bad-request', `environment variable ${name} has a NUL byte or is not a string`);
+    bytes += Buffer.byteLength(name, 'utf8') + Buffer.byteLength(value, 'utf8') + 2;
+  }
+  if (bytes > limits.argBytes) throw new ExecError('bad-request', `arguments and environment are ${bytes} bytes; the policy allows ${limits.argBytes}`);
+}
+
+interface CommandPlan {
+  /** argv; [0] is executed. Paths of `files` are relative to the run directory. */
+  readonly command: (dir: string) => string[];
+  readonly files: readonly { readonly name: string; readonly data: readonly Uint8Array[]; readonly perms: string }[];
+  readonly roBinds: readonly string[];
+  /** Tasks the runner itself needs on top of limits.pids (node for WASI). */
+  readonly extraTasks: number;
+  /** Whether the caller's env goes to the process (false for WASI: it goes to the module only). */
+  readonly processEnv: boolean;
+}
+
+const PROG = 'prog';
+
+/** How to start this binary given the policy's interpreter; refuses every other pairing. */
+export function planCommand(bin: VerifiedBinary, interpreter: Interpreter, argv: readonly string[], env: Readonly<Record<string, string>>, nodePath: string): CommandPlan {
+  const prog = { name: PROG, data: bin.chunks, perms: '0555' };
+  const where = `${bin.path} (${bin.format})`;
+  if (interpreter.kind === 'none') {
+    if (bin.format !== 'elf') {
+      const hint = bin.format === 'raw' ? 'a script runs only with the interpreter its policy names' : 'only ELF executables run directly';
+      throw new ExecError('not-runnable', `${where}: policy interpreter is none; ${hint}`, { path: bin.path, measurement: bin.measurement });
+    }
+    const interp = bin.details.interpreter;
+    if (typeof interp === 'string') {
+      // The kernel maps PT_INTERP before a single instruction of the program runs (pitfall 7):
+      // it must be a loader the host ships, inside the directories the sandbox binds.
+      if (!interp.startsWith('/') || !insideLibraryDirs(interp, systemBinds())) {
+        throw new ExecError('not-runnable', `${where}: its PT_INTERP '${interp}' is not a file in the system library directories`, { path: bin.path, measurement: bin.measurement });
+      }
+    }
+    return { command: (dir) => [join(dir, PROG), ...argv], files: [prog], roBinds: [], extraTasks: 0, processEnv: true };
+  }
+  if (interpreter.kind === 'path') {
+    if (bin.format !== 'raw') {
+      throw new ExecError('not-runnable', `${where}: policy names interpreter ${interpreter.path}, which runs scripts, not ${bin.format} binaries`, { path: bin.path, measurement: bin.measurement });
+    }
+    let ok = false;
+    try {
+      const st = statSync(interpreter.path);
+      ok = st.isFile() && (st.mode & 0o111) !== 0;
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new ExecError('not-runnable', `interpreter ${interpreter.path} named by the policy is not an executable file on this host`, { path: interpreter.path, measurement: bin.measurement });
+    return { command: (dir) => [interpreter.path, join(dir, PROG), ...argv], files: [prog], roBinds: [interpreter.path], extraTasks: 0, processEnv: true };
+  }
+  if (bin.format !== 'wasm') {
+    throw new ExecError('not-runnable', `${where}: policy interpreter is wasi, which runs WebAssembly modules only`, { path: bin.path, measurement: bin.measurement });
+  }
+  const enc = new TextEncoder();
+  return {
+    command: (dir) => [nodePath, ...WASI_NODE_FLAGS, join(dir, 'runner.cjs'), join(dir, 'wasi.json')],
+    files: [
+      prog,
+      { name: 'runner.cjs', data: [enc.encode(WASI_RUNNER_SOURCE)], perms: '0444' },
+      // The config names the module by its path in the run directory, known only per mode.
+      { name: 'wasi.json', data: [], perms: '0444' },
+    ],
+    roBinds: [nodePath],
+    extraTasks: WASI_NODE_TASKS,
+    processEnv: false,
+  };
+}
+
+function wasiConfig(dir: string, argv: readonly string[], env: Readonly<Record<string, string>>): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify({ module: join(dir, PROG), args: [PROG, ...argv], env }));
+}
+
+function signalName(n: number): string | undefined {
+  for (const [name, value] of Object.entries(osConstants.signals)) if (value === n) return name;
+  return undefined;
+}
+
+export function decodeExit(code: number | null, signal: NodeJS.Signals | null, viaBwrap: boolean): { exitCode: number | null; signal: string | null } {
+  if (signal !== null) return { exitCode: null, signal };
+  if (viaBwrap && code !== null && code > 128 && code <= 128 + 64) {
+    const name = signalName(code - 128);
+    if (name !== undefined) return { exitCode: null, signal: name };
+  }
+  return { exitCode: code, signal: null };
+}
+
+function spawnIdentity(config: ExecConfig): { uid: number; gid: number } | undefined {
+  // As root, run bwrap itself unprivileged: its user namespace then maps the sandbox's uid to
+  // host uid 65534, not to root (bwrap run as root maps 65534 inside to 0 outside).
+  if (typeof process.getuid === 'function' && process.getuid() === 0) return { uid: config.hostUid ?? 65534, gid: config.hostGid ?? 65534 };
+  return undefined;
+}
+
+/** Run an installed binary. Resolves with the result; rejects (ExecError) only when nothing could be run. */
+export async function run(options: RunOptions): Promise<RunResult> {
+  const config = options.config ?? {};
+  const argv = options.argv ?? [];
+  const env = options.env ?? {};
+  const limits = options.limits;
+  checkRequest(argv, env, limits);
+
+  const sandboxName = sandboxLabel(options.sandbox);
+  const layout = config.cgroups === undefined ? hostCgroups() : config.cgroups ?? undefined;
+  const bwrapPath = config.bwrapPath ?? '/usr/bin/bwrap';
+  const identity = spawnIdentity(config);
+  if (options.sandbox === 'bwrap') {
+    const probe = await probeBwrap(bwrapPath, identity);
+    if (!probe.ok) throw new ExecError('no-sandbox', `no sandbox available: ${probe.problem}; refusing to run without one (no unsandboxed profile named)`);
+  }
+  if (layout === undefined) {
+    throw new ExecError('no-sandbox', 'no cgroup memory and pids controllers found (v2 at /sys/fs/cgroup or v1 mounts): memory and process limits cannot be enforced; refusing to run');
+  }
+
+  const bin = await loadVerified(options.binary.path, options.binary.measurement, {
+    ...(config.profile !== undefined ? { profile: config.profile } : {}),
+    ...(config.maxBinaryBytes !== undefined ? { maxBytes: config.maxBinaryBytes } : {}),
+  });
+  const plan = planCommand(bin, options.interpreter ?? { kind: 'none' }, argv, env, config.nodePath ?? process.execPath);
+  if (options.signal?.aborted) throw new ExecError('bad-request', 'run aborted before start', { path: bin.path, measurement: bin.measurement });
+
+  const leaks = inheritableFds();
+  if (leaks.length > 0) {
+    const list = leaks.map((f) => `${f.fd} (${f.target})`).join(', ');
+    throw new ExecError('leaky-fd', `fd ${list} is open without close-on-exec and would be inherited by the program; close it (closeInheritedFds() at start-up)`);
+  }
+  const sandboxed = options.sandbox === 'bwrap';
+  const cgroup = RunCgroup.create(layout, { memoryBytes: limits.memoryBytes, pids: limits.pids + plan.extraTasks + (sandboxed ? BWRAP_TASKS : 0) });
+  let tempDir: string | undefined;
+  try {
+    if (sandboxed) return await runInBwrap(options, bin, plan, cgroup, bwrapPath, identity, env, argv, sandboxName);
+    tempDir = privateRunDir();
+    return await runUnsandboxed(options, bin, plan, cgroup, tempDir, identity, env, argv, sandboxName);
+  } finally {
+    try {
+      cgroup.killAll();
+      await cgroup.removeWhenEmpty();
+    } finally {
+      if (tempDir !== undefined) rmSync(tempDir, { recursive: true, force: true });
+    }
+  }
+}
+
+function sandboxLabel(choice: SandboxChoice): string {
+  if (choice === 'bwrap') return 'bwrap';
+  if (typeof choice !== 'object' || choice === null || typeof choice.unsandboxed !== 'string' || !PROFILE_NAME.test(choice.unsandboxed)) {
+    throw new ExecError('no-sandbox', 'an unsandboxed run needs an explicitly named profile ([A-Za-z0-9._-], up to 64 characters)');
+  }
+  return `unsandboxed:${choice.unsandboxed}`;
+}
+
+/** Shared bookkeeping of one running child: output cap, timers, kill, result. */
+class Supervisor {
+  readonly stdout: Buffer[] = [];
+  readonly stderr: Buffer[] = [];
+  outputBytes = 0;
+  truncated = false;
+  wallHit = false;
+  aborted = false;
+  readonly started = performance.now();
+  private ended: number | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private onAbort: (() => void) | undefined;
+
+  constructor(
+    private readonly options: RunOptions,
+    private readonly killTree: () => void,
+  ) {}
+
+  attach(child: ChildProcess): void {
+    const cap = this.options.limits.outputBytes;
+    const take = (stream: Readable | null, into: Buffer[], cb: ((c: Buffer) => void) | undefined) => {
+      stream?.on('data', (chunk: Buffer) => {
+        if (this.truncated) return;
+        const room = cap - this.outputBytes;
+        const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
+        if (part.length > 0) {
+          into.push(part);
+          this.outputBytes += part.length;
+          cb?.(part);
+        }
+        if (chunk.length > room) {
+          this.truncated = true;
+          this.killTree();
+        }
+      });
+    };
+    take(child.stdout, this.stdout, this.options.onStdout);
+    take(child.stderr, this.stderr, this.options.onStderr);
+    this.timer = setTimeout(() => {
+      this.wallHit = true;
+      this.killTree();
+    }, this.options.limits.wallMs);
+    const signal = this.options.signal;
+    if (signal !== undefined) {
+      this.onAbort = () => {
+        this.aborted = true;
+        this.killTree();
+      };
+      signal.addEventListener('abort', this.onAbort, { once: true });
+    }
+  }
+
+  /** Resolves when the child exited and its stdio closed (or 2 s after exit, if something holds a pipe). */
+  wait(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    return new Promise((resolve, reject) => {
+      let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+      child.on('error', reject);
+      child.on('exit', (code, signal) => {
+        exit = { code, signal };
+        // Every process of the run is dead once the sandbox's pid 1 is; a pipe still open after
+        // that belongs to nobody we wait for.
+        setTimeout(() => {
+          for (const s of child.stdio) s?.destroy();
+        }, 2000).unref();
+      });
+      child.on('close', (code, signal) => resolve(exit ?? { code, signal }));
+    });
+  }
+
+  finish(): number {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.onAbort !== undefined) this.options.signal?.removeEventListener('abort', this.onAbort);
+    this.ended ??= performance.now();
+    return this.ended - this.started;
+  }
+}
+
+function writeAll(stream: Writable | null | undefined, data: readonly Uint8Array[]): void {
+  if (!stream) return;
+  stream.on('error', () => {
+    // EPIPE: the reader died; bwrap reports why on stderr and exits non-zero.
+  });
+  for (const chunk of data) stream.write(chunk);
+  stream.end();
+}
+
+function feedStdin(child: ChildProcess, stdin: Uint8Array | string | undefined): void {
+  if (stdin === undefined || child.stdin === null) return;
+  child.stdin.on('error', () => {
+    // The program need not read its input.
+  });
+  child.stdin.end(stdin);
+}
+
+function kill(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone already
+  }
+}
+
+async function runInBwrap(
+  options: RunOptions,
+  bin: VerifiedBinary,
+  plan: CommandPlan,
+  cgroup: RunCgroup,
+  bwrapPath: string,
+  identity: { uid: number; gid: number } | undefined,
+  env: Readonly<Record<string, string>>,
+  argv: readonly string[],
+  sandboxName: string,
+): Promise<RunResult> {
+  const INFO_FD = 3;
+  const BLOCK_FD = 4;
+  const FIRST_FILE_FD = 5;
+  const files = plan.files.map((f, i) => ({
+    fd: FIRST_FILE_FD + i,
+    dest: join(SANDBOX_DIR, f.name),
+    perms: f.perms,
+    data: f.name === 'wasi.json' ? [wasiConfig(SANDBOX_DIR, argv, env)] : f.data,
+  }));
+  const args = bwrapArgs({
+    files,
+    roBinds: plan.roBinds,
+    env: { ...BASE_ENV, ...(plan.processEnv ? env : {}) },
+    infoFd: INFO_FD,
+    blockFd: BLOCK_FD,
+    command: plan.command(SANDBOX_DIR),
+  });
+  const stdio: StdioOptions = [options.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', ...files.map(() => 'pipe' as const)];
+  const child = spawn(bwrapPath, args, { stdio, env: {}, cwd: '/', ...(identity ?? {}) });
+  let initPid: number | undefined;
+  const killTree = () => {
+    // pid 1 of the namespace first: its death makes the kernel kill every process in the namespace.
+    kill(initPid);
+    cgroup.killAll();
+    kill(child.pid);
+  };
+  const sup = new Supervisor(options, killTree);
+  sup.attach(child);
+  const done = sup.wait(child);
+
+  for (const f of files) writeAll(child.stdio[f.fd] as Writable | null, f.data);
+  // Our ends of the fds bwrap writes to or reads from must be drained so 'close' can fire.
+  const infoStream = child.stdio[INFO_FD] as Readable | null;
+  const blockStream = child.stdio[BLOCK_FD] as Writable | null;
+  blockStream?.on('error', () => {});
+  for (const f of files) (child.stdio[f.fd] as Readable | null)?.resume();
+
+  let setupError: ExecError | undefined;
+  const info = await readAll(infoStream, 4096);
+  const m = /"child-pid"\s*:\s*([0-9]+)/.exec(info);
+  if (m === null) {
+    // bwrap died before it could clone: its stderr says why.
+  } else {
+    initPid = Number(m[1]);
+    try {
+      cgroup.add(initPid);
+      options.onStart?.({ pid: child.pid!, sandboxInitPid: initPid, cgroupDirs: cgroup.dirs });
+      blockStream?.end(Buffer.from([1]));
+      feedStdin(child, options.stdin);
+    } catch (err) {
+      killTree();
+      setupError = err instanceof ExecError ? err : new ExecError('cgroup', `cannot start the run: ${String(err)}`, { cause: err });
+    }
+  }
+  if (m === null) killTree();
+  let exit: { code: number | null; signal: NodeJS.Signals | null };
+  try {
+    exit = await done;
+  } catch (err) {
+    throw new ExecError('no-sandbox', `cannot start ${bwrapPath}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    sup.finish();
+  }
+  if (setupError !== undefined) throw setupError;
+  if (m === null) {
+    const stderr = Buffer.concat(sup.stderr).toString('utf8').trim().slice(0, 2000);
+    throw new ExecError('sandbox-failed', `bubblewrap could not build the sandbox for ${bin.path} (exit ${exit.code ?? exit.signal}): ${stderr}`, {
+      path: bin.path,
+      measurement: bin.measurement,
+    });
+  }
+  return result(sup, cgroup, exit, true, sandboxName, bin);
+}
+
+function result(sup: Supervisor, cgroup: RunCgroup, exit: { code: number | null; signal: NodeJS.Signals | null }, viaBwrap: boolean, sandbox: string, bin: VerifiedBinary): RunResult {
+  const durationMs = sup.finish();
+  const events = cgroup.events();
+  const decoded = decodeExit(exit.code, exit.signal, viaBwrap);
+  return {
+    ...decoded,
+    durationMs,
+    stdout: Buffer.concat(sup.stdout),
+    stderr: Buffer.concat(sup.stderr),
+    truncated: sup.truncated,
+    limitsHit: { wall: sup.wallHit, memory: events.oomKills > 0, pids: events.pidsMaxHits > 0, output: sup.truncated },
+    aborted: sup.aborted,
+    sandbox,
+    measurement: bin.measurement,
+  };
+}
+
+function readAll(stream: Readable | null, max: number): Promise<string> {
+  return new Promise((resolve) => {
+    if (stream === null) return resolve('');
+    let text = '';
+    stream.on('data', (d: Buffer) => {
+      if (text.length < max) text += d.toString('utf8');
+    });
+    stream.on('error', () => resolve(text));
+    stream.on('end', () => resolve(text));
+    stream.on('close', () => resolve(text));
+  });
+}
+
+/** A fresh root-owned directory only its owner can list; others may traverse it to exec. */
+function privateRunDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'virt-offload-run-'));
+  chmodSync(dir, 0o711);
+  return dir;
+}
+
+/**
+ * The operator's explicitly named unsandboxed profile: no namespaces, but the same verified
+ * bytes (written to a fresh private directory, mode 0555), the same uid drop, env, cgroup
+ * limits and output cap. Weaker than bwrap: the program is moved into the cgroup right after
+ * spawn (no block point), so a child forked in its first instructions escapes the pids and
+ * memory limits; it still dies with the process group at the wall limit unless it called setsid.
+ */
+async function runUnsandboxed(
+  options: RunOptions,
+  bin: VerifiedBinary,
+  plan: CommandPlan,
+  cgroup: RunCgroup,
+  dir: string,
+  identity: { uid: number; gid: number } | undefined,
+  env: Readonly<Record<string, string>>,
+  argv: readonly string[],
+  sandboxName: string,
+): Promise<RunResult> {
+  for (const f of plan.files) {
+    const data = f.name === 'wasi.json' ? [wasiConfig(dir, argv, env)] : f.data;
+    writeFileSync(join(dir, f.name), Buffer.concat(data.map((d) => Buffer.from(d.buffer, d.byteOffset, d.byteLength))), { mode: Number.parseInt(f.perms, 8), flag: 'wx' });
+    chmodSync(join(dir, f.name), Number.parseInt(f.perms, 8));
+  }
+  const [file, ...args] = plan.command(dir);
+  const childEnv = { ...BASE_ENV, ...(plan.processEnv ? env : {}) };
+  const child = spawn(file!, args, { stdio: [options.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: childEnv, cwd: dir, detached: true, ...(identity ?? {}) });
+  const killTree = () => {
+    if (child.pid !== undefined) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // group gone
+      }
+    }
+    cgroup.killAll();
+  };
+  const sup = new Supervisor(options, killTree);
+  sup.attach(child);
+  const done = sup.wait(child);
+  if (child.pid !== undefined) {
+    try {
+      cgroup.add(child.pid);
+    } catch {
+      // exited already
+    }
+    options.onStart?.({ pid: child.pid, sandboxInitPid: undefined, cgroupDirs: cgroup.dirs });
+  }
+  feedStdin(child, options.stdin);
+  let exit;
+  try {
+    exit = await done;
+  } catch (err) {
+    throw new ExecError('sandbox-failed', `cannot start ${file}: ${(err as Error).message}`, { path: bin.path, measurement: bin.measurement, cause: err });
+  } finally {
+    killTree();
+  }
+  return result(sup, cgroup, exit, false, sandboxName, bin);
+}

@@ -1,0 +1,157 @@
+// Shared by the exec tests and the bench: a probe program compiled with the real gcc, and an
+// "install" that writes the canonical image the way the store does (measure + onChunk), so
+// the exec helper is tested against what it will really be given.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { measureFile } from '../../lib/io/index.js';
+import { DEFAULT_LIMITS, type Limits } from '../../lib/policy/index.js';
+import { requireTool, run } from '../helpers/tools.js';
+
+/** One binary, many behaviours: argv[1] picks what it does. */
+export const PROBE_C = String.raw`
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int fail(const char *what) { printf("ERR %s %s\n", what, strerrorname_np(errno)); return 0; }
+
+int main(int argc, char **argv) {
+  if (argc < 2) return 64;
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "echo")) {
+    for (int i = 2; i < argc; i++) printf("[%s]", argv[i]);
+    printf("\n");
+    fprintf(stderr, "to stderr\n");
+    return argc > 2 ? atoi(argv[2]) : 0;
+  }
+  if (!strcmp(cmd, "cat")) {
+    FILE *f = fopen(argv[2], "r");
+    if (!f) return fail("open");
+    char buf[256]; size_t n = fread(buf, 1, sizeof buf, f);
+    printf("READ %zu\n", n);
+    return 0;
+  }
+  if (!strcmp(cmd, "ls")) {
+    DIR *d = opendir(argv[2]);
+    if (!d) return fail("opendir");
+    int n = 0; while (readdir(d)) n++;
+    printf("LISTED %d\n", n);
+    return 0;
+  }
+  if (!strcmp(cmd, "net")) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0) return fail("socket");
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[3])) };
+    inet_pton(AF_INET, argv[2], &a.sin_addr);
+    if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) return fail("connect");
+    printf("CONNECTED\n");
+    return 0;
+  }
+  if (!strcmp(cmd, "status")) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f))
+      if (!strncmp(line, "Uid:", 4) || !strncmp(line, "Gid:", 4) || !strncmp(line, "Cap", 3) || !strncmp(line, "NoNewPrivs", 10)) fputs(line, stdout);
+    if (f) fclose(f);
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    printf("FDS");
+    while (d && (e = readdir(d))) {
+      if (e->d_name[0] == '.' || atoi(e->d_name) == dirfd(d)) continue;
+      char path[64], target[256];
+      snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+      ssize_t n = readlink(path, target, sizeof target - 1);
+      target[n < 0 ? 0 : n] = 0;
+      printf(" %s=%s", e->d_name, target);
+    }
+    printf("\n");
+    return 0;
+  }
+  if (!strcmp(cmd, "forkbomb")) {
+    int made = 0;
+    for (int i = 0; i < 10000; i++) {
+      pid_t p = fork();
+      if (p == 0) { pause(); _exit(0); }
+      if (p < 0) { printf("FORK FAILED after %d %s\n", made, strerrorname_np(errno)); fflush(stdout); return 0; }
+      made++;
+    }
+    printf("FORKED %d\n", made);
+    return 0;
+  }
+  if (!strcmp(cmd, "memhog")) {
+    long mb = atol(argv[2]);
+    for (long i = 0; i < mb; i++) {
+      char *p = malloc(1 << 20);
+      if (!p) { printf("MALLOC FAILED at %ld\n", i); return 0; }
+      memset(p, 1, 1 << 20);
+    }
+    printf("SURVIVED %ld MiB\n", mb);
+    return 0;
+  }
+  if (!strcmp(cmd, "sleeper")) {
+    int n = atoi(argv[3]);
+    for (int i = 0; i < n; i++) if (fork() == 0) { setsid(); for (;;) sleep(100); }
+    printf("SLEEPING\n"); fflush(stdout);
+    for (;;) sleep(100);
+  }
+  if (!strcmp(cmd, "spew")) {
+    long n = atol(argv[2]);
+    static char buf[65536]; memset(buf, 'x', sizeof buf);
+    while (n > 0) { long k = n < (long)sizeof buf ? n : (long)sizeof buf; if (write(1, buf, k) < 0) return 1; n -= k; }
+    return 0;
+  }
+  if (!strcmp(cmd, "stdin")) {
+    char buf[4096]; ssize_t n; long total = 0;
+    while ((n = read(0, buf, sizeof buf)) > 0) { fwrite(buf, 1, n, stdout); total += n; }
+    return 0;
+  }
+  if (!strcmp(cmd, "env")) {
+    extern char **environ;
+    for (char **e = environ; *e; e++) printf("%s\n", *e);
+    return 0;
+  }
+  if (!strcmp(cmd, "kill-self")) { raise(SIGSEGV); return 0; }
+  return 64;
+}
+`;
+
+/** Compile the probe (dynamic, or static with `-static`) into `dir`. */
+export function buildProbe(dir: string, extraFlags: readonly string[] = [], name = 'probe'): string {
+  const gcc = requireTool('gcc', 'gcc');
+  const src = join(dir, 'probe.c');
+  writeFileSync(src, PROBE_C);
+  const out = join(dir, name);
+  run(gcc, ['-O1', '-g', '-o', out, src, ...extraFlags]);
+  return out;
+}
+
+/** Write the canonical image of `source` to `dest` (mode 0444), as the store installs it. */
+export async function install(source: string, dest: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  const m = await measureFile(source, { onChunk: (c) => chunks.push(Buffer.from(c)) });
+  writeFileSync(dest, Buffer.concat(chunks), { mode: 0o444 });
+  return m.measurement;
+}
+
+export function limits(over: Partial<Limits> = {}): Limits {
+  return { ...DEFAULT_LIMITS, wallMs: 10_000, ...over };
+}
+
+/** Command line of a host pid, '' if it is gone. */
+export function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+  } catch {
+    return '';
+  }
+}
