@@ -145,7 +145,11 @@ policy
 const store = program
   .command('store')
   .summary('inspect and clean the install store (canonical bytes of approved binaries)')
-  .description('The host keeps the canonical bytes of each installed binary under its measurement:\n<store>/objects/<algo>/<hex> (read-only) with a manifest in <store>/manifests/<algo>/<hex>.json.');
+  .description('The host keeps the canonical bytes of each installed binary under its measurement:\n<store>/objects/<algo>/<hex> (read-only) with a manifest in <store>/manifests/<algo>/<hex>.json.')
+  .addHelpText('after', `
+Exit codes: 0 done (verify: every object matches its measurement), 1 the store is missing or
+unsafe, verify found a problem (each is named), or gc could not load the policy (nothing is
+removed then), 2 usage.`);
 const STORE_DIR = '/var/lib/virt-offload/store';
 
 store

@@ -1,4 +1,4 @@
-// Shared by the `store` subcommands: the --store option, plain columns, a closed pipe.
+// Shared by the `store` subcommands: the --store option and plain columns.
 import { DEFAULT_STORE, openStore, type Store } from '../../../lib/store/index.js';
 
 export function storeOption(opts: Record<string, unknown>): string {
@@ -8,14 +8,6 @@ export function storeOption(opts: Record<string, unknown>): string {
 /** Open the store for reading (never creates it: a missing store is reported, not made). */
 export function openExistingStore(opts: Record<string, unknown>): Store {
   return openStore(storeOption(opts));
-}
-
-/** `store ls | head` closes the pipe early: the reader's choice, not an error. */
-export function endQuietlyOnClosedPipe(): void {
-  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-    throw err;
-  });
 }
 
 /** Left-aligned columns separated by two spaces; the last column is not padded. */

@@ -7,13 +7,12 @@ import { PolicyError, type PolicySnapshot } from '../../../lib/policy/index.js';
 import { loadPolicySnapshot } from '../../../lib/policy/loader.js';
 import { reconcile, recover, type ReconcileRecord } from '../../../lib/store/index.js';
 import { EXIT, reportFailure } from '../../exit.js';
-import { endQuietlyOnClosedPipe, openExistingStore } from './common.js';
+import { openExistingStore } from './common.js';
 
 /** Temp files and half installs younger than this may belong to a live daemon: left alone. */
 const RECOVER_MARGIN_MS = 10 * 60 * 1000;
 
 export async function runStoreGc(opts: Record<string, unknown>): Promise<number> {
-  endQuietlyOnClosedPipe();
   const json = opts.json === true;
   const repo = typeof opts.repo === 'string' ? opts.repo : '.';
   try {

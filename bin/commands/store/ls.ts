@@ -2,10 +2,9 @@
 // or one JSON object per measurement with --json. Nothing is hashed: `store verify` does that.
 import { list } from '../../../lib/store/index.js';
 import { EXIT, reportFailure } from '../../exit.js';
-import { columns, endQuietlyOnClosedPipe, openExistingStore } from './common.js';
+import { columns, openExistingStore } from './common.js';
 
 export async function runStoreLs(opts: Record<string, unknown>): Promise<number> {
-  endQuietlyOnClosedPipe();
   try {
     const items = list(openExistingStore(opts));
     if (opts.json === true) {

@@ -3,10 +3,9 @@
 // 1 if there is any; --json prints one object per file checked, ok ones included.
 import { verify, type VerifyItem } from '../../../lib/store/index.js';
 import { EXIT, reportFailure } from '../../exit.js';
-import { endQuietlyOnClosedPipe, openExistingStore } from './common.js';
+import { openExistingStore } from './common.js';
 
 export async function runStoreVerify(opts: Record<string, unknown>): Promise<number> {
-  endQuietlyOnClosedPipe();
   try {
     const store = openExistingStore(opts);
     const report = await verify(store);
