@@ -1,0 +1,66 @@
+// Cgroup layout detection from mountinfo (v2 unified, v1, hybrid, none) and the per-run
+// cgroup on this host's real hierarchy: limits written, events read, removed afterwards.
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { detectCgroups, hostCgroups, keyedValue, parseMountinfo, RunCgroup } from '../../lib/exec/cgroup.js';
+
+const V2 = `24 30 0:22 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+30 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw`;
+const HYBRID = `31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw`;
+
+test('cgroup2 on /sys/fs/cgroup: v2, one directory for both controllers', () => {
+  assert.equal(detectCgroups(V2), { version: 2, memoryParent: '/sys/fs/cgroup/virt-offload', pidsParent: '/sys/fs/cgroup/virt-offload' });
+});
+
+test('tmpfs on /sys/fs/cgroup with v1 controllers (and an empty unified mount): v1', () => {
+  assert.equal(detectCgroups(HYBRID), { version: 1, memoryParent: '/sys/fs/cgroup/memory/virt-offload', pidsParent: '/sys/fs/cgroup/pids/virt-offload' });
+});
+
+test('a missing controller means no layout (the caller refuses to run)', () => {
+  assert.is(detectCgroups(HYBRID.split('\n').filter((l) => !l.includes(' rw,pids')).join('\n')), undefined);
+  assert.is(detectCgroups(''), undefined);
+});
+
+test('co-mounted v1 controllers and escaped mount points are read right', () => {
+  const text = `40 31 0:40 / /sys/fs/cgroup/mem\\040and\\040pids rw - cgroup cgroup rw,memory,pids`;
+  assert.equal(parseMountinfo(text)[0]?.point, '/sys/fs/cgroup/mem and pids');
+  const layout = detectCgroups(text);
+  assert.is(layout?.memoryParent, '/sys/fs/cgroup/mem and pids/virt-offload');
+  assert.is(layout?.pidsParent, layout?.memoryParent);
+});
+
+test('keyed event files', () => {
+  assert.is(keyedValue('oom_kill_disable 0\nunder_oom 0\noom_kill 3\n', 'oom_kill'), 3);
+  assert.is(keyedValue('max 12\n', 'max'), 12);
+  assert.is(keyedValue('low 0\nhigh 0\n', 'oom_kill'), 0);
+});
+
+test('a run cgroup on this host: limits written, a process joins, is killed, the directories go', async () => {
+  const layout = hostCgroups();
+  assert.ok(layout, 'this host has memory and pids controllers');
+  const group = RunCgroup.create(layout!, { memoryBytes: 64 << 20, pids: 7 });
+  try {
+    assert.is(readFileSync(join(group.pidsDir, 'pids.max'), 'utf8').trim(), '7');
+    const memFile = layout!.version === 2 ? 'memory.max' : 'memory.limit_in_bytes';
+    assert.is(readFileSync(join(group.memoryDir, memFile), 'utf8').trim(), String(64 << 20));
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    const exited = new Promise((r) => child.on('exit', (_code, signal) => r(signal)));
+    group.add(child.pid!);
+    assert.equal(group.pids(), [child.pid]);
+    group.killAll();
+    assert.is(await exited, 'SIGKILL');
+    assert.equal(group.events(), { oomKills: 0, pidsMaxHits: 0 });
+  } finally {
+    await group.removeWhenEmpty();
+  }
+  for (const dir of group.dirs) assert.not.ok(existsSync(dir), `${dir} removed`);
+});
+
+test.run();
