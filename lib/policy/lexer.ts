@@ -101,6 +101,20 @@ function readQuoted(line: string, start: number): { ok: true; value: string; end
   return { ok: false, problem: 'unterminated quoted value (missing closing ")' };
 }
 
+/**
+ * `text` as a string of its own, for anything kept in a snapshot. A token is a slice of its
+ * file's text, and V8 keeps a slice of 13 or more characters as a pointer into the whole text:
+ * one kept measurement would keep its whole policy file in memory. Joining two parts and
+ * trimming makes V8 copy the characters into a new flat string (trim flattens and, with
+ * nothing to trim, returns that flat copy). Shorter slices are copies already. The result
+ * equals `text` whatever the engine does; only the memory it holds depends on it.
+ */
+export function ownText(text: string): string {
+  if (text.length < 13) return text;
+  const copy = (text.slice(0, 1) + text.slice(1)).trim();
+  return copy.length === text.length ? copy : text;
+}
+
 /** Split a KEY=VALUE token; undefined when the token has no `=` before any quoted part. */
 export function splitKeyValue(token: Token): { key: string; value: string } | undefined {
   const eq = token.text.indexOf('=');

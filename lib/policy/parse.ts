@@ -5,7 +5,7 @@
 import type { BinaryDecl, GroupDecl, PolicyFileAst, StatusSpec, VersionDecl, VersionStatus, VmsDecl } from './ast.js';
 import { VERSION_STATUSES } from './ast.js';
 import { PolicySyntaxError } from './errors.js';
-import { forbiddenCharacter, hasForbiddenCharacter, lexLine, splitKeyValue, type Token } from './lexer.js';
+import { forbiddenCharacter, hasForbiddenCharacter, lexLine, ownText, splitKeyValue, type Token } from './lexer.js';
 import { isLimitKey, LIMIT_KEY_ORDER, parseLimitValue, type LimitKey } from './limits.js';
 import {
   BINARY_NAME,
@@ -51,22 +51,54 @@ interface BlockBuilder {
   /** The `vms all` line, if any (kept so each vms line is O(1), not a scan). */
   allVms: VmsDecl | undefined;
   versions: VersionDecl[];
-  versionLines: Map<string, number>;
-  vmMembers: Map<string, number>;
-  measurements: Map<string, VersionDecl>;
+  /**
+   * One map for the block's versions and measurements (a measurement has a ':', a version
+   * cannot, so keys never clash): a version → its index in `versions`, or minus its line when
+   * its line failed after the version was read; a measurement → the index of its version.
+   * One map per file, not three: a repository has thousands of files.
+   */
+  keys: Map<string, number>;
+  /** vms members seen so far (made on the first vms line that lists members). */
+  vmMembers: Map<string, number> | undefined;
 }
+
+/**
+ * What buildSnapshot needs beyond the AST, worked out while the supersede chains are checked,
+ * indexed like `ast.binary.versions`: `by[i]` the index of the version that version i's by=
+ * names (-1 when not superseded), `end[i]` the index of the approved version at the end of its
+ * chain (-1 when the chain ends in a revoked version).
+ */
+export interface SupersedeLinks {
+  readonly by: Int32Array;
+  readonly end: Int32Array;
+}
+
+/** A parsed file for buildSnapshot: links is undefined when the file has errors. */
+export interface ParsedForSnapshot extends ParsedPolicyFile {
+  readonly links: SupersedeLinks | undefined;
+}
+
+const APPROVED: StatusSpec = Object.freeze({ status: 'approved' });
 
 class TooManyErrors extends Error {}
 
 /** Parse the text of the policy file at repository-relative `path` (used in messages and the name rule). */
 export function parsePolicyFile(path: string, text: string): ParsedPolicyFile {
+  const { ast, errors } = new FileParser(path).run(text);
+  return { ast, errors };
+}
+
+/** parsePolicyFile, plus the supersede links worked out on the way (internal to the policy core). */
+export function parseForSnapshot(path: string, text: string): ParsedForSnapshot {
   return new FileParser(path).run(text);
 }
 
 class FileParser {
   private readonly errors: PolicySyntaxError[] = [];
   private readonly groups: GroupDecl[] = [];
-  private readonly groupLines = new Map<string, number>();
+  /** Group names defined in this file (made on the first group line: most files have none). */
+  private groupLines: Map<string, number> | undefined;
+  private links: SupersedeLinks | undefined;
   private block: BlockBuilder | undefined;
   private kept: BlockBuilder | undefined;
   private lineNo = 0;
@@ -75,7 +107,7 @@ class FileParser {
 
   constructor(private readonly path: string) {}
 
-  run(text: string): ParsedPolicyFile {
+  run(text: string): ParsedForSnapshot {
     if (text.length > PARSE_LIMITS.maxFileChars) {
       this.errors.push(new PolicySyntaxError(this.path, 0, `file is larger than ${PARSE_LIMITS.maxFileChars} characters`));
     } else {
@@ -86,7 +118,8 @@ class FileParser {
         if (!(e instanceof TooManyErrors)) throw e;
       }
     }
-    return { ast: Object.freeze({ path: this.path, groups: Object.freeze(this.groups), binary: this.kept && freezeBlock(this.kept) }), errors: this.errors };
+    const ast = Object.freeze({ path: this.path, groups: Object.freeze(this.groups), binary: this.kept && freezeBlock(this.kept) });
+    return { ast, errors: this.errors, links: this.errors.length === 0 ? this.links : undefined };
   }
 
   private fail(detail: string, line = this.lineNo): void {
@@ -138,17 +171,17 @@ class FileParser {
   private parseGroup(args: Token[]): void {
     const [nameToken, ...memberTokens] = args;
     if (nameToken === undefined) return this.fail('group: missing name (expected group NAME MEMBER...)');
-    const name = nameToken.text;
+    const name = ownText(nameToken.text);
     if (this.block !== undefined) {
       this.fail(`group ${name}: group lines must come before the 'binary' line (a group is not part of binary ${this.block.name})`);
     }
     if (!GROUP_NAME.test(name)) return this.fail(`group: bad name '${name}' (expected ${GROUP_NAME.source})`);
-    const first = this.groupLines.get(name);
+    const first = this.groupLines?.get(name);
     if (first !== undefined) return this.fail(`group ${name} is defined twice (first at line ${first})`);
     if (memberTokens.length === 0) this.fail(`group ${name}: no members (expected vm:NAME, uuid:UUID or group:NAME)`);
     const members = this.parseMembers(`group ${name}`, memberTokens, new Map());
     // A group whose members had errors is still recorded, so references to it do not cascade.
-    this.groupLines.set(name, this.lineNo);
+    (this.groupLines ??= new Map()).set(name, this.lineNo);
     this.groups.push(Object.freeze({ name, members: Object.freeze(members), line: this.lineNo }));
   }
 
@@ -167,16 +200,16 @@ class FileParser {
         continue;
       }
       seen.set(key, this.lineNo);
-      members.push(Object.freeze(parsed.member));
+      members.push(Object.freeze({ kind: parsed.member.kind, value: ownText(parsed.member.value) }) as Member);
     }
     return members;
   }
 
   private parseBinary(args: Token[]): void {
     if (args.length !== 1) return this.fail(`binary: expected exactly one name (binary NAME), got ${args.length}`);
-    const name = args[0]!.text;
+    const name = ownText(args[0]!.text);
     if (!BINARY_NAME.test(name)) return this.fail(`binary: bad name '${name}' (expected ${BINARY_NAME.source})`);
-    const block: BlockBuilder = { name, line: this.lineNo, kept: this.kept === undefined, limits: undefined, interpreter: undefined, vms: [], allVms: undefined, versions: [], versionLines: new Map(), vmMembers: new Map(), measurements: new Map() };
+    const block: BlockBuilder = { name, line: this.lineNo, kept: this.kept === undefined, limits: undefined, interpreter: undefined, vms: [], allVms: undefined, versions: [], keys: new Map(), vmMembers: undefined };
     if (this.kept !== undefined) {
       this.fail(`binary ${name}: a file holds at most one binary block (binary ${this.kept.name} starts at line ${this.kept.line})`);
     } else {
@@ -222,7 +255,7 @@ class FileParser {
     } else {
       const problem = interpreterPathProblem(token.text);
       if (problem !== undefined) return this.fail(`interpreter: ${problem}`);
-      value = { kind: 'path', path: token.text };
+      value = { kind: 'path', path: ownText(token.text) };
     }
     block.interpreter = Object.freeze({ value: Object.freeze(value), line: this.lineNo });
   }
@@ -238,7 +271,7 @@ class FileParser {
       return;
     }
     if (block.allVms !== undefined) return this.fail(`vms: line ${block.allVms.line} already allows all VMs; remove one of the two`);
-    const members = this.parseMembers('vms', args, block.vmMembers);
+    const members = this.parseMembers('vms', args, (block.vmMembers ??= new Map()));
     block.vms.push(Object.freeze({ all: false, members: Object.freeze(members), line: this.lineNo }));
   }
 
@@ -247,12 +280,12 @@ class FileParser {
     const statusToken = args[1];
     const rest = args.slice(2);
     if (versionToken === undefined) return this.fail('version: missing version (expected version V STATUS MEASUREMENT...)');
-    const version = versionToken.text;
+    const version = ownText(versionToken.text);
     if (!VERSION.test(version)) return this.fail(`version: bad version '${version}' (expected ${VERSION.source})`);
     const context = `version ${version}`;
-    const first = block.versionLines.get(version);
-    if (first !== undefined) return this.fail(`${context}: listed twice for binary ${block.name} (first at line ${first})`);
-    block.versionLines.set(version, this.lineNo);
+    const first = block.keys.get(version);
+    if (first !== undefined) return this.fail(`${context}: listed twice for binary ${block.name} (first at line ${first < 0 ? -first : block.versions[first]!.line})`);
+    block.keys.set(version, -this.lineNo);
     if (statusToken === undefined) return this.fail(`${context}: missing status (expected ${VERSION_STATUSES.join(', ')})`);
     const status = statusToken.quotedFrom < 0 ? asStatus(statusToken.text) : undefined;
     if (status === undefined) return this.fail(`${context}: unknown status '${statusToken.text}' (expected ${VERSION_STATUSES.join(', ')})`);
@@ -260,13 +293,17 @@ class FileParser {
     if (spec === undefined) return;
     const measurements = this.parseMeasurements(context, spec === true ? rest : rest.slice(1));
     if (measurements.length === 0) return;
-    const decl = versionDecl(spec === true ? { status: 'approved' } : spec, version, Object.freeze(measurements), this.lineNo);
     for (const m of measurements) {
-      const other = block.measurements.get(m);
-      if (other !== undefined) return this.fail(`${context}: ${m} is already listed for version ${other.version} (line ${other.line})`);
+      const other = block.keys.get(m);
+      if (other !== undefined) {
+        const o = block.versions[other]!;
+        return this.fail(`${context}: ${m} is already listed for version ${o.version} (line ${o.line})`);
+      }
     }
-    for (const m of measurements) block.measurements.set(m, decl);
-    block.versions.push(decl);
+    const k = block.versions.length;
+    for (const m of measurements) block.keys.set(m, k);
+    block.keys.set(version, k);
+    block.versions.push(versionDecl(spec === true ? APPROVED : spec, version, Object.freeze(measurements), this.lineNo));
   }
 
   /** The status's attribute (by= or reason=), true for approved (none), undefined after an error. */
@@ -292,7 +329,7 @@ class FileParser {
       this.fail(`${context}: ${problem}`);
       return undefined;
     }
-    return status === 'superseded' ? { status, by: attr.value } : { status, reason: attr.value };
+    return status === 'superseded' ? { status, by: attr.value } : { status, reason: ownText(attr.value) };
   }
 
   private parseMeasurements(context: string, tokens: Token[]): string[] {
@@ -300,60 +337,90 @@ class FileParser {
       this.fail(`${context}: no measurement (expected sha256:<hex> or blake3:<hex> after the status)`);
       return [];
     }
-    const out: string[] = [];
-    const seen = new Set<string>();
+    // Sized exactly (a pushed-to array keeps room for 17): this array lives in the snapshot.
+    const out: string[] = new Array<string>(tokens.length);
+    // Repeats on one line: a linear scan for the usual one or two, a set past a few (a hostile
+    // line of thousands stays linear).
+    const seen = tokens.length > 8 ? new Set<string>() : undefined;
+    let n = 0;
     let ok = true;
     for (const token of tokens) {
-      const kv = splitKeyValue(token);
-      if (kv !== undefined && !isMeasurement(token.text)) {
-        this.fail(`${context}: unexpected ${kv.key}= among the measurements`);
+      const text = token.text;
+      if (!isMeasurement(text)) {
+        const kv = splitKeyValue(token);
+        this.fail(kv !== undefined ? `${context}: unexpected ${kv.key}= among the measurements` : `${context}: ${measurementProblem(text)}`);
         ok = false;
-      } else if (!isMeasurement(token.text)) {
-        this.fail(`${context}: ${measurementProblem(token.text)}`);
-        ok = false;
-      } else if (seen.has(token.text)) {
-        this.fail(`${context}: ${token.text} is listed twice on this line`);
+      } else if (seen !== undefined ? seen.has(text) : listedBefore(out, n, text)) {
+        this.fail(`${context}: ${text} is listed twice on this line`);
         ok = false;
       } else {
-        seen.add(token.text);
-        out.push(token.text);
+        seen?.add(text);
+        out[n++] = ownText(text);
       }
     }
     return ok ? out : [];
   }
 
-  /** Every by= names another version of this binary, and following by= never loops. */
+  /**
+   * Every by= names another version of this binary, and following by= never loops. Each
+   * version is visited once (linear in the block), and the walk also records where each chain
+   * ends (the links buildSnapshot uses).
+   */
   private checkSupersedeChains(block: BlockBuilder): void {
-    const byVersion = new Map(block.versions.map((v) => [v.version, v]));
-    const state = new Map<string, 'walking' | 'done'>();
-    for (const v of block.versions) {
+    const versions = block.versions;
+    const n = versions.length;
+    const by = new Int32Array(n).fill(-1);
+    for (let i = 0; i < n; i++) {
+      const v = versions[i]!;
       if (v.status !== 'superseded') continue;
+      const target = block.keys.get(v.by);
       if (v.by === v.version) this.fail(`version ${v.version}: cannot be superseded by itself`, v.line);
-      else if (!byVersion.has(v.by) && !block.versionLines.has(v.by)) this.fail(`version ${v.version}: superseded by ${v.by}, which is not a version of binary ${block.name}`, v.line);
+      else if (target === undefined) this.fail(`version ${v.version}: superseded by ${v.by}, which is not a version of binary ${block.name}`, v.line);
+      else if (target >= 0) by[i] = target;
     }
-    for (const start of block.versions) {
-      const path: VersionDecl[] = [];
-      let cur: VersionDecl | undefined = start;
-      while (cur !== undefined && state.get(cur.version) === undefined) {
-        state.set(cur.version, 'walking');
+    const end = new Int32Array(n);
+    const WALKING = -2;
+    const UNSEEN = -3;
+    end.fill(UNSEEN);
+    const path: number[] = [];
+    for (let start = 0; start < n; start++) {
+      path.length = 0;
+      let cur = start;
+      while (cur >= 0 && end[cur] === UNSEEN) {
+        end[cur] = WALKING;
         path.push(cur);
-        cur = cur.status === 'superseded' && cur.by !== cur.version ? byVersion.get(cur.by) : undefined;
+        cur = by[cur]!;
       }
-      if (cur !== undefined && state.get(cur.version) === 'walking') {
+      let result: number;
+      if (cur < 0) {
+        // The chain stops at a version that supersedes nothing: approved (the replacement) or revoked (none).
+        const last = path[path.length - 1]!;
+        result = versions[last]!.status === 'approved' ? last : -1;
+      } else if (end[cur] === WALKING) {
         // Report a loop once, at its earliest line, written from there: 1.0 → 1.1 → 1.0.
-        const loop = path.slice(path.indexOf(cur));
+        const loop = path.slice(path.indexOf(cur)).map((i) => versions[i]!);
         const at = loop.reduce((a, b) => (b.line < a.line ? b : a));
         const k = loop.indexOf(at);
         const names = [...loop.slice(k), ...loop.slice(0, k), at].map((v) => v.version);
         this.fail(`version ${at.version}: supersede chain loops (${names.join(' → ')})`, at.line);
+        result = -1;
+      } else {
+        result = end[cur]!;
       }
-      for (const v of path) state.set(v.version, 'done');
+      for (const i of path) end[i] = result;
     }
+    this.links = { by, end };
   }
 }
 
+function listedBefore(list: readonly string[], n: number, text: string): boolean {
+  for (let i = 0; i < n; i++) if (list[i] === text) return true;
+  return false;
+}
+
+/** The status as the shared literal: the token's own copy would be kept once per entry. */
 function asStatus(text: string): VersionStatus | undefined {
-  return text === 'approved' || text === 'superseded' || text === 'revoked' ? text : undefined;
+  return text === 'approved' ? 'approved' : text === 'superseded' ? 'superseded' : text === 'revoked' ? 'revoked' : undefined;
 }
 
 /** Built field by field: object spread is ~5x slower here, and this runs once per approval. */

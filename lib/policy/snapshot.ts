@@ -6,7 +6,7 @@ import { compareStrings, PolicyError, PolicySyntaxError, sortErrors } from './er
 import { FrozenMap } from './frozen.js';
 import { DEFAULT_LIMITS, resolveLimits } from './limits.js';
 import { formatMember, type Interpreter } from './names.js';
-import { parsePolicyFile } from './parse.js';
+import { parseForSnapshot, type SupersedeLinks } from './parse.js';
 import { ScopeResolver, type LocatedGroup } from './scope.js';
 import type { BinaryPolicy, GroupPolicy, PolicyEntry, PolicySnapshot, PolicySource, SnapshotMeta } from './types.js';
 
@@ -17,6 +17,8 @@ const NO_INTERPRETER: Interpreter = Object.freeze({ kind: 'none' });
 interface LocatedBinary {
   readonly decl: BinaryDecl;
   readonly file: string;
+  /** Undefined when the file has errors (then no snapshot is made). */
+  readonly links: SupersedeLinks | undefined;
 }
 
 /** Build a snapshot, or return every error (sorted by file and line) when the files do not make one. */
@@ -34,7 +36,7 @@ export function buildSnapshot(files: readonly PolicySource[], meta: SnapshotMeta
       continue;
     }
     paths.push(source.path);
-    const parsed = parsePolicyFile(source.path, source.text);
+    const parsed = parseForSnapshot(source.path, source.text);
     errors.push(...parsed.errors);
     for (const decl of parsed.ast.groups) {
       const located = { decl, file: source.path };
@@ -53,8 +55,9 @@ export function buildSnapshot(files: readonly PolicySource[], meta: SnapshotMeta
       errors.push(new PolicySyntaxError(source.path, decl.line, `binary ${decl.name} is already defined at ${first.file}:${first.decl.line}`));
       continue;
     }
-    binarySeen.set(decl.name, { decl, file: source.path });
-    binaries.push({ decl, file: source.path });
+    const located = { decl, file: source.path, links: parsed.links };
+    binarySeen.set(decl.name, located);
+    binaries.push(located);
   }
 
   const resolver = new ScopeResolver(groups, errors);
@@ -90,7 +93,7 @@ export function tryBuildSnapshot(files: readonly PolicySource[], meta: SnapshotM
   return result.ok ? result.snapshot : undefined;
 }
 
-function buildBinary({ decl, file }: LocatedBinary, resolver: ScopeResolver, errors: PolicySyntaxError[]): BinaryPolicy {
+function buildBinary({ decl, file, links }: LocatedBinary, resolver: ScopeResolver, errors: PolicySyntaxError[]): BinaryPolicy {
   const all = decl.vms.some((v) => v.all);
   const members = decl.vms.flatMap((v) => v.members);
   for (const v of decl.vms) {
@@ -105,9 +108,15 @@ function buildBinary({ decl, file }: LocatedBinary, resolver: ScopeResolver, err
     interpreter: decl.interpreter?.value ?? NO_INTERPRETER,
     scope: resolver.scopeOf(all, members),
   };
-  const replacements = approvedReplacements(decl.versions);
   const versions = FrozenMap.open<string, PolicyEntry>();
-  for (const v of decl.versions) versions.put(v.version, entry(v, shared, replacements?.get(v.version)));
+  const decls = decl.versions;
+  for (let i = 0; i < decls.length; i++) {
+    const v = decls[i]!;
+    // by= and the replacement are the target versions' own strings (one copy per version).
+    const by = links === undefined || v.status !== 'superseded' ? undefined : decls[links.by[i]!]?.version;
+    const end = links === undefined || v.status !== 'superseded' ? undefined : decls[links.end[i]!]?.version;
+    versions.put(v.version, entry(v, shared, by, end));
+  }
   versions.seal();
   return Object.freeze({ name: decl.name, file, line: decl.line, limits: shared.limits, interpreter: shared.interpreter, vms: Object.freeze(all ? ['all'] : members.map(formatMember)), scope: shared.scope, versions });
 }
@@ -115,36 +124,14 @@ function buildBinary({ decl, file }: LocatedBinary, resolver: ScopeResolver, err
 type Shared = Pick<PolicyEntry, 'name' | 'file' | 'limits' | 'interpreter' | 'scope'>;
 
 /** The frozen entry of one version. Built field by field: object spread is slow on this path. */
-function entry(v: VersionDecl, s: Shared, replacement: string | undefined): PolicyEntry {
+function entry(v: VersionDecl, s: Shared, by: string | undefined, replacement: string | undefined): PolicyEntry {
   const { name, file, limits, interpreter, scope } = s;
   const { version, measurements, line } = v;
   if (v.status === 'approved') return Object.freeze({ name, version, status: v.status, measurements, limits, interpreter, scope, file, line });
   if (v.status === 'revoked') return Object.freeze({ name, version, status: v.status, reason: v.reason, measurements, limits, interpreter, scope, file, line });
-  if (replacement === undefined) return Object.freeze({ name, version, status: v.status, supersededBy: v.by, measurements, limits, interpreter, scope, file, line });
-  return Object.freeze({ name, version, status: v.status, supersededBy: v.by, replacement, measurements, limits, interpreter, scope, file, line });
-}
-
-/**
- * For each superseded version, the approved version that ends its by= chain (none when the
- * chain ends in a revoked version). Each version is walked once: linear in the block's size.
- */
-function approvedReplacements(versions: readonly VersionDecl[]): Map<string, string | undefined> | undefined {
-  if (!versions.some((v) => v.status === 'superseded')) return undefined;
-  const byVersion = new Map(versions.map((v) => [v.version, v]));
-  const result = new Map<string, string | undefined>();
-  for (const start of versions) {
-    const path: string[] = [];
-    let cur: VersionDecl | undefined = start;
-    // At most one step per version: ends even on a loop (a parse error, reported already).
-    while (cur !== undefined && cur.status === 'superseded' && !result.has(cur.version) && path.length <= versions.length) {
-      path.push(cur.version);
-      cur = byVersion.get(cur.by);
-    }
-    // cur: the approved or revoked end, an already-resolved version, or (a loop) one on the path.
-    const end = cur === undefined || path.length > versions.length ? undefined : cur.status === 'approved' ? cur.version : result.get(cur.version);
-    for (const v of path) result.set(v, end);
-  }
-  return result;
+  const supersededBy = by ?? v.by;
+  if (replacement === undefined) return Object.freeze({ name, version, status: v.status, supersededBy, measurements, limits, interpreter, scope, file, line });
+  return Object.freeze({ name, version, status: v.status, supersededBy, replacement, measurements, limits, interpreter, scope, file, line });
 }
 
 /** measurement → entry; a measurement listed in two files is an error (same-file repeats are the parser's). */

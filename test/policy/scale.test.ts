@@ -1,0 +1,124 @@
+// What the large-repository work in parse.ts and snapshot.ts must not change: supersede
+// links and replacements worked out in one walk, strings copied out of the file text, the
+// public parse result's shape, and the duplicate checks that now share one map per block.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { parsePolicyFile } from '../../lib/policy/index.js';
+import { ownText } from '../../lib/policy/lexer.js';
+import { buildErrors, lines, m, snap } from './helpers.js';
+
+/** A small deterministic generator (tests must not flake). */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 4294967296;
+  };
+}
+
+/** The replacement rule written the plain way: follow by= to the end; approved → it, else none. */
+function expectedReplacement(statuses: Map<string, { status: string; by?: string }>, version: string): string | undefined {
+  let cur = version;
+  for (let steps = 0; steps <= statuses.size; steps++) {
+    const v = statuses.get(cur)!;
+    if (v.status === 'approved') return cur;
+    if (v.status === 'revoked') return undefined;
+    cur = v.by!;
+  }
+  throw new Error('loop');
+}
+
+test('superseded entries name by= and the approved end of the chain, for chains in any order', () => {
+  const random = rng(7);
+  for (let round = 0; round < 200; round++) {
+    const n = 1 + Math.floor(random() * 12);
+    // A random forest: each version either ends a chain (approved or revoked) or points at a
+    // version that ends up nearer an end (a random permutation decides the order, so by=
+    // points forwards and backwards in the file).
+    const order = Array.from({ length: n }, (_, i) => i).sort(() => random() - 0.5);
+    const statuses = new Map<string, { status: string; by?: string }>();
+    const text: string[] = ['binary x', 'vms all'];
+    for (let k = 0; k < n; k++) {
+      const i = order[k]!;
+      const ends = k === 0 || random() < 0.3;
+      const spec = ends ? (random() < 0.7 ? { status: 'approved' } : { status: 'revoked' }) : { status: 'superseded', by: `v${order[Math.floor(random() * k)]!}` };
+      statuses.set(`v${i}`, spec);
+    }
+    for (let i = 0; i < n; i++) {
+      const spec = statuses.get(`v${i}`)!;
+      const status = spec.status === 'superseded' ? `superseded by=${spec.by}` : spec.status === 'revoked' ? 'revoked reason="r"' : 'approved';
+      text.push(`version v${i} ${status} ${m(round * 100 + i)}`);
+    }
+    const s = snap({ 'x.policy': lines(...text) });
+    for (let i = 0; i < n; i++) {
+      const e = s.index.get(m(round * 100 + i))!;
+      const spec = statuses.get(`v${i}`)!;
+      assert.is(e.status, spec.status);
+      assert.is(e.supersededBy, spec.by, `round ${round} v${i}`);
+      assert.is(e.replacement, spec.status === 'superseded' ? expectedReplacement(statuses, `v${i}`) : undefined, `round ${round} v${i}`);
+      // by= and the replacement are the versions' own strings, shared with their entries.
+      if (e.supersededBy !== undefined) assert.ok(s.binaries.get('x')!.versions.get(e.supersededBy)!.version === e.supersededBy);
+    }
+  }
+});
+
+test('duplicates within a block are still told apart: version twice, measurement twice, by= a failed line', () => {
+  const errors = buildErrors({
+    'x.policy': lines(
+      'binary x',
+      `version 1 approved ${m(1)}`,
+      `version 2 approved ${m(1)}`, // measurement of version 1
+      `version 1 approved ${m(3)}`, // version 1 again
+      `version 2 approved ${m(4)}`, // 2 was read on line 3 (which failed): still a repeat
+      `version 3 superseded by=2 ${m(5)}`, // 2 exists as a version (its line failed): no 'not a version' error
+      `version 4 superseded by=9 ${m(6)}`,
+    ),
+  });
+  assert.equal(errors, [
+    `x.policy:3: version 2: ${m(1)} is already listed for version 1 (line 2)`,
+    'x.policy:4: version 1: listed twice for binary x (first at line 2)',
+    'x.policy:5: version 2: listed twice for binary x (first at line 3)',
+    'x.policy:7: version 4: superseded by 9, which is not a version of binary x',
+  ]);
+});
+
+test('a line of many measurements still finds a repeat (set past a few, scan below)', () => {
+  for (const count of [2, 8, 9, 50]) {
+    const ms = Array.from({ length: count }, (_, i) => m(i + 1));
+    ms.push(m(count)); // the last one again
+    const errors = buildErrors({ 'x.policy': lines('binary x', `version 1 approved ${ms.join(' ')}`) });
+    assert.equal(errors, [`x.policy:2: version 1: ${m(count)} is listed twice on this line`]);
+  }
+});
+
+test('parsePolicyFile keeps its public shape (ast and errors only)', () => {
+  const parsed = parsePolicyFile('x.policy', lines('binary x', `version 1 approved ${m(1)}`));
+  assert.equal(Object.keys(parsed).sort(), ['ast', 'errors']);
+});
+
+test('ownText returns an equal string, whatever its length, spaces or characters', () => {
+  const samples = ['', 'a', 'abcdefghijkl', 'abcdefghijklm', m(1), ' leading and trailing spaces ', '\ttab-ended text\t', 'ünïcödé text longer than thirteen', '/opt/my tools/python3 '];
+  for (const text of samples) {
+    const long = `xx ${text} yy`.slice(3, 3 + text.length); // a slice, as tokens are
+    assert.is(ownText(long), text);
+  }
+});
+
+test('strings kept in a snapshot are right after the texts they came from are gone', () => {
+  const files: Record<string, string> = {
+    'groups.policy': lines('group a-rather-long-group-name vm:a-rather-long-domain-name uuid:6F1C2A9E-3B7D-4E58-9A0C-1D2E3F405162'),
+    'a-long-binary-name.policy': lines('binary a-long-binary-name', 'interpreter "/opt/my tools/python3"', 'vms group:a-rather-long-group-name', `version 2024.01.15-build.3 revoked reason="a reason of some length" ${m(1)}`, `version 2024.02.01-build.1 approved ${m(2)}`),
+  };
+  const s = snap(files);
+  const e = s.index.get(m(1))!;
+  assert.equal([e.name, e.version, e.reason, e.measurements], ['a-long-binary-name', '2024.01.15-build.3', 'a reason of some length', [m(1)]]);
+  assert.equal(e.interpreter, { kind: 'path', path: '/opt/my tools/python3' });
+  assert.equal([...e.scope.names], ['a-rather-long-domain-name']);
+  assert.equal([...e.scope.uuids], ['6f1c2a9e-3b7d-4e58-9a0c-1d2e3f405162']);
+  assert.equal(s.groups.get('a-rather-long-group-name')!.members, [
+    { kind: 'vm', value: 'a-rather-long-domain-name' },
+    { kind: 'uuid', value: '6f1c2a9e-3b7d-4e58-9a0c-1d2e3f405162' },
+  ]);
+});
+
+test.run();
