@@ -4,7 +4,7 @@
 // host's /sys/fs/cgroup/unified holds no controllers of its own, so it is not used).
 // One run = one directory per hierarchy (two on v1, one on v2) under `<mount>/virt-offload/`;
 // it is removed when the run ends. The memory limit also caps swap, so a hog cannot page out.
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { ExecError } from './errors.js';
@@ -253,4 +253,40 @@ function prepareV2Parent(parent: string): void {
     const enabled = readOr(join(dir, 'cgroup.subtree_control'), '').split(/\s+/);
     if (!enabled.includes('memory') || !enabled.includes('pids')) write(join(dir, 'cgroup.subtree_control'), '+memory +pids');
   }
+}
+
+/**
+ * Remove the cgroups of runs whose daemon died (its pid, in the directory name, is gone):
+ * kill what is still in them, then rmdir. For the daemon's start-up; returns what was removed.
+ * Runs of a live process (this one or another daemon) are left alone.
+ */
+export function removeStaleRuns(layout: CgroupLayout): string[] {
+  const removed: string[] = [];
+  for (const parent of new Set([layout.memoryParent, layout.pidsParent])) {
+    let names: string[];
+    try {
+      names = readdirSync(parent);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      const m = /^run-([0-9]+)-[0-9]+-[0-9a-f]{8}$/.exec(name);
+      if (m === null || existsSync(`/proc/${m[1]}`)) continue;
+      const dir = join(parent, name);
+      for (const pid of readOr(join(dir, 'cgroup.procs'), '').split('\n').filter((p) => /^[0-9]+$/.test(p))) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+      try {
+        rmdirSync(dir);
+        removed.push(dir);
+      } catch {
+        // still busy: the next start-up tries again
+      }
+    }
+  }
+  return removed;
 }

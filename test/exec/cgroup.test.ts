@@ -1,11 +1,11 @@
 // Cgroup layout detection from mountinfo (v2 unified, v1, hybrid, none) and the per-run
 // cgroup on this host's real hierarchy: limits written, events read, removed afterwards.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { detectCgroups, hostCgroups, keyedValue, parseMountinfo, RunCgroup } from '../../lib/exec/cgroup.js';
+import { detectCgroups, hostCgroups, keyedValue, parseMountinfo, removeStaleRuns, RunCgroup } from '../../lib/exec/cgroup.js';
 
 const V2 = `24 30 0:22 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
 30 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw`;
@@ -61,6 +61,26 @@ test('a run cgroup on this host: limits written, a process joins, is killed, the
     await group.removeWhenEmpty();
   }
   for (const dir of group.dirs) assert.not.ok(existsSync(dir), `${dir} removed`);
+});
+
+test('stale run cgroups of a dead daemon are removed, those of a live one are kept', async () => {
+  const layout = hostCgroups()!;
+  // A pid that is certainly gone: a child that has exited and been reaped.
+  const dead = spawn('true');
+  await new Promise((r) => dead.on('exit', r));
+  const staleName = `run-${dead.pid}-1-0badc0de`;
+  const stale = [...new Set([layout.memoryParent, layout.pidsParent])].map((p) => join(p, staleName));
+  for (const dir of stale) mkdirSync(dir, { recursive: true });
+  const live = RunCgroup.create(layout, { memoryBytes: 64 << 20, pids: 4 });
+  try {
+    const removed = removeStaleRuns(layout);
+    // (Stale runs of other dead processes may go too.)
+    for (const dir of stale) assert.ok(removed.includes(dir), `${dir} reported`);
+    for (const dir of stale) assert.not.ok(existsSync(dir));
+    for (const dir of live.dirs) assert.ok(existsSync(dir), 'the live run is kept');
+  } finally {
+    await live.removeWhenEmpty();
+  }
 });
 
 test.run();

@@ -83,6 +83,9 @@ test('sandbox: /etc/shadow, the store and the host root are out of reach', async
   assert.is((await probe(['ls', '/etc'])).stdout.toString(), 'LISTED 3\n');
   // What is there: the library directories (read-only) and a private /tmp.
   assert.match((await probe(['ls', '/usr/lib'])).stdout.toString(), /^LISTED \d+\n$/);
+  assert.is((await probe(['create', '/usr/lib/planted.so'])).stdout.toString(), 'ERR create EROFS\n');
+  assert.is((await probe(['create', '/etc/ld.so.cache'])).stdout.toString(), 'ERR create EROFS\n');
+  assert.is((await probe(['create', '/tmp/scratch'])).stdout.toString(), 'CREATED\n');
 });
 
 test('sandbox: no network, not even to a listener on the host loopback', async () => {
