@@ -362,6 +362,10 @@ function feedStdin(child: ChildProcess, stdin: Uint8Array | string | undefined):
   child.stdin.end(stdin);
 }
 
+function exited(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null;
+}
+
 function kill(pid: number | undefined): void {
   if (pid === undefined) return;
   try {
@@ -403,10 +407,12 @@ async function runInBwrap(
   const child = spawn(bwrapPath, args, { stdio, env: {}, cwd: '/', ...(identity ?? {}) });
   let initPid: number | undefined;
   const killTree = () => {
-    // pid 1 of the namespace first: its death makes the kernel kill every process in the namespace.
-    kill(initPid);
+    // pid 1 of the namespace first: its death makes the kernel kill every process in the
+    // namespace. Once bwrap has exited (and been reaped) its pids may be reused: from then on
+    // only the cgroup's own list is trusted.
+    if (!exited(child)) kill(initPid);
     cgroup.killAll();
-    kill(child.pid);
+    if (!exited(child)) kill(child.pid);
   };
   const sup = new Supervisor(options, killTree);
   sup.attach(child);
@@ -520,6 +526,10 @@ async function runUnsandboxed(
   const childEnv = { ...BASE_ENV, ...(plan.processEnv ? env : {}) };
   const child = spawn(file!, args, { stdio: [options.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: childEnv, cwd: dir, detached: true, ...(identity ?? {}) });
   const killTree = () => {
+    // Also after the program exited: children it left in its group keep the group id reserved
+    // (a pid is not reused while a process group still carries it), so kill(-pid) reaches
+    // them and nothing else; an empty group's id could only be hit if, within these
+    // milliseconds, the pid were reused by a new process that also made itself group leader.
     if (child.pid !== undefined) {
       try {
         process.kill(-child.pid, 'SIGKILL');

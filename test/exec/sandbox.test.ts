@@ -173,6 +173,14 @@ test('abort signal stops a run', async () => {
   assert.ok(r.durationMs < 5000);
 });
 
+test('concurrent runs each get their own sandbox, cgroup and output', async () => {
+  const runs = await Promise.all([1, 2, 3, 4].map((n) => probe(['echo', String(n), `run ${n}`])));
+  runs.forEach((r, i) => {
+    assert.is(r.exitCode, i + 1);
+    assert.is(r.stdout.toString(), `[${i + 1}][run ${i + 1}]\n`);
+  });
+});
+
 test('cgroups were detected on this host', () => {
   const layout = hostCgroups();
   assert.ok(layout);
