@@ -47,56 +47,90 @@ const isBlank = (c: string | undefined): boolean => c === ' ' || c === '\t';
 const BARE_END = /[ \t#"]/g;
 
 export function lexLine(line: string): LexResult {
-  const tokens: Token[] = [];
-  let i = 0;
-  const n = line.length;
-  while (i < n) {
-    const c = line[i];
-    if (isBlank(c)) {
-      i++;
-      continue;
-    }
-    if (c === '#') return { ok: true, line: { tokens, comment: line.slice(i + 1), codeEnd: i } };
-    // The bare part runs to a blank, a '#' or a quote; slicing it whole keeps this fast.
-    BARE_END.lastIndex = i;
-    const j = BARE_END.test(line) ? BARE_END.lastIndex - 1 : n;
-    let text = line.slice(i, j);
-    let quotedFrom = -1;
-    i = j;
-    if (line[i] === '"') {
-      // A quote may open a token or follow the '=' of a bare KEY= prefix, nothing else.
-      if (!(text === '' || (text.endsWith('=') && text.indexOf('=') === text.length - 1))) {
-        return { ok: false, problem: `unexpected '"' in the middle of '${text}"' (quote the whole value, or write KEY="value")` };
+  const buffer = new TokenBuffer();
+  const problem = buffer.lex(line);
+  if (problem !== undefined) return { ok: false, problem };
+  const tokens: Token[] = buffer.tokens.slice(0, buffer.count).map((t) => ({ text: t.text, quotedFrom: t.quotedFrom }));
+  const comment = buffer.codeEnd < line.length ? line.slice(buffer.codeEnd + 1) : undefined;
+  return { ok: true, line: { tokens, comment, codeEnd: buffer.codeEnd } };
+}
+
+/**
+ * The tokens of one line, in token objects that are reused from line to line: the parser
+ * lexes every line of a large repository, and a fresh array and objects per line were most of
+ * what it allocated. `tokens[0..count)` are this line's; a token must not be kept past the line.
+ */
+export class TokenBuffer {
+  readonly tokens: { text: string; quotedFrom: number }[] = [];
+  count = 0;
+  /** Offset of the comment's `#`, or the line length. */
+  codeEnd = 0;
+
+  /** Lex `line`; undefined when it lexes, else the problem (the tokens are then meaningless). */
+  lex(line: string): string | undefined {
+    let count = 0;
+    let i = 0;
+    const n = line.length;
+    this.codeEnd = n;
+    while (i < n) {
+      const c = line.charCodeAt(i);
+      if (c === 0x20 || c === 0x09) {
+        i++;
+        continue;
       }
-      const quoted = readQuoted(line, i + 1);
-      if (!quoted.ok) return quoted;
-      quotedFrom = text.length;
-      text += quoted.value;
-      i = quoted.end;
-      if (i < n && !isBlank(line[i]) && line[i] !== '#') {
-        return { ok: false, problem: `unexpected '${line[i]!}' right after a closing quote (separate tokens with a space)` };
+      if (c === 0x23) {
+        this.codeEnd = i;
+        break;
       }
+      // The bare part runs to a blank, a '#' or a quote; slicing it whole keeps this fast.
+      BARE_END.lastIndex = i;
+      const j = BARE_END.test(line) ? BARE_END.lastIndex - 1 : n;
+      let text = line.slice(i, j);
+      let quotedFrom = -1;
+      i = j;
+      if (line[i] === '"') {
+        // A quote may open a token or follow the '=' of a bare KEY= prefix, nothing else.
+        if (!(text === '' || (text.endsWith('=') && text.indexOf('=') === text.length - 1))) {
+          return `unexpected '"' in the middle of '${text}"' (quote the whole value, or write KEY="value")`;
+        }
+        const quoted = readQuoted(line, i + 1);
+        if (!quoted.ok) return quoted.problem;
+        quotedFrom = text.length;
+        text += quoted.value;
+        i = quoted.end;
+        if (i < n && !isBlank(line[i]) && line[i] !== '#') {
+          return `unexpected '${line[i]!}' right after a closing quote (separate tokens with a space)`;
+        }
+      }
+      const token = this.tokens[count];
+      if (token === undefined) this.tokens.push({ text, quotedFrom });
+      else {
+        token.text = text;
+        token.quotedFrom = quotedFrom;
+      }
+      count++;
     }
-    tokens.push({ text, quotedFrom });
+    this.count = count;
+    return undefined;
   }
-  return { ok: true, line: { tokens, comment: undefined, codeEnd: n } };
 }
 
 function readQuoted(line: string, start: number): { ok: true; value: string; end: number } | { ok: false; problem: string } {
+  // Plain runs are sliced whole; only escapes are joined (a reason read character by
+  // character was a chain of dozens of small strings).
   let value = '';
+  let run = start;
   for (let i = start; i < line.length; i++) {
-    const ch = line[i]!;
-    if (ch === '"') return { ok: true, value, end: i + 1 };
-    if (ch !== '\\') {
-      value += ch;
-      continue;
-    }
+    const c = line.charCodeAt(i);
+    if (c === 0x22) return { ok: true, value: value + line.slice(run, i), end: i + 1 };
+    if (c !== 0x5c) continue;
     const next = line[i + 1];
     if (next !== '"' && next !== '\\') {
       return { ok: false, problem: next === undefined ? 'unterminated quoted value' : `unknown escape '\\${next}' in a quoted value (only \\" and \\\\)` };
     }
-    value += next;
+    value += line.slice(run, i) + next;
     i++;
+    run = i + 1;
   }
   return { ok: false, problem: 'unterminated quoted value (missing closing ")' };
 }

@@ -5,7 +5,7 @@
 import type { BinaryDecl, GroupDecl, PolicyFileAst, StatusSpec, VersionDecl, VersionStatus, VmsDecl } from './ast.js';
 import { VERSION_STATUSES } from './ast.js';
 import { PolicySyntaxError } from './errors.js';
-import { forbiddenCharacter, hasForbiddenCharacter, lexLine, ownText, splitKeyValue, type Token } from './lexer.js';
+import { forbiddenCharacter, hasForbiddenCharacter, ownText, splitKeyValue, TokenBuffer, type Token } from './lexer.js';
 import { isLimitKey, LIMIT_KEY_ORDER, parseLimitValue, type LimitKey } from './limits.js';
 import {
   BINARY_NAME,
@@ -51,13 +51,7 @@ interface BlockBuilder {
   /** The `vms all` line, if any (kept so each vms line is O(1), not a scan). */
   allVms: VmsDecl | undefined;
   versions: VersionDecl[];
-  /**
-   * One map for the block's versions and measurements (a measurement has a ':', a version
-   * cannot, so keys never clash): a version → its index in `versions`, or minus its line when
-   * its line failed after the version was read; a measurement → the index of its version.
-   * One map per file, not three: a repository has thousands of files.
-   */
-  keys: Map<string, number>;
+  keys: BlockKeys;
   /** vms members seen so far (made on the first vms line that lists members). */
   vmMembers: Map<string, number> | undefined;
 }
@@ -69,8 +63,8 @@ interface BlockBuilder {
  * chain (-1 when the chain ends in a revoked version).
  */
 export interface SupersedeLinks {
-  readonly by: Int32Array;
-  readonly end: Int32Array;
+  readonly by: readonly number[];
+  readonly end: readonly number[];
 }
 
 /** A parsed file for buildSnapshot: links is undefined when the file has errors. */
@@ -79,6 +73,69 @@ export interface ParsedForSnapshot extends ParsedPolicyFile {
 }
 
 const APPROVED: StatusSpec = Object.freeze({ status: 'approved' });
+
+/**
+ * A block's versions and measurements, for the repeat checks and by= lookups: a version → its
+ * index in `versions`, or minus its line when its line failed after the version was read; a
+ * measurement → the index of its version (a measurement has a ':', a version cannot, so the
+ * two never clash). Most blocks hold a handful of versions: up to LINEAR_KEYS keys they are
+ * found by a scan, with no map made and grown per file (a repository has thousands of
+ * files); past that, in one map, so a block of 100k versions stays linear.
+ */
+class BlockKeys {
+  static readonly LINEAR_KEYS = 24;
+  private map: Map<string, number> | undefined;
+  private failedLines: { version: string; line: number }[] | undefined;
+  private size = 0;
+
+  /** `versions` is the block's list: the parser pushes to it, then calls added(). */
+  constructor(private readonly versions: readonly VersionDecl[]) {}
+
+  get(key: string): number | undefined {
+    if (this.map !== undefined) return this.map.get(key);
+    const versions = this.versions;
+    for (let i = 0; i < versions.length; i++) {
+      const v = versions[i]!;
+      if (v.version === key) return i;
+      const ms = v.measurements;
+      for (let j = 0; j < ms.length; j++) if (ms[j] === key) return i;
+    }
+    if (this.failedLines !== undefined) for (const f of this.failedLines) if (f.version === key) return -f.line;
+    return undefined;
+  }
+
+  /** The last version pushed joined the block. */
+  added(): void {
+    const k = this.versions.length - 1;
+    const v = this.versions[k]!;
+    this.size += 1 + v.measurements.length;
+    if (this.map !== undefined) {
+      for (const m of v.measurements) this.map.set(m, k);
+      this.map.set(v.version, k);
+    } else if (this.size > BlockKeys.LINEAR_KEYS) this.toMap();
+  }
+
+  /** `version`'s line failed after the version was read: it is still taken. */
+  failed(version: string, line: number): void {
+    this.size += 1;
+    if (this.map !== undefined) this.map.set(version, -line);
+    else {
+      (this.failedLines ??= []).push({ version, line });
+      if (this.size > BlockKeys.LINEAR_KEYS) this.toMap();
+    }
+  }
+
+  private toMap(): void {
+    const map = new Map<string, number>();
+    for (const f of this.failedLines ?? []) map.set(f.version, -f.line);
+    this.versions.forEach((v, k) => {
+      for (const m of v.measurements) map.set(m, k);
+      map.set(v.version, k);
+    });
+    this.map = map;
+    this.failedLines = undefined;
+  }
+}
 
 class TooManyErrors extends Error {}
 
@@ -102,6 +159,7 @@ class FileParser {
   private block: BlockBuilder | undefined;
   private kept: BlockBuilder | undefined;
   private lineNo = 0;
+  private readonly buffer = new TokenBuffer();
   /** Whether the file has a forbidden character somewhere, so lines need checking one by one. */
   private checkCharacters = true;
 
@@ -120,6 +178,11 @@ class FileParser {
     }
     const ast = Object.freeze({ path: this.path, groups: Object.freeze(this.groups), binary: this.kept && freezeBlock(this.kept) });
     return { ast, errors: this.errors, links: this.errors.length === 0 ? this.links : undefined };
+  }
+
+  private reject(detail: string): false {
+    this.fail(detail);
+    return false;
   }
 
   private fail(detail: string, line = this.lineNo): void {
@@ -146,26 +209,28 @@ class FileParser {
     if (line.length > PARSE_LIMITS.maxLineChars) return this.fail(`line is longer than ${PARSE_LIMITS.maxLineChars} characters`);
     const bad = this.checkCharacters ? forbiddenCharacter(line) : undefined;
     if (bad !== undefined) return this.fail(bad);
-    const lexed = lexLine(line);
-    if (!lexed.ok) return this.fail(lexed.problem);
-    const tokens = lexed.line.tokens;
-    const first = tokens[0];
-    if (first === undefined) return;
-    const args = tokens.slice(1); // not [first, ...args]: rest destructuring is slow on this path
+    const buffer = this.buffer;
+    const problem = buffer.lex(line);
+    if (problem !== undefined) return this.fail(problem);
+    if (buffer.count === 0) return;
+    const first = buffer.tokens[0]!;
     const keyword = first.quotedFrom < 0 && (KEYWORDS as readonly string[]).includes(first.text) ? (first.text as Keyword) : undefined;
     if (keyword === undefined) return this.fail(`unknown keyword '${first.text}' (expected ${KEYWORDS.join(', ')})`);
-    this.dispatch(keyword, args);
+    this.dispatch(keyword, buffer.tokens, buffer.count);
   }
 
-  private dispatch(keyword: Keyword, args: Token[]): void {
+  /** `tokens[1..count)` are the keyword's arguments (the buffer's: not kept past the line). */
+  private dispatch(keyword: Keyword, tokens: readonly Token[], count: number): void {
+    const block = this.block;
+    // The line of every approval: read in place, without copying its arguments out.
+    if (keyword === 'version' && block !== undefined) return this.parseVersion(block, tokens, count);
+    const args = tokens.slice(1, count);
     if (keyword === 'group') return this.parseGroup(args);
     if (keyword === 'binary') return this.parseBinary(args);
-    const block = this.block;
     if (block === undefined) return this.fail(`'${keyword}' outside a binary block (it belongs below a 'binary NAME' line)`);
     if (keyword === 'limits') return this.parseLimits(block, args);
     if (keyword === 'interpreter') return this.parseInterpreter(block, args);
-    if (keyword === 'vms') return this.parseVms(block, args);
-    return this.parseVersion(block, args);
+    return this.parseVms(block, args);
   }
 
   private parseGroup(args: Token[]): void {
@@ -209,7 +274,8 @@ class FileParser {
     if (args.length !== 1) return this.fail(`binary: expected exactly one name (binary NAME), got ${args.length}`);
     const name = ownText(args[0]!.text);
     if (!BINARY_NAME.test(name)) return this.fail(`binary: bad name '${name}' (expected ${BINARY_NAME.source})`);
-    const block: BlockBuilder = { name, line: this.lineNo, kept: this.kept === undefined, limits: undefined, interpreter: undefined, vms: [], allVms: undefined, versions: [], keys: new Map(), vmMembers: undefined };
+    const block: BlockBuilder = { name, line: this.lineNo, kept: this.kept === undefined, limits: undefined, interpreter: undefined, vms: [], allVms: undefined, versions: [], keys: undefined!, vmMembers: undefined };
+    block.keys = new BlockKeys(block.versions);
     if (this.kept !== undefined) {
       this.fail(`binary ${name}: a file holds at most one binary block (binary ${this.kept.name} starts at line ${this.kept.line})`);
     } else {
@@ -275,40 +341,49 @@ class FileParser {
     block.vms.push(Object.freeze({ all: false, members: Object.freeze(members), line: this.lineNo }));
   }
 
-  private parseVersion(block: BlockBuilder, args: Token[]): void {
-    const versionToken = args[0];
-    const statusToken = args[1];
-    const rest = args.slice(2);
+  /** `version V STATUS [ATTR] MEASUREMENT...`: the arguments are `t[1..n)`. */
+  private parseVersion(block: BlockBuilder, t: readonly Token[], n: number): void {
+    const versionToken = n > 1 ? t[1] : undefined;
     if (versionToken === undefined) return this.fail('version: missing version (expected version V STATUS MEASUREMENT...)');
     const version = ownText(versionToken.text);
     if (!VERSION.test(version)) return this.fail(`version: bad version '${version}' (expected ${VERSION.source})`);
     const context = `version ${version}`;
     const first = block.keys.get(version);
     if (first !== undefined) return this.fail(`${context}: listed twice for binary ${block.name} (first at line ${first < 0 ? -first : block.versions[first]!.line})`);
-    block.keys.set(version, -this.lineNo);
-    if (statusToken === undefined) return this.fail(`${context}: missing status (expected ${VERSION_STATUSES.join(', ')})`);
+    // A version whose line fails is still a version of the block (no cascade of errors about it).
+    if (!this.readVersion(block, version, context, t, n)) block.keys.failed(version, this.lineNo);
+  }
+
+  /** The rest of a version line; true when it joined the block. */
+  private readVersion(block: BlockBuilder, version: string, context: string, t: readonly Token[], n: number): boolean {
+    const statusToken = n > 2 ? t[2] : undefined;
+    if (statusToken === undefined) return this.reject(`${context}: missing status (expected ${VERSION_STATUSES.join(', ')})`);
     const status = statusToken.quotedFrom < 0 ? asStatus(statusToken.text) : undefined;
-    if (status === undefined) return this.fail(`${context}: unknown status '${statusToken.text}' (expected ${VERSION_STATUSES.join(', ')})`);
-    const spec = this.parseStatus(context, status, rest);
-    if (spec === undefined) return;
-    const measurements = this.parseMeasurements(context, spec === true ? rest : rest.slice(1));
-    if (measurements.length === 0) return;
+    if (status === undefined) return this.reject(`${context}: unknown status '${statusToken.text}' (expected ${VERSION_STATUSES.join(', ')})`);
+    const spec = this.parseStatus(context, status, n > 3 ? t[3] : undefined);
+    if (spec === undefined) return false;
+    const measurements = this.parseMeasurements(context, t, spec === true ? 3 : 4, n);
+    if (measurements.length === 0) return false;
     for (const m of measurements) {
       const other = block.keys.get(m);
       if (other !== undefined) {
         const o = block.versions[other]!;
-        return this.fail(`${context}: ${m} is already listed for version ${o.version} (line ${o.line})`);
+        return this.reject(`${context}: ${m} is already listed for version ${o.version} (line ${o.line})`);
       }
     }
-    const k = block.versions.length;
-    for (const m of measurements) block.keys.set(m, k);
-    block.keys.set(version, k);
     block.versions.push(versionDecl(spec === true ? APPROVED : spec, version, Object.freeze(measurements), this.lineNo));
+    block.keys.added();
+    return true;
   }
 
   /** The status's attribute (by= or reason=), true for approved (none), undefined after an error. */
-  private parseStatus(context: string, status: VersionStatus, rest: Token[]): StatusSpec | true | undefined {
-    const attr = rest[0] === undefined ? undefined : splitKeyValue(rest[0]);
+  private parseStatus(context: string, status: VersionStatus, token: Token | undefined): StatusSpec | true | undefined {
+    // The usual `by=V`, read without splitting the token into a new object.
+    if (status === 'superseded' && token !== undefined && token.text.startsWith('by=') && (token.quotedFrom < 0 || token.quotedFrom > 2)) {
+      const by = token.text.slice(3);
+      if (VERSION.test(by)) return { status, by };
+    }
+    const attr = token === undefined ? undefined : splitKeyValue(token);
     if (status === 'approved') {
       if (attr !== undefined) this.fail(`${context}: approved takes no ${attr.key}= (by= goes with superseded, reason= with revoked)`);
       return attr === undefined ? true : undefined;
@@ -332,19 +407,21 @@ class FileParser {
     return status === 'superseded' ? { status, by: attr.value } : { status, reason: ownText(attr.value) };
   }
 
-  private parseMeasurements(context: string, tokens: Token[]): string[] {
-    if (tokens.length === 0) {
+  /** The measurements `t[from..to)`; empty after an error. */
+  private parseMeasurements(context: string, t: readonly Token[], from: number, to: number): string[] {
+    if (from >= to) {
       this.fail(`${context}: no measurement (expected sha256:<hex> or blake3:<hex> after the status)`);
       return [];
     }
     // Sized exactly (a pushed-to array keeps room for 17): this array lives in the snapshot.
-    const out: string[] = new Array<string>(tokens.length);
+    const out: string[] = new Array<string>(to - from);
     // Repeats on one line: a linear scan for the usual one or two, a set past a few (a hostile
     // line of thousands stays linear).
-    const seen = tokens.length > 8 ? new Set<string>() : undefined;
+    const seen = to - from > 8 ? new Set<string>() : undefined;
     let n = 0;
     let ok = true;
-    for (const token of tokens) {
+    for (let i = from; i < to; i++) {
+      const token = t[i]!;
       const text = token.text;
       if (!isMeasurement(text)) {
         const kv = splitKeyValue(token);
@@ -369,7 +446,8 @@ class FileParser {
   private checkSupersedeChains(block: BlockBuilder): void {
     const versions = block.versions;
     const n = versions.length;
-    const by = new Int32Array(n).fill(-1);
+    // Small arrays of integers: a typed array costs a buffer object per file.
+    const by: number[] = new Array<number>(n).fill(-1);
     for (let i = 0; i < n; i++) {
       const v = versions[i]!;
       if (v.status !== 'superseded') continue;
@@ -378,10 +456,9 @@ class FileParser {
       else if (target === undefined) this.fail(`version ${v.version}: superseded by ${v.by}, which is not a version of binary ${block.name}`, v.line);
       else if (target >= 0) by[i] = target;
     }
-    const end = new Int32Array(n);
     const WALKING = -2;
     const UNSEEN = -3;
-    end.fill(UNSEEN);
+    const end: number[] = new Array<number>(n).fill(UNSEEN);
     const path: number[] = [];
     for (let start = 0; start < n; start++) {
       path.length = 0;

@@ -62,8 +62,9 @@ export function buildSnapshot(files: readonly PolicySource[], meta: SnapshotMeta
 
   const resolver = new ScopeResolver(groups, errors);
   const groupScopes = resolver.resolveAll();
-  const built = binaries.map((b) => buildBinary(b, resolver, errors));
-  const index = buildIndex(built, errors);
+  const entries: PolicyEntry[] = [];
+  const built = binaries.map((b) => buildBinary(b, resolver, errors, entries));
+  const index = buildIndex(entries, errors);
   if (errors.length > 0) return { ok: false, errors: sortErrors(errors) };
 
   const groupPolicies = groups
@@ -93,7 +94,8 @@ export function tryBuildSnapshot(files: readonly PolicySource[], meta: SnapshotM
   return result.ok ? result.snapshot : undefined;
 }
 
-function buildBinary({ decl, file, links }: LocatedBinary, resolver: ScopeResolver, errors: PolicySyntaxError[]): BinaryPolicy {
+/** The binary's policy; its entries are also appended to `entries` (in order, for the index). */
+function buildBinary({ decl, file, links }: LocatedBinary, resolver: ScopeResolver, errors: PolicySyntaxError[], entries: PolicyEntry[]): BinaryPolicy {
   const all = decl.vms.some((v) => v.all);
   const members = decl.vms.flatMap((v) => v.members);
   for (const v of decl.vms) {
@@ -115,7 +117,9 @@ function buildBinary({ decl, file, links }: LocatedBinary, resolver: ScopeResolv
     // by= and the replacement are the target versions' own strings (one copy per version).
     const by = links === undefined || v.status !== 'superseded' ? undefined : decls[links.by[i]!]?.version;
     const end = links === undefined || v.status !== 'superseded' ? undefined : decls[links.end[i]!]?.version;
-    versions.put(v.version, entry(v, shared, by, end));
+    const e = entry(v, shared, by, end);
+    versions.put(v.version, e);
+    entries.push(e);
   }
   versions.seal();
   return Object.freeze({ name: decl.name, file, line: decl.line, limits: shared.limits, interpreter: shared.interpreter, vms: Object.freeze(all ? ['all'] : members.map(formatMember)), scope: shared.scope, versions });
@@ -135,16 +139,18 @@ function entry(v: VersionDecl, s: Shared, by: string | undefined, replacement: s
 }
 
 /** measurement → entry; a measurement listed in two files is an error (same-file repeats are the parser's). */
-function buildIndex(binaries: readonly BinaryPolicy[], errors: PolicySyntaxError[]): FrozenMap<string, PolicyEntry> {
+function buildIndex(entries: readonly PolicyEntry[], errors: PolicySyntaxError[]): FrozenMap<string, PolicyEntry> {
   const index = FrozenMap.open<string, PolicyEntry>();
-  for (const b of binaries) {
-    for (const e of b.versions.values()) {
-      for (const measurement of e.measurements) {
-        const first = index.get(measurement);
-        if (first === undefined) index.put(measurement, e);
-        else if (first.file !== b.file) {
-          errors.push(new PolicySyntaxError(b.file, e.line, `version ${e.version}: ${measurement} is already listed for ${first.name} ${first.version} at ${first.file}:${first.line}`));
-        }
+  // Plain index loops: iterating each binary's map made an iterator and a result per step.
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    const measurements = e.measurements;
+    for (let j = 0; j < measurements.length; j++) {
+      const measurement = measurements[j]!;
+      const first = index.get(measurement);
+      if (first === undefined) index.put(measurement, e);
+      else if (first.file !== e.file) {
+        errors.push(new PolicySyntaxError(e.file, e.line, `version ${e.version}: ${measurement} is already listed for ${first.name} ${first.version} at ${first.file}:${first.line}`));
       }
     }
   }

@@ -82,6 +82,27 @@ test('duplicates within a block are still told apart: version twice, measurement
   ]);
 });
 
+test('repeats are found the same way in small blocks (scanned) and large ones (mapped)', () => {
+  for (const n of [3, 11, 12, 13, 40]) {
+    const versions = Array.from({ length: n }, (_, i) => `version v${i} approved ${m(i + 1)}`);
+    // Early failed line, then repeats of a version, a measurement and the failed version at the end.
+    versions.splice(1, 0, 'version failed approved sha256:nothex');
+    versions.push(`version v1 approved ${m(1000)}`, `version w approved ${m(2)}`, `version failed approved ${m(1001)}`, `version z superseded by=failed ${m(1002)}`);
+    const errors = buildErrors({ 'x.policy': lines('binary x', 'vms all', ...versions) });
+    const at = n + 4; // line of the first appended version
+    assert.equal(
+      errors,
+      [
+        "x.policy:4: version failed: measurement 'sha256:nothex' must have exactly 64 lowercase hex digits after 'sha256:'",
+        `x.policy:${at}: version v1: listed twice for binary x (first at line 5)`,
+        `x.policy:${at + 1}: version w: ${m(2)} is already listed for version v1 (line 5)`,
+        `x.policy:${at + 2}: version failed: listed twice for binary x (first at line 4)`,
+      ],
+      `n=${n}`,
+    );
+  }
+});
+
 test('a line of many measurements still finds a repeat (set past a few, scan below)', () => {
   for (const count of [2, 8, 9, 50]) {
     const ms = Array.from({ length: count }, (_, i) => m(i + 1));
