@@ -6,7 +6,7 @@
 // (except measure/digest.ts for hashing) and no npm package.
 const PURE = 'measure|policy|protocol';
 const SUPPORT = 'io|transport|patch|git';
-const ADAPTERS = 'qmp|libvirt|store|exec';
+const ADAPTERS = 'qmp|libvirt|store|exec|audit';
 const ORCHESTRATION = 'daemon|hotplug|guest';
 // The policy module's I/O edge (reads work trees and git revisions): outside the pure core's
 // rules, may use node: and the io and git support modules, and is imported as

@@ -151,6 +151,8 @@ Exit codes: 0 done (verify: every object matches its measurement), 1 the store i
 unsafe, verify found a problem (each is named), or gc could not load the policy (nothing is
 removed then), 2 usage.`);
 const STORE_DIR = '/var/lib/virt-offload/store';
+// Mirrors lib/audit's DEFAULT_AUDIT_LOG (not imported: the bundle would load the module eagerly).
+const AUDIT_LOG = '/var/log/virt-offload/audit.jsonl';
 
 store
   .command('ls')
@@ -178,9 +180,27 @@ store
   .requiredOption('--repo <dir>', 'policy repository work tree')
   .option('--store <dir>', 'store directory', STORE_DIR)
   .option('--json', 'one JSON object per removal')
+  .option('--audit-log <file>', 'append every removal to this audit log (JSON lines)', AUDIT_LOG)
   .action(async (opts: Record<string, unknown>) => {
     const { runStoreGc } = await import('./commands/store/gc.js');
     process.exitCode = await runStoreGc(opts);
+  });
+
+// ---- audit: what was decided and changed -------------------------------------------------
+program
+  .command('audit')
+  .summary('show audit records (decisions, installs, removals), newest last')
+  .option('--audit-log <file>', 'audit log to read', AUDIT_LOG)
+  .option('--decision <decision>', 'only records with this decision (allow, deny…)')
+  .option('--action <action>', 'only records of this store action (install, uninstall…)')
+  .option('--measurement <m>', 'only records about this measurement')
+  .option('--vm <name>', 'only records about this VM')
+  .option('--since <iso-time>', 'only records at or after this time, e.g. 2026-11-23T00:00:00Z')
+  .option('-n, --last <count>', 'only the last COUNT matching records')
+  .option('--json', 'print the records as JSON lines')
+  .action(async (opts: Record<string, unknown>) => {
+    const { runAudit } = await import('./commands/audit.js');
+    process.exitCode = await runAudit(opts);
   });
 
 program.parseAsync().catch((err: unknown) => {

@@ -115,24 +115,25 @@ test('store gc --repo: removes what the policy does not approve, keeps the rest;
   run(git, ['-c', 'user.name=t', '-c', 'user.email=t@example.org', 'add', '.'], { cwd: repo });
   run(git, ['-c', 'user.name=t', '-c', 'user.email=t@example.org', 'commit', '-q', '-m', 'policy'], { cwd: repo });
   const commit = run(git, ['rev-parse', 'HEAD'], { cwd: repo }).trim();
+  const auditLog = join(dir, `audit-${n}.jsonl`);
 
   // A policy that does not build: nothing removed.
   const broken = join(dir, `broken-${n}`);
   mkdirSync(broken);
   writeFileSync(join(broken, 'tool.policy'), 'binary tool\nversion 1 approved not-a-measurement\n');
-  const b = vo(['store', 'gc', '--repo', broken, '--store', store.root]);
+  const b = vo(['store', 'gc', '--repo', broken, '--store', store.root, '--audit-log', auditLog]);
   assert.is(b.status, 1);
   assert.match(b.stderr, /tool\.policy:2: /);
   assert.match(b.stderr, /nothing removed/);
   // A directory without policy files: refused rather than emptying the store.
   const none = join(dir, `none-${n}`);
   mkdirSync(none);
-  const e = vo(['store', 'gc', '--repo', none, '--store', store.root]);
+  const e = vo(['store', 'gc', '--repo', none, '--store', store.root, '--audit-log', auditLog]);
   assert.is(e.status, 1);
   assert.match(e.stderr, /no \*\.policy files/);
   assert.is(list(store).length, 4);
 
-  const r = vo(['store', 'gc', '--json', '--repo', repo, '--store', store.root]);
+  const r = vo(['store', 'gc', '--json', '--repo', repo, '--store', store.root, '--audit-log', auditLog]);
   assert.is(r.status, 0, r.stderr);
   const records = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
   const byName = Object.fromEntries(records.map((x) => [x.name, x]));
@@ -142,11 +143,23 @@ test('store gc --repo: removes what the policy does not approve, keeps the rest;
   assert.equal(list(store).map((o) => o.manifest?.name).sort(), ['hello', 'tool']);
   assert.is(vo(['store', 'verify', '--store', store.root]).status, 0);
 
+  // Each removal is in the audit log, and `virt-offload audit` reads it back.
+  const audited = readFileSync(auditLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.equal(audited.map((a) => [a.action, a.name, a.reason, a.command]).sort(), [['uninstall', 'old', 'not in the policy', 'store gc'], ['uninstall', 'tool', 'superseded by 2', 'store gc']]);
+  assert.ok(audited.every((a) => typeof a.time === 'string' && !Number.isNaN(Date.parse(a.time as string))));
+  const shown = vo(['audit', '--audit-log', auditLog, '--action', 'uninstall', '--json']);
+  assert.is(shown.status, 0, shown.stderr);
+  assert.is(shown.stdout.trim().split('\n').length, 2);
+  const lastOne = vo(['audit', '--audit-log', auditLog, '--last', '1']);
+  assert.is(lastOne.status, 0, lastOne.stderr);
+  assert.match(lastOne.stdout, /^\S+ uninstall measurement="sha256:[0-9a-f]{64}" name="(tool|old)"/);
+  assert.is(vo(['audit', '--audit-log', auditLog, '--since', 'yesterday-ish']).status, 2);
+
   // Text output; a second run has nothing to do.
-  const again = vo(['store', 'gc', '--repo', repo, '--store', store.root]);
+  const again = vo(['store', 'gc', '--repo', repo, '--store', store.root, '--audit-log', auditLog]);
   assert.is(again.status, 0, again.stderr);
   assert.is(again.stdout, `store ${store.root}: 0 removed, 2 approved kept (policy commit ${commit.slice(0, 12)})\n`);
-  assert.is(vo(['store', 'gc', '--store', store.root]).status, 2, 'missing --repo is a usage error');
+  assert.is(vo(['store', 'gc', '--store', store.root, '--audit-log', auditLog]).status, 2, 'missing --repo is a usage error');
   assert.ok(readFileSync(join(store.root, 'objects/sha256', hexOf(m.tool2!))).length > 0);
 });
 
