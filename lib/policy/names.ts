@@ -14,7 +14,7 @@ export const VERSION = /^[0-9A-Za-z][0-9A-Za-z.+~_-]{0,63}$/;
  * typecheck cannot follow lib/measure/index.ts, whose digest.ts imports node:crypto, and the
  * layer rules forbid importing measurement.ts past the barrel.
  */
-const MEASUREMENT = /^(?:sha256|blake3):[0-9a-f]{64}$/;
+export const MEASUREMENT = /^(?:sha256|blake3):[0-9a-f]{64}$/;
 
 export function isMeasurement(text: string): boolean {
   return MEASUREMENT.test(text);

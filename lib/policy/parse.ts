@@ -13,6 +13,7 @@ import {
   GROUP_NAME,
   interpreterPathProblem,
   isMeasurement,
+  MEASUREMENT,
   measurementProblem,
   parseMember,
   VERSION,
@@ -74,6 +75,21 @@ export interface ParsedForSnapshot extends ParsedPolicyFile {
 
 const APPROVED: StatusSpec = Object.freeze({ status: 'approved' });
 
+const inner = (re: RegExp): string => re.source.slice(1, -1);
+/**
+ * The line of almost every approval, `version V approved M` or `version V superseded by=V2 M`
+ * (bare tokens, one measurement, maybe a comment), matched whole by one expression built from
+ * the same patterns as the general path. A line that matches and breaks no block rule is read
+ * from the match; every other line, and every line with an error, takes the general path (a
+ * test checks on thousands of generated lines that both read alike).
+ */
+const PLAIN_VERSION_LINE = new RegExp(
+  `^[ \\t]*version[ \\t]+(${inner(VERSION)})[ \\t]+(?:approved|superseded[ \\t]+by=(${inner(VERSION)}))[ \\t]+(${inner(MEASUREMENT)})[ \\t]*(?:#.*)?$`,
+);
+
+/** For tests: read every line the general way, to compare with the plain-line path. */
+export const parseOptions = { plainVersionLines: true };
+
 /**
  * A block's versions and measurements, for the repeat checks and by= lookups: a version → its
  * index in `versions`, or minus its line when its line failed after the version was read; a
@@ -87,12 +103,31 @@ class BlockKeys {
   private map: Map<string, number> | undefined;
   private failedLines: { version: string; line: number }[] | undefined;
   private size = 0;
+  /**
+   * A 60-bit filter of the keys held (two small integers): most lookups are for new keys, and
+   * a clear bit answers them without comparing strings. A set bit only means "scan".
+   */
+  private low = 0;
+  private high = 0;
 
   /** `versions` is the block's list: the parser pushes to it, then calls added(). */
   constructor(private readonly versions: readonly VersionDecl[]) {}
 
+  /** Filter bucket of a key (0..59), from its last and middle characters and its length. */
+  private static bucket(key: string): number {
+    return (key.charCodeAt(key.length - 1) * 31 + key.charCodeAt(key.length >> 1) + key.length) % 60;
+  }
+
+  private mark(key: string): void {
+    const b = BlockKeys.bucket(key);
+    if (b < 30) this.low |= 1 << b;
+    else this.high |= 1 << (b - 30);
+  }
+
   get(key: string): number | undefined {
     if (this.map !== undefined) return this.map.get(key);
+    const b = BlockKeys.bucket(key);
+    if (((b < 30 ? this.low >> b : this.high >> (b - 30)) & 1) === 0) return undefined;
     const versions = this.versions;
     for (let i = 0; i < versions.length; i++) {
       const v = versions[i]!;
@@ -113,6 +148,10 @@ class BlockKeys {
       for (const m of v.measurements) this.map.set(m, k);
       this.map.set(v.version, k);
     } else if (this.size > BlockKeys.LINEAR_KEYS) this.toMap();
+    else {
+      this.mark(v.version);
+      for (const m of v.measurements) this.mark(m);
+    }
   }
 
   /** `version`'s line failed after the version was read: it is still taken. */
@@ -121,6 +160,7 @@ class BlockKeys {
     if (this.map !== undefined) this.map.set(version, -line);
     else {
       (this.failedLines ??= []).push({ version, line });
+      this.mark(version);
       if (this.size > BlockKeys.LINEAR_KEYS) this.toMap();
     }
   }
@@ -209,6 +249,8 @@ class FileParser {
     if (line.length > PARSE_LIMITS.maxLineChars) return this.fail(`line is longer than ${PARSE_LIMITS.maxLineChars} characters`);
     const bad = this.checkCharacters ? forbiddenCharacter(line) : undefined;
     if (bad !== undefined) return this.fail(bad);
+    const block = this.block;
+    if (block !== undefined && parseOptions.plainVersionLines && this.plainVersion(block, line)) return;
     const buffer = this.buffer;
     const problem = buffer.lex(line);
     if (problem !== undefined) return this.fail(problem);
@@ -339,6 +381,27 @@ class FileParser {
     if (block.allVms !== undefined) return this.fail(`vms: line ${block.allVms.line} already allows all VMs; remove one of the two`);
     const members = this.parseMembers('vms', args, (block.vmMembers ??= new Map()));
     block.vms.push(Object.freeze({ all: false, members: Object.freeze(members), line: this.lineNo }));
+  }
+
+  /** A plain version line read from one match; false (nothing done) for any other line or any error. */
+  private plainVersion(block: BlockBuilder, line: string): boolean {
+    const match = PLAIN_VERSION_LINE.exec(line);
+    if (match === null) return false;
+    const version = match[1]!;
+    const by = match[2];
+    const measurement = match[3]!;
+    if (block.keys.get(version) !== undefined || block.keys.get(measurement) !== undefined) return false;
+    const kept = ownText(version);
+    const measurements = Object.freeze([ownText(measurement)]);
+    const lineNo = this.lineNo;
+    // The same shapes as versionDecl makes (same keys, same order).
+    block.versions.push(
+      by === undefined
+        ? Object.freeze({ status: 'approved' as const, version: kept, measurements, line: lineNo })
+        : Object.freeze({ status: 'superseded' as const, by, version: kept, measurements, line: lineNo }),
+    );
+    block.keys.added();
+    return true;
   }
 
   /** `version V STATUS [ATTR] MEASUREMENT...`: the arguments are `t[1..n)`. */

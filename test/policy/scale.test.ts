@@ -5,6 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parsePolicyFile } from '../../lib/policy/index.js';
 import { ownText } from '../../lib/policy/lexer.js';
+import { parseOptions } from '../../lib/policy/parse.js';
 import { buildErrors, lines, m, snap } from './helpers.js';
 
 /** A small deterministic generator (tests must not flake). */
@@ -110,6 +111,62 @@ test('a line of many measurements still finds a repeat (set past a few, scan bel
     const errors = buildErrors({ 'x.policy': lines('binary x', `version 1 approved ${ms.join(' ')}`) });
     assert.equal(errors, [`x.policy:2: version 1: ${m(count)} is listed twice on this line`]);
   }
+});
+
+test('plain version lines read from one match parse exactly as the general path reads them', () => {
+  const random = rng(11);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+  const blank = [' ', '\t', '  ', ' \t '];
+  const lead = ['', '', ' ', '\t', ' \t'];
+  const keyword = ['version', 'version', 'version', 'versions', '"version"', 'Version', 'version#'];
+  const versions = ['1.0', '1.1', '2.0', 'v2', 'a'.repeat(13), 'a'.repeat(64), 'a'.repeat(65), '-bad', '1.0#x', '1"0', '"1.0"', 'é1'];
+  const statuses = ['approved', 'approved', 'superseded by=1.1', 'superseded by=2.0', 'superseded by=1.0', 'superseded  by=1.1', 'superseded by="1.1"', 'superseded "by=1.1"', 'superseded by=', 'superseded by=-x', 'superseded', 'revoked reason="x"', 'aproved', '"approved"', 'approved by=1.1', 'superseded reason="x"'];
+  const digests = [m(1), m(2), m(3), `${m(1)} ${m(2)}`, `${m(4)}\t${m(4)}`, m(5).toUpperCase(), `sha256:${'a'.repeat(63)}`, `blake3:${'b'.repeat(64)}`, `sha512:${'c'.repeat(64)}`, `${m(6)}"`, `${m(7)}x`, `by=1.0`, ''];
+  const tails = ['', '', ' ', '\t', ' # a comment "quoted" # twice', '#', ' #', '#tight', ' extra'];
+  const files: Record<string, string>[] = [];
+  for (let f = 0; f < 600; f++) {
+    const body: string[] = [];
+    const count = 1 + Math.floor(random() * 8);
+    const clean = random() < 0.4; // valid blocks: a by= chain ending in an approved version
+    for (let i = 0; i < count; i++) {
+      if (clean) {
+        const name = i % 3 === 0 ? `${i}.0` : `release-${i}.0-build.${f}`; // short and long (sliced) versions
+        const next = (i + 1) % 3 === 0 ? `${i + 1}.0` : `release-${i + 1}.0-build.${f}`;
+        const status = i === count - 1 ? 'approved' : random() < 0.2 ? 'revoked reason="r"' : `superseded by=${next}`;
+        const digest = random() < 0.1 ? `${m(f * 100 + i)} ${m(f * 100 + 50 + i)}` : m(f * 100 + i);
+        body.push(`${pick(lead)}version${pick(blank)}${name}${pick(blank)}${status}${pick(blank)}${digest}${pick(tails.slice(0, 8))}`);
+      } else {
+        body.push(`${pick(lead)}${pick(keyword)}${pick(blank)}${pick(versions)}${pick(blank)}${pick(statuses)}${pick(blank)}${pick(digests)}${pick(tails)}`);
+      }
+    }
+    // Versions before the binary line, and a second block, go the general way too.
+    const head = random() < 0.1 ? [body.pop() ?? '', 'binary x'] : ['binary x'];
+    const tail = random() < 0.1 ? ['binary y', `version 1.0 approved ${m(9)}`] : [];
+    files.push({ 'x.policy': lines(...head, 'vms all', ...body, ...tail) });
+  }
+  const read = (text: string, plain: boolean): string => {
+    parseOptions.plainVersionLines = plain;
+    try {
+      const parsed = parsePolicyFile('x.policy', text);
+      return JSON.stringify({ ast: parsed.ast, errors: parsed.errors.map((e) => e.message) });
+    } finally {
+      parseOptions.plainVersionLines = true;
+    }
+  };
+  let plainOk = 0;
+  for (const file of files) {
+    const text = file['x.policy']!;
+    const general = read(text, false);
+    assert.is(read(text, true), general, text);
+    if (!general.includes('"errors":[]')) continue;
+    plainOk++;
+    // And a file that builds gives the same snapshot entries either way.
+    parseOptions.plainVersionLines = false;
+    const slow = JSON.stringify(snap(file));
+    parseOptions.plainVersionLines = true;
+    assert.is(JSON.stringify(snap(file)), slow);
+  }
+  assert.ok(plainOk > 20, `only ${plainOk} files without errors: the generator no longer exercises the plain path`);
 });
 
 test('parsePolicyFile keeps its public shape (ast and errors only)', () => {
