@@ -8,6 +8,8 @@ const refuse = (): never => {
 
 export class FrozenMap<K, V> extends Map<K, V> {
   #open = false;
+  /** For a lazy map: what fills it on first read (then undefined). */
+  #pending: (() => Iterable<readonly [K, V]>) | undefined;
 
   constructor(entries: Iterable<readonly [K, V]> = []) {
     super();
@@ -25,6 +27,24 @@ export class FrozenMap<K, V> extends Map<K, V> {
     return map;
   }
 
+  /**
+   * A map whose entries `fill` gives on its first read: a snapshot holds a map per binary that
+   * the daemon never reads (it decides through the index), so most are never made. Reads see
+   * the same entries, in the same order, as if it had been filled at once.
+   */
+  static lazy<K, V>(fill: () => Iterable<readonly [K, V]>): FrozenMap<K, V> {
+    const map = new FrozenMap<K, V>();
+    map.#pending = fill;
+    return map;
+  }
+
+  #fill(): void {
+    const fill = this.#pending;
+    if (fill === undefined) return;
+    this.#pending = undefined;
+    for (const [k, v] of fill()) super.set(k, v);
+  }
+
   put(key: K, value: V): void {
     if (!this.#open) refuse();
     super.set(key, value);
@@ -35,6 +55,38 @@ export class FrozenMap<K, V> extends Map<K, V> {
     return this;
   }
 
+  override get(key: K): V | undefined {
+    if (this.#pending !== undefined) this.#fill();
+    return super.get(key);
+  }
+  override has(key: K): boolean {
+    if (this.#pending !== undefined) this.#fill();
+    return super.has(key);
+  }
+  override get size(): number {
+    if (this.#pending !== undefined) this.#fill();
+    return super.size;
+  }
+  override keys(): MapIterator<K> {
+    if (this.#pending !== undefined) this.#fill();
+    return super.keys();
+  }
+  override values(): MapIterator<V> {
+    if (this.#pending !== undefined) this.#fill();
+    return super.values();
+  }
+  override entries(): MapIterator<[K, V]> {
+    if (this.#pending !== undefined) this.#fill();
+    return super.entries();
+  }
+  override [Symbol.iterator](): MapIterator<[K, V]> {
+    if (this.#pending !== undefined) this.#fill();
+    return super[Symbol.iterator]();
+  }
+  override forEach(callback: (value: V, key: K, map: Map<K, V>) => void, thisArg?: unknown): void {
+    if (this.#pending !== undefined) this.#fill();
+    super.forEach(callback, thisArg);
+  }
   override set(): never {
     return refuse();
   }

@@ -110,19 +110,30 @@ function buildBinary({ decl, file, links }: LocatedBinary, resolver: ScopeResolv
     interpreter: decl.interpreter?.value ?? NO_INTERPRETER,
     scope: resolver.scopeOf(all, members),
   };
-  const versions = FrozenMap.open<string, PolicyEntry>();
   const decls = decl.versions;
+  const start = entries.length;
   for (let i = 0; i < decls.length; i++) {
     const v = decls[i]!;
     // by= and the replacement are the target versions' own strings (one copy per version).
     const by = links === undefined || v.status !== 'superseded' ? undefined : decls[links.by[i]!]?.version;
     const end = links === undefined || v.status !== 'superseded' ? undefined : decls[links.end[i]!]?.version;
-    const e = entry(v, shared, by, end);
-    versions.put(v.version, e);
-    entries.push(e);
+    entries.push(entry(v, shared, by, end));
   }
-  versions.seal();
+  // Made on first read (the daemon reads the index, not these): version → the same entry objects.
+  const versions = lazyVersions(entries, start, decls.length);
   return Object.freeze({ name: decl.name, file, line: decl.line, limits: shared.limits, interpreter: shared.interpreter, vms: Object.freeze(all ? ['all'] : members.map(formatMember)), scope: shared.scope, versions });
+}
+
+/** Version → entry for entries[start..start+count), made on first read. Captures no AST (it is garbage after the build). */
+function lazyVersions(entries: readonly PolicyEntry[], start: number, count: number): FrozenMap<string, PolicyEntry> {
+  return FrozenMap.lazy<string, PolicyEntry>(() => {
+    const pairs: [string, PolicyEntry][] = [];
+    for (let i = 0; i < count; i++) {
+      const e = entries[start + i]!;
+      pairs.push([e.version, e]);
+    }
+    return pairs;
+  });
 }
 
 type Shared = Pick<PolicyEntry, 'name' | 'file' | 'limits' | 'interpreter' | 'scope'>;
@@ -141,11 +152,46 @@ function entry(v: VersionDecl, s: Shared, by: string | undefined, replacement: s
 /** measurement → entry; a measurement listed in two files is an error (same-file repeats are the parser's). */
 function buildIndex(entries: readonly PolicyEntry[], errors: PolicySyntaxError[]): FrozenMap<string, PolicyEntry> {
   const index = FrozenMap.open<string, PolicyEntry>();
-  // Plain index loops: iterating each binary's map made an iterator and a result per step.
-  for (let i = 0; i < entries.length; i++) {
+  // Measurements are new to the index until a repeat is seen: put each straight in (one hash
+  // lookup, not two). The first repeat shows as a size that did not grow; its first entry is
+  // put back (found by one scan of what came before), and from there on each key is looked
+  // up first. Linear either way.
+  let i = 0;
+  for (; i < entries.length; i++) {
     const e = entries[i]!;
     const measurements = e.measurements;
-    for (let j = 0; j < measurements.length; j++) {
+    let j = 0;
+    for (; j < measurements.length; j++) {
+      const before = index.size;
+      index.put(measurements[j]!, e);
+      if (index.size === before) break;
+    }
+    if (j === measurements.length) continue;
+    const first = firstListing(entries, i, j);
+    index.put(measurements[j]!, first);
+    checkedIndex(index, entries, i, j, errors);
+    break;
+  }
+  return index.seal();
+}
+
+/** The entry before entries[i]'s measurement j that lists the same measurement. */
+function firstListing(entries: readonly PolicyEntry[], i: number, j: number): PolicyEntry {
+  const measurement = entries[i]!.measurements[j]!;
+  for (let k = 0; k <= i; k++) {
+    const e = entries[k]!;
+    const upTo = k === i ? j : e.measurements.length;
+    for (let l = 0; l < upTo; l++) if (e.measurements[l] === measurement) return e;
+  }
+  throw new Error(`internal: no earlier listing of ${measurement}`);
+}
+
+/** The rest of buildIndex from entries[i]'s measurement j on, looking each key up first. */
+function checkedIndex(index: FrozenMap<string, PolicyEntry>, entries: readonly PolicyEntry[], i0: number, j0: number, errors: PolicySyntaxError[]): void {
+  for (let i = i0; i < entries.length; i++) {
+    const e = entries[i]!;
+    const measurements = e.measurements;
+    for (let j = i === i0 ? j0 : 0; j < measurements.length; j++) {
       const measurement = measurements[j]!;
       const first = index.get(measurement);
       if (first === undefined) index.put(measurement, e);
@@ -154,5 +200,4 @@ function buildIndex(entries: readonly PolicyEntry[], errors: PolicySyntaxError[]
       }
     }
   }
-  return index.seal();
 }
