@@ -3,7 +3,7 @@
 // public parse result's shape, and the duplicate checks that now share one map per block.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parsePolicyFile } from '../../lib/policy/index.js';
+import { FrozenMap, parsePolicyFile } from '../../lib/policy/index.js';
 import { ownText } from '../../lib/policy/lexer.js';
 import { parseOptions } from '../../lib/policy/parse.js';
 import { buildErrors, lines, m, snap } from './helpers.js';
@@ -167,6 +167,59 @@ test('plain version lines read from one match parse exactly as the general path 
     assert.is(JSON.stringify(snap(file)), slow);
   }
   assert.ok(plainOk > 20, `only ${plainOk} files without errors: the generator no longer exercises the plain path`);
+});
+
+test('measurements repeated across files: every repeat reported against its first listing', () => {
+  const errors = buildErrors({
+    'a.policy': lines('binary a', `version 1 approved ${m(1)} ${m(2)}`, `version 2 approved ${m(3)}`),
+    'b.policy': lines('binary b', `version 1 approved ${m(4)} ${m(2)}`, `version 2 approved ${m(1)}`),
+    'c.policy': lines('binary c', `version 9 approved ${m(5)}`, `version 8 approved ${m(4)} ${m(3)}`),
+  });
+  assert.equal(errors, [
+    `b.policy:2: version 1: ${m(2)} is already listed for a 1 at a.policy:2`,
+    `b.policy:3: version 2: ${m(1)} is already listed for a 1 at a.policy:2`,
+    `c.policy:3: version 8: ${m(3)} is already listed for a 2 at a.policy:3`,
+    `c.policy:3: version 8: ${m(4)} is already listed for b 1 at b.policy:2`,
+  ]);
+  // Without repeats, every measurement of a many-measurement line is indexed.
+  const s = snap({ 'a.policy': lines('binary a', `version 1 approved ${m(1)} ${m(2)} ${m(3)}`), 'b.policy': lines('binary b', `version 1 approved ${m(4)}`) });
+  assert.equal([...s.index.keys()], [m(1), m(2), m(3), m(4)]);
+  assert.ok(s.index.get(m(3)) === s.binaries.get('a')!.versions.get('1'));
+});
+
+test('a lazy FrozenMap fills on its first read of any kind, once, and refuses changes', () => {
+  const reads: Array<(map: FrozenMap<string, number>) => unknown> = [
+    (map) => map.size,
+    (map) => map.get('b'),
+    (map) => map.has('a'),
+    (map) => [...map],
+    (map) => [...map.keys()],
+    (map) => [...map.values()],
+    (map) => [...map.entries()],
+    (map) => JSON.stringify(map),
+    (map) => {
+      const seen: string[] = [];
+      map.forEach((_, k) => seen.push(k));
+      return seen;
+    },
+  ];
+  for (const [i, read] of reads.entries()) {
+    let fills = 0;
+    const map = FrozenMap.lazy<string, number>(() => {
+      fills++;
+      return [['a', 1], ['b', 2]];
+    });
+    assert.is(fills, 0);
+    read(map);
+    assert.is(fills, 1, `read ${i}`);
+    assert.equal([...map], [['a', 1], ['b', 2]]);
+    assert.equal([map.size, map.get('b'), map.has('c'), JSON.stringify(map)], [2, 2, false, '{"a":1,"b":2}']);
+    assert.is(fills, 1);
+    assert.throws(() => (map as Map<string, number>).set('c', 3), (e: unknown) => e instanceof TypeError);
+    assert.throws(() => map.put('c', 3), (e: unknown) => e instanceof TypeError);
+    assert.throws(() => (map as Map<string, number>).delete('a'), (e: unknown) => e instanceof TypeError);
+    assert.is(map.size, 2);
+  }
 });
 
 test('parsePolicyFile keeps its public shape (ast and errors only)', () => {
