@@ -1,6 +1,7 @@
 // One measurement in a fresh process (so its RSS is its own), started by bench/policy/run.ts
 // with --expose-gc. Prints one JSON line on stdout.
-//   node child.js policy DIR SUMS VMS   load the repository as the daemon does (loader + buildSnapshot)
+//   node child.js policy DIR SUMS VMS WARM   load the repository as the daemon does (loader +
+//                                       buildSnapshot), then rebuild WARM times in the same process
 //   node child.js floor SUMS            read the sha256sum-style file into a Set<string>
 //   node child.js idle                  nothing: the RSS of Node itself
 // Lookups (1M, 80% listed measurements, 20% unknown ones) use fresh strings made from bytes,
@@ -11,7 +12,6 @@ import type { PolicySnapshot } from '../../lib/policy/index.js';
 
 const LOOKUPS = 1_000_000;
 const HIT_SHARE = 0.8;
-const WARM_BUILDS = 3;
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (gc === undefined) throw new Error('run with --expose-gc');
@@ -106,7 +106,7 @@ function load(core: PolicyCore, loader: PolicyLoader, dir: string) {
   return { snapshot: result.snapshot, files: loaded.files.length, readMs: t1 - t0, buildMs: t2 - t1 };
 }
 
-async function policy(dir: string, sumsFile: string, vmList: string): Promise<object> {
+async function policy(dir: string, sumsFile: string, vmList: string, warmBuilds: number): Promise<object> {
   const core = await import('../../lib/policy/index.js');
   const loader = await import('../../lib/policy/loader.js');
   const { buildSnapshot, decide } = core;
@@ -118,7 +118,7 @@ async function policy(dir: string, sumsFile: string, vmList: string): Promise<ob
 
   // Rebuilds in the same process: the JIT is warm (what a reload on a new commit costs).
   const warm: number[] = [];
-  for (let i = 0; i < WARM_BUILDS; i++) {
+  for (let i = 0; i < warmBuilds; i++) {
     const sources = loader.loadPolicyWorkTree(dir).files;
     const a = nowMs();
     const again = buildSnapshot(sources);
@@ -179,7 +179,7 @@ function floor(sumsFile: string): object {
 
 const [mode, ...args] = process.argv.slice(2);
 let out: object;
-if (mode === 'policy') out = await policy(args[0]!, args[1]!, args[2]!);
+if (mode === 'policy') out = await policy(args[0]!, args[1]!, args[2]!, Number(args[3] ?? '3'));
 else if (mode === 'floor') out = floor(args[0]!);
 else if (mode === 'idle') out = { after: memory() };
 else throw new Error(`unknown mode ${mode}`);

@@ -9,10 +9,11 @@
 // own once full GCs stop shrinking it; the median of --runs processes is shown. "load" is the first build
 // in a fresh process (cold JIT, warm page cache: what a daemon start costs); "warm build" is
 // buildSnapshot alone, repeated in the same process (what a reload on a new commit costs).
-// Usage: npm run bench:policy [-- --runs N --files N --versions N --big-files N --big-versions N --no-big]
+// Usage: npm run bench:policy [-- --runs N --files N --versions N --big-runs N --big-files N --big-versions N --no-big]
+// The default run takes about a minute here: 3 processes each side at 100k, 1 at 1M.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { generateRepo, type GeneratedRepo } from './generate.js';
@@ -20,6 +21,7 @@ import { generateRepo, type GeneratedRepo } from './generate.js';
 const { values } = parseArgs({
   options: {
     runs: { type: 'string', default: '3' },
+    'big-runs': { type: 'string', default: '1' },
     files: { type: 'string', default: '10000' },
     versions: { type: 'string', default: '10' },
     'big-files': { type: 'string', default: '100000' },
@@ -28,7 +30,6 @@ const { values } = parseArgs({
     keep: { type: 'boolean', default: false },
   },
 });
-const runs = Number(values.runs);
 const child = new URL('./child.js', import.meta.url).pathname;
 
 const TARGET = { loadMs: 300, p99Us: 10, rssMb: 150 };
@@ -78,7 +79,7 @@ const us = (x: number): string => `${x.toFixed(2).padStart(6)} µs`;
 const ratio = (a: number, b: number): string => `${(a / b).toFixed(2)}×`;
 const verdict = (value: number, target: number): string => (value <= target ? 'met' : `MISSED by ${((value / target - 1) * 100).toFixed(0)}%`);
 
-function scenario(work: string, label: string, files: number, versions: number, withTargets: boolean): void {
+function scenario(work: string, label: string, files: number, versions: number, runs: number, withTargets: boolean): void {
   const t = Date.now();
   const repo: GeneratedRepo = generateRepo(join(work, `repo-${files}x${versions}`), files, versions);
   console.log(`\n== ${label}: ${repo.entries} entries in ${repo.files} files (${files} binaries × ${versions} versions + groups.policy), ${(repo.bytes / 2 ** 20).toFixed(1)} MiB of text; generated in ${((Date.now() - t) / 1000).toFixed(1)} s`);
@@ -88,10 +89,11 @@ function scenario(work: string, label: string, files: number, versions: number, 
   const pol: PolicyRun[] = [];
   const flo: FloorRun[] = [];
   for (let i = 0; i < runs; i++) {
-    pol.push(runChild<PolicyRun>(['policy', repo.dir, repo.sumsFile, vms]));
+    pol.push(runChild<PolicyRun>(['policy', repo.dir, repo.sumsFile, vms, withTargets ? '3' : '1']));
     flo.push(runChild<FloorRun>(['floor', repo.sumsFile]));
   }
   const idle = runChild<{ after: Mem }>(['idle']).after.rssMb;
+  const load1 = loadavg()[0]!;
   if (pol[0]!.entries !== repo.entries) throw new Error(`snapshot has ${pol[0]!.entries} entries, expected ${repo.entries}`);
 
   const load = med(pol, (r) => r.loadMs);
@@ -100,7 +102,7 @@ function scenario(work: string, label: string, files: number, versions: number, 
   const fLoad = med(flo, (r) => r.loadMs);
   const fRss = med(flo, (r) => r.after.rssMb);
   const fP99 = med(flo, (r) => r.lookups.p99Us);
-  console.log(`   median of ${runs} fresh processes each; Node alone (node --expose-gc, nothing loaded): RSS ${mb(idle)}`);
+  console.log(`   median of ${runs} fresh process${runs === 1 ? '' : 'es'} each (load average now ${load1.toFixed(2)}); Node alone (node --expose-gc, nothing loaded): RSS ${mb(idle)}`);
   console.log('                               policy (loader + buildSnapshot, decide)    floor (Set from one sums file)   ratio');
   console.log(`   load                      ${ms(load)}   (read ${ms(med(pol, (r) => r.readMs)).trim()} + build ${ms(med(pol, (r) => r.buildMs)).trim()})   ${ms(fLoad)}                    ${ratio(load, fLoad)}`);
   console.log(`   warm rebuild (build only) ${ms(med(pol, (r) => r.warmBuildMs))}`);
@@ -122,9 +124,9 @@ function scenario(work: string, label: string, files: number, versions: number, 
 
 const work = mkdtempSync(join(tmpdir(), 'vo-bench-policy-'));
 try {
-  console.log(`bench/policy on ${process.version}; machines here are shared and noisy: compare with the floor of the same run.`);
-  scenario(work, 'target', Number(values.files), Number(values.versions), true);
-  if (!values['no-big']) scenario(work, 'for the record', Number(values['big-files']), Number(values['big-versions']), false);
+  console.log(`bench/policy on ${process.version}, ${cpus().length} CPUs, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}; shared machines are noisy: compare with the floor of the same run.`);
+  scenario(work, 'target', Number(values.files), Number(values.versions), Number(values.runs), true);
+  if (!values['no-big']) scenario(work, 'for the record', Number(values['big-files']), Number(values['big-versions']), Number(values['big-runs']), false);
 } finally {
   if (values.keep) console.log(`kept ${work}`);
   else rmSync(work, { recursive: true, force: true });
