@@ -179,6 +179,8 @@ class BlockKeys {
 
 class TooManyErrors extends Error {}
 
+const SHARED_TOKENS = new TokenBuffer();
+
 /** Parse the text of the policy file at repository-relative `path` (used in messages and the name rule). */
 export function parsePolicyFile(path: string, text: string): ParsedPolicyFile {
   const { ast, errors } = new FileParser(path).run(text);
@@ -199,7 +201,8 @@ class FileParser {
   private block: BlockBuilder | undefined;
   private kept: BlockBuilder | undefined;
   private lineNo = 0;
-  private readonly buffer = new TokenBuffer();
+  /** One buffer for every file: parsing is synchronous and never re-entered. */
+  private readonly buffer = SHARED_TOKENS;
   /** Whether the file has a forbidden character somewhere, so lines need checking one by one. */
   private checkCharacters = true;
 

@@ -69,10 +69,11 @@ export class ScopeResolver {
    * object, so 10k binaries on one group cost one set, not 10k. Undefined groups are reported
    * by the caller (it knows the line) and contribute nothing.
    */
-  scopeOf(all: boolean, members: readonly Member[]): VmScope {
+  scopeOf(all: boolean, members: readonly Member[], written: readonly string[] = members.map(formatMember)): VmScope {
     if (all) return ALL_VMS;
     if (members.length === 0) return NO_VMS;
-    const key = members.map(formatMember).sort().join(' ');
+    // `written` is members.map(formatMember), when the caller has it already.
+    const key = written.length === 1 ? written[0]! : [...written].sort().join(' ');
     let scope = this.cache.get(key);
     if (scope === undefined) {
       scope = this.union(members);

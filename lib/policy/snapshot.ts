@@ -63,7 +63,8 @@ export function buildSnapshot(files: readonly PolicySource[], meta: SnapshotMeta
   const resolver = new ScopeResolver(groups, errors);
   const groupScopes = resolver.resolveAll();
   const entries: PolicyEntry[] = [];
-  const built = binaries.map((b) => buildBinary(b, resolver, errors, entries));
+  const vmsLists = new Map<string, readonly string[]>();
+  const built = binaries.map((b) => buildBinary(b, resolver, errors, entries, vmsLists));
   const index = buildIndex(entries, errors);
   if (errors.length > 0) return { ok: false, errors: sortErrors(errors) };
 
@@ -95,20 +96,28 @@ export function tryBuildSnapshot(files: readonly PolicySource[], meta: SnapshotM
 }
 
 /** The binary's policy; its entries are also appended to `entries` (in order, for the index). */
-function buildBinary({ decl, file, links }: LocatedBinary, resolver: ScopeResolver, errors: PolicySyntaxError[], entries: PolicyEntry[]): BinaryPolicy {
+function buildBinary({ decl, file, links }: LocatedBinary, resolver: ScopeResolver, errors: PolicySyntaxError[], entries: PolicyEntry[], vmsLists: Map<string, readonly string[]>): BinaryPolicy {
   const all = decl.vms.some((v) => v.all);
-  const members = decl.vms.flatMap((v) => v.members);
+  const members = decl.vms.length === 1 ? decl.vms[0]!.members : decl.vms.flatMap((v) => v.members);
   for (const v of decl.vms) {
     for (const m of v.members) {
       if (m.kind === 'group' && !resolver.has(m.value)) errors.push(new PolicySyntaxError(file, v.line, `vms: ${formatMember(m)} is not defined`));
     }
+  }
+  const written = all ? ['all'] : members.map(formatMember);
+  // Binaries that write the same vms share one frozen list (most name one group).
+  const listKey = written.join(' ');
+  let vms = vmsLists.get(listKey);
+  if (vms === undefined) {
+    vms = Object.freeze(written);
+    vmsLists.set(listKey, vms);
   }
   const shared: Shared = {
     name: decl.name,
     file,
     limits: decl.limits === undefined ? DEFAULT_LIMITS : resolveLimits(decl.limits.values),
     interpreter: decl.interpreter?.value ?? NO_INTERPRETER,
-    scope: resolver.scopeOf(all, members),
+    scope: resolver.scopeOf(all, members, written),
   };
   const decls = decl.versions;
   const start = entries.length;
@@ -121,7 +130,7 @@ function buildBinary({ decl, file, links }: LocatedBinary, resolver: ScopeResolv
   }
   // Made on first read (the daemon reads the index, not these): version → the same entry objects.
   const versions = lazyVersions(entries, start, decls.length);
-  return Object.freeze({ name: decl.name, file, line: decl.line, limits: shared.limits, interpreter: shared.interpreter, vms: Object.freeze(all ? ['all'] : members.map(formatMember)), scope: shared.scope, versions });
+  return Object.freeze({ name: decl.name, file, line: decl.line, limits: shared.limits, interpreter: shared.interpreter, vms, scope: shared.scope, versions });
 }
 
 /** Version → entry for entries[start..start+count), made on first read. Captures no AST (it is garbage after the build). */
