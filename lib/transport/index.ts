@@ -1,0 +1,10 @@
+// Public face of the line-JSON transport: framing with a size cap, a connection with requests
+// routed by id, and the logger interface the adapters share. Used by lib/qmp.
+export { DEFAULT_MAX_LINE_BYTES, JsonLineConnection } from './connection.js';
+export type { JsonLineOptions } from './connection.js';
+export { FrameError, TransportClosedError, TransportTimeoutError } from './errors.js';
+export type { CloseReason, FrameErrorKind } from './errors.js';
+export { decodeJsonLine, encodeJsonLine, LineSplitter } from './framing.js';
+export type { JsonObject } from './framing.js';
+export { logExcerpt, silentLogger } from './logger.js';
+export type { Logger } from './logger.js';
