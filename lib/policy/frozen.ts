@@ -103,10 +103,29 @@ export class FrozenMap<K, V> extends Map<K, V> {
 }
 
 export class FrozenSet<T> extends Set<T> {
+  #open = false;
+
   constructor(values: Iterable<T> = []) {
     super();
     for (const v of values) super.add(v);
     Object.freeze(this);
+  }
+
+  /** A set still being filled (with put) until seal(), like FrozenMap.open. */
+  static open<T>(): FrozenSet<T> {
+    const set = new FrozenSet<T>();
+    set.#open = true;
+    return set;
+  }
+
+  put(value: T): void {
+    if (!this.#open) refuse();
+    super.add(value);
+  }
+
+  seal(): this {
+    this.#open = false;
+    return this;
   }
   override add(): never {
     return refuse();

@@ -21,7 +21,6 @@ export const ALL_VMS: VmScope = Object.freeze({ allVms: true, names: new FrozenS
 export class ScopeResolver {
   private readonly groups = new Map<string, LocatedGroup>();
   private readonly resolved = new Map<string, VmScope>();
-  private readonly cache = new Map<string, VmScope>();
   private memberships = 0;
   private overflowReported = false;
 
@@ -64,24 +63,6 @@ export class ScopeResolver {
     return this.resolved;
   }
 
-  /**
-   * The scope of a binary's `vms` lines. Binaries with the same member list share one scope
-   * object, so 10k binaries on one group cost one set, not 10k. Undefined groups are reported
-   * by the caller (it knows the line) and contribute nothing.
-   */
-  scopeOf(all: boolean, members: readonly Member[], written: readonly string[] = members.map(formatMember)): VmScope {
-    if (all) return ALL_VMS;
-    if (members.length === 0) return NO_VMS;
-    // `written` is members.map(formatMember), when the caller has it already.
-    const key = written.length === 1 ? written[0]! : [...written].sort().join(' ');
-    let scope = this.cache.get(key);
-    if (scope === undefined) {
-      scope = this.union(members);
-      this.cache.set(key, scope);
-    }
-    return scope;
-  }
-
   private nextChildGroup(frame: { g: LocatedGroup; next: number }): LocatedGroup | undefined {
     const members = frame.g.decl.members;
     while (frame.next < members.length) {
@@ -93,6 +74,21 @@ export class ScopeResolver {
   }
 
   private union(members: readonly Member[]): VmScope {
+    const { names, uuids } = this.collect(members);
+    return Object.freeze({ allVms: false, names: new FrozenSet(names), uuids: new FrozenSet(uuids) });
+  }
+
+  /** Fill the open sets of a scope handed out before the groups were resolved, and seal them. */
+  fillScope(members: readonly Member[], scope: { readonly names: FrozenSet<string>; readonly uuids: FrozenSet<string> }): void {
+    const { names, uuids } = this.collect(members);
+    for (const n of names) scope.names.put(n);
+    for (const u of uuids) scope.uuids.put(u);
+    scope.names.seal();
+    scope.uuids.seal();
+  }
+
+  /** The VMs `members` name, groups expanded (resolveAll first), counted against the bound. */
+  private collect(members: readonly Member[]): { names: Set<string>; uuids: Set<string> } {
     const names = new Set<string>();
     const uuids = new Set<string>();
     const add = (set: Set<string>, value: string): void => {
@@ -112,7 +108,7 @@ export class ScopeResolver {
         for (const u of inner.uuids) add(uuids, u);
       }
     }
-    return Object.freeze({ allVms: false, names: new FrozenSet(names), uuids: new FrozenSet(uuids) });
+    return { names, uuids };
   }
 
   private reportLoop(stack: readonly LocatedGroup[], back: LocatedGroup): void {
@@ -133,6 +129,39 @@ export class ScopeResolver {
 
   private report(g: LocatedGroup, detail: string): void {
     this.errors.push(new PolicySyntaxError(g.file, g.decl.line, detail));
+  }
+}
+
+/**
+ * Scopes of binaries' vms lists, handed out while files are still being read (before the
+ * groups are known), so each file's entries can be made and its parse dropped at once. Lists
+ * with the same members share one scope (10k binaries on one group cost one set, not 10k).
+ * Its sets stay empty and open until
+ * fill(), which expands them in the order first asked for (every scope is expanded after the
+ * groups, so the membership count against the bound is the same whatever the file order).
+ */
+export class PendingScopes {
+  private readonly cache = new Map<string, VmScope>();
+  private readonly pending: { members: readonly Member[]; scope: { readonly names: FrozenSet<string>; readonly uuids: FrozenSet<string> } }[] = [];
+
+  /** `written` is members.map(formatMember). */
+  scopeOf(all: boolean, members: readonly Member[], written: readonly string[]): VmScope {
+    if (all) return ALL_VMS;
+    if (members.length === 0) return NO_VMS;
+    const key = written.length === 1 ? written[0]! : [...written].sort().join(' ');
+    let scope = this.cache.get(key);
+    if (scope === undefined) {
+      const sets = { names: FrozenSet.open<string>(), uuids: FrozenSet.open<string>() };
+      scope = Object.freeze({ allVms: false, names: sets.names, uuids: sets.uuids });
+      this.cache.set(key, scope);
+      this.pending.push({ members, scope: sets });
+    }
+    return scope;
+  }
+
+  /** Expand and seal every scope handed out; `resolver` has resolved its groups. */
+  fill(resolver: ScopeResolver): void {
+    for (const p of this.pending) resolver.fillScope(p.members, p.scope);
   }
 }
 

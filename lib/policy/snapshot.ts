@@ -5,9 +5,9 @@ import type { BinaryDecl, VersionDecl } from './ast.js';
 import { compareStrings, PolicyError, PolicySyntaxError, sortErrors } from './errors.js';
 import { FrozenMap } from './frozen.js';
 import { DEFAULT_LIMITS, resolveLimits } from './limits.js';
-import { formatMember, type Interpreter } from './names.js';
+import { formatMember, type Interpreter, type Member } from './names.js';
 import { parseForSnapshot, type SupersedeLinks } from './parse.js';
-import { ScopeResolver, type LocatedGroup } from './scope.js';
+import { PendingScopes, ScopeResolver, type LocatedGroup } from './scope.js';
 import type { BinaryPolicy, GroupPolicy, PolicyEntry, PolicySnapshot, PolicySource, SnapshotMeta } from './types.js';
 
 export type SnapshotResult = { readonly ok: true; readonly snapshot: PolicySnapshot } | { readonly ok: false; readonly errors: readonly PolicySyntaxError[] };
@@ -21,15 +21,39 @@ interface LocatedBinary {
   readonly links: SupersedeLinks | undefined;
 }
 
-/** Build a snapshot, or return every error (sorted by file and line) when the files do not make one. */
+/** A `group:` named on a vms line, checked once every file's groups are known. */
+interface GroupReference {
+  readonly file: string;
+  readonly line: number;
+  readonly member: Member;
+}
+
+/** What a build collects while it reads the files, file by file. */
+interface Collected {
+  readonly scopes: PendingScopes;
+  readonly groupRefs: GroupReference[];
+  /** Every entry, in file order (the index is filled from it). */
+  readonly entries: PolicyEntry[];
+  /** vms lists as written, one frozen list per distinct text. */
+  readonly vmsLists: Map<string, readonly string[]>;
+}
+
+/**
+ * Build a snapshot, or return every error (sorted by file and line) when the files do not
+ * make one. Each file's binary is made into its entries as soon as the file is parsed, so the
+ * file's parse is garbage before the next one is read (with 100k versions, keeping every
+ * parse to the end more than doubled what the collector had to copy); the scopes, which need
+ * every file's groups, are filled in afterwards, before anything is returned.
+ */
 export function buildSnapshot(files: readonly PolicySource[], meta: SnapshotMeta = {}): SnapshotResult {
   const errors: PolicySyntaxError[] = [];
   const sources = [...files].sort((a, b) => compareStrings(a.path, b.path));
   const paths: string[] = [];
   const groups: LocatedGroup[] = [];
-  const binaries: LocatedBinary[] = [];
+  const built: BinaryPolicy[] = [];
   const groupSeen = new Map<string, LocatedGroup>();
-  const binarySeen = new Map<string, LocatedBinary>();
+  const binarySeen = new Map<string, { readonly file: string; readonly line: number }>();
+  const collected: Collected = { scopes: new PendingScopes(), groupRefs: [], entries: [], vmsLists: new Map() };
   for (const source of sources) {
     if (paths[paths.length - 1] === source.path) {
       errors.push(new PolicySyntaxError(source.path, 0, 'file is given twice'));
@@ -52,20 +76,20 @@ export function buildSnapshot(files: readonly PolicySource[], meta: SnapshotMeta
     if (decl === undefined) continue;
     const first = binarySeen.get(decl.name);
     if (first !== undefined) {
-      errors.push(new PolicySyntaxError(source.path, decl.line, `binary ${decl.name} is already defined at ${first.file}:${first.decl.line}`));
+      errors.push(new PolicySyntaxError(source.path, decl.line, `binary ${decl.name} is already defined at ${first.file}:${first.line}`));
       continue;
     }
-    const located = { decl, file: source.path, links: parsed.links };
-    binarySeen.set(decl.name, located);
-    binaries.push(located);
+    binarySeen.set(decl.name, { file: source.path, line: decl.line });
+    built.push(buildBinary({ decl, file: source.path, links: parsed.links }, collected));
   }
 
   const resolver = new ScopeResolver(groups, errors);
   const groupScopes = resolver.resolveAll();
-  const entries: PolicyEntry[] = [];
-  const vmsLists = new Map<string, readonly string[]>();
-  const built = binaries.map((b) => buildBinary(b, resolver, errors, entries, vmsLists));
-  const index = buildIndex(entries, errors);
+  for (const ref of collected.groupRefs) {
+    if (!resolver.has(ref.member.value)) errors.push(new PolicySyntaxError(ref.file, ref.line, `vms: ${formatMember(ref.member)} is not defined`));
+  }
+  collected.scopes.fill(resolver);
+  const index = buildIndex(collected.entries, errors);
   if (errors.length > 0) return { ok: false, errors: sortErrors(errors) };
 
   const groupPolicies = groups
@@ -96,13 +120,11 @@ export function tryBuildSnapshot(files: readonly PolicySource[], meta: SnapshotM
 }
 
 /** The binary's policy; its entries are also appended to `entries` (in order, for the index). */
-function buildBinary({ decl, file, links }: LocatedBinary, resolver: ScopeResolver, errors: PolicySyntaxError[], entries: PolicyEntry[], vmsLists: Map<string, readonly string[]>): BinaryPolicy {
+function buildBinary({ decl, file, links }: LocatedBinary, { scopes, groupRefs, entries, vmsLists }: Collected): BinaryPolicy {
   const all = decl.vms.some((v) => v.all);
   const members = decl.vms.length === 1 ? decl.vms[0]!.members : decl.vms.flatMap((v) => v.members);
   for (const v of decl.vms) {
-    for (const m of v.members) {
-      if (m.kind === 'group' && !resolver.has(m.value)) errors.push(new PolicySyntaxError(file, v.line, `vms: ${formatMember(m)} is not defined`));
-    }
+    for (const m of v.members) if (m.kind === 'group') groupRefs.push({ file, line: v.line, member: m });
   }
   const written = all ? ['all'] : members.map(formatMember);
   // Binaries that write the same vms share one frozen list (most name one group).
@@ -117,7 +139,7 @@ function buildBinary({ decl, file, links }: LocatedBinary, resolver: ScopeResolv
     file,
     limits: decl.limits === undefined ? DEFAULT_LIMITS : resolveLimits(decl.limits.values),
     interpreter: decl.interpreter?.value ?? NO_INTERPRETER,
-    scope: resolver.scopeOf(all, members, written),
+    scope: scopes.scopeOf(all, members, written),
   };
   const decls = decl.versions;
   const start = entries.length;

@@ -3,7 +3,7 @@
 // public parse result's shape, and the duplicate checks that now share one map per block.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FrozenMap, parsePolicyFile } from '../../lib/policy/index.js';
+import { FrozenMap, FrozenSet, parsePolicyFile } from '../../lib/policy/index.js';
 import { ownText } from '../../lib/policy/lexer.js';
 import { parseOptions } from '../../lib/policy/parse.js';
 import { buildErrors, lines, m, snap } from './helpers.js';
@@ -220,6 +220,26 @@ test('a lazy FrozenMap fills on its first read of any kind, once, and refuses ch
     assert.throws(() => (map as Map<string, number>).delete('a'), (e: unknown) => e instanceof TypeError);
     assert.is(map.size, 2);
   }
+});
+
+test('scopes handed out before the groups file is read are filled, shared and sealed', () => {
+  // a.policy and b.policy sort before groups.policy: their scopes are made before any group is known.
+  const s = snap({
+    'a.policy': lines('binary a', 'vms group:outer vm:solo', `version 1 approved ${m(1)}`),
+    'b.policy': lines('binary b', 'vms vm:solo', 'vms group:outer', `version 1 approved ${m(2)}`),
+    'c.policy': lines('binary c', 'vms group:inner', `version 1 approved ${m(3)}`),
+    'groups.policy': lines('group outer group:inner vm:o1', 'group inner vm:i1 uuid:6F1C2A9E-3B7D-4E58-9A0C-1D2E3F405162'),
+  });
+  const a = s.index.get(m(1))!.scope;
+  assert.equal([...a.names].sort(), ['i1', 'o1', 'solo']);
+  assert.equal([...a.uuids], ['6f1c2a9e-3b7d-4e58-9a0c-1d2e3f405162']);
+  assert.ok(s.index.get(m(2))!.scope === a, 'same members in another order: one scope');
+  assert.equal([...s.index.get(m(3))!.scope.names], ['i1']);
+  assert.equal(s.binaries.get('b')!.vms, ['vm:solo', 'group:outer']);
+  assert.throws(() => (a.names as FrozenSet<string>).put('intruder'), (e: unknown) => e instanceof TypeError);
+  assert.throws(() => (a.uuids as FrozenSet<string>).put('intruder'), (e: unknown) => e instanceof TypeError);
+  assert.is(a.names.has('intruder'), false);
+  assert.equal(buildErrors({ 'a.policy': lines('binary a', 'vms group:nope', `version 1 approved ${m(1)}`) }), ['a.policy:2: vms: group:nope is not defined']);
 });
 
 test('parsePolicyFile keeps its public shape (ast and errors only)', () => {
