@@ -6,9 +6,10 @@
 //   For the record: 1M entries, as 100k files × 10 versions (more binaries, the same shape
 //   per file: the way a repository grows).
 // Every figure comes from a fresh child process (node --expose-gc), so RSS is the process's
-// own once full GCs stop shrinking it; the median of --runs processes is shown. "load" is the first build
-// in a fresh process (cold JIT, warm page cache: what a daemon start costs); "warm build" is
-// buildSnapshot alone, repeated in the same process (what a reload on a new commit costs).
+// own once full GCs stop shrinking it; the median of --runs processes is shown. "load" is
+// loadPolicyWorkTree + the first buildSnapshot in a fresh process (cold JIT, warm page cache:
+// what a daemon start costs); "warm rebuild" is buildSnapshot alone, repeated in the same
+// process (what a reload on a new commit costs).
 // Usage: npm run bench:policy [-- --runs N --files N --versions N --big-runs N --big-files N --big-versions N --no-big]
 // The default run takes about a minute here: 3 processes each side at 100k, 1 at 1M.
 import { spawnSync } from 'node:child_process';
@@ -84,7 +85,8 @@ function scenario(work: string, label: string, files: number, versions: number, 
   const repo: GeneratedRepo = generateRepo(join(work, `repo-${files}x${versions}`), files, versions);
   console.log(`\n== ${label}: ${repo.entries} entries in ${repo.files} files (${files} binaries × ${versions} versions + groups.policy), ${(repo.bytes / 2 ** 20).toFixed(1)} MiB of text; generated in ${((Date.now() - t) / 1000).toFixed(1)} s`);
   const vms = [...repo.vmNames.filter((_, i) => i % 97 === 0), 'not-in-any-group'].join(',');
-  // Read every file once so both sides start from a warm page cache.
+  // The generator just wrote every file, so both sides read from the page cache; one unmeasured
+  // run first, so neither side pays for the first start of Node after the generator.
   runChild<FloorRun>(['floor', repo.sumsFile]);
   const pol: PolicyRun[] = [];
   const flo: FloorRun[] = [];
