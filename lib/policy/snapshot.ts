@@ -42,8 +42,9 @@ interface Collected {
  * Build a snapshot, or return every error (sorted by file and line) when the files do not
  * make one. Each file's binary is made into its entries as soon as the file is parsed, so the
  * file's parse is garbage before the next one is read (with 100k versions, keeping every
- * parse to the end more than doubled what the collector had to copy); the scopes, which need
- * every file's groups, are filled in afterwards, before anything is returned.
+ * parse to the end took the live heap to ~79 MB for a ~45 MB snapshot, and the collector
+ * copied it all); the scopes, which need every file's groups, are filled in afterwards,
+ * before anything is returned.
  */
 export function buildSnapshot(files: readonly PolicySource[], meta: SnapshotMeta = {}): SnapshotResult {
   const errors: PolicySyntaxError[] = [];
