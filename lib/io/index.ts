@@ -3,3 +3,4 @@ export { fileError, openFileReader } from './file-reader.js';
 export type { FileReader } from './file-reader.js';
 export { measureFile } from './measure-file.js';
 export type { MeasureFileOptions } from './measure-file.js';
+export { readOpenFile } from './read-fd.js';

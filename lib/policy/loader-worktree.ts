@@ -1,10 +1,10 @@
 // Reads the *.policy files of a directory on disk (a git work tree or a plain folder).
 // Hostile trees are expected: symbolic links may point anywhere, files may be huge or not
 // files at all, directories may nest without end. Every one of those is bounded or refused.
-import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { FileAccessError } from '../errors.js';
-import { fileError } from '../io/index.js';
+import { fileError, readOpenFile } from '../io/index.js';
 import { compareStrings, PolicySyntaxError } from './errors.js';
 import { decodePolicyFile, hasHiddenComponent, LOADER_LIMITS, pathProblem, TotalBudget, tooLarge, type PolicyFileSet } from './loader-files.js';
 import type { PolicySource } from './types.js';
@@ -118,15 +118,9 @@ function readPolicyBytes(abs: string, path: string, viaLink: boolean): { bytes: 
     const st = fstatSync(fd);
     if (!st.isFile()) return { error: new PolicySyntaxError(path, 0, 'is not a regular file') };
     if (st.size > LOADER_LIMITS.maxFileBytes) return { error: tooLarge(path, st.size) };
-    const bytes = new Uint8Array(st.size);
-    let done = 0;
-    while (done < st.size) {
-      const n = readSync(fd, bytes, done, st.size - done, done);
-      if (n === 0) break;
-      done += n;
-    }
+    const bytes = readOpenFile(fd, st.size);
     // A file that shrank while read is read again by the next load, not half-used now.
-    if (done !== st.size) return { error: new PolicySyntaxError(path, 0, 'changed size while being read') };
+    if (bytes.length !== st.size) return { error: new PolicySyntaxError(path, 0, 'changed size while being read') };
     return { bytes };
   } catch (err) {
     return { error: new PolicySyntaxError(path, 0, `cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`) };

@@ -1,8 +1,8 @@
 // The small JSON file beside each object: what it is (name, version, format) and when it came.
 // Read back with the same suspicion as any file: bounded size, every field checked.
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync } from 'node:fs';
 import type { BinaryFormat } from '../errors.js';
-import { fileError } from '../io/index.js';
+import { fileError, readOpenFile } from '../io/index.js';
 import type { Measurement } from '../measure/index.js';
 import { StoreError } from './errors.js';
 
@@ -54,14 +54,7 @@ export function readManifest(path: string, m: Measurement): Manifest | undefined
     const st = fstatSync(fd);
     if (!st.isFile()) throw corrupt(path, m, 'is not a regular file');
     if (st.size > MAX_MANIFEST_BYTES) throw corrupt(path, m, `is ${st.size} bytes (limit ${MAX_MANIFEST_BYTES})`);
-    const buf = new Uint8Array(st.size);
-    let done = 0;
-    while (done < buf.length) {
-      const n = readSync(fd, buf, done, buf.length - done, done);
-      if (n === 0) break;
-      done += n;
-    }
-    text = new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(0, done));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(readOpenFile(fd, st.size));
   } catch (err) {
     if (err instanceof StoreError) throw err;
     if (err instanceof TypeError) throw corrupt(path, m, 'is not UTF-8');

@@ -3,9 +3,9 @@
 // atomic file write. With --patch, the new binary is rebuilt in memory from the old one and a
 // VCDIFF delta: the base must measure as version OLD, the delta is checked in full before it
 // is decoded, and the result is measured (never written anywhere) before the policy is.
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync } from 'node:fs';
 import { UsageError, VirtOffloadError } from '../../../lib/errors.js';
-import { fileError, measureFile } from '../../../lib/io/index.js';
+import { fileError, measureFile, readOpenFile } from '../../../lib/io/index.js';
 import { bufferReader, measure, type Algorithm } from '../../../lib/measure/index.js';
 import { applyVcdiff, MAX_TARGET_BYTES, PatchError } from '../../../lib/patch/index.js';
 import { appendVersionLine, PolicyError, setVersionStatus, type BinaryPolicy, type PolicyEntry } from '../../../lib/policy/index.js';
@@ -125,14 +125,8 @@ function readBounded(path: string, option: string, max: number): Uint8Array {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new VirtOffloadError('EIO', `${option} ${path}: not a regular file`);
     if (st.size > max) throw new VirtOffloadError('EIO', `${option} ${path}: ${st.size} bytes, more than the limit of ${max}`);
-    const bytes = new Uint8Array(st.size);
-    let done = 0;
-    while (done < bytes.length) {
-      const n = readSync(fd, bytes, done, bytes.length - done, done);
-      if (n === 0) break;
-      done += n;
-    }
-    if (done !== bytes.length) throw new VirtOffloadError('EIO', `${option} ${path}: shrank while it was read (${done} of ${bytes.length} bytes)`);
+    const bytes = readOpenFile(fd, st.size);
+    if (bytes.length !== st.size) throw new VirtOffloadError('EIO', `${option} ${path}: shrank while it was read (${bytes.length} of ${st.size} bytes)`);
     return bytes;
   } catch (err) {
     if (err instanceof VirtOffloadError) throw err;
