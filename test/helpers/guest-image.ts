@@ -217,8 +217,21 @@ async function extractKernel(pkg: string, version: string, kernelDir: string): P
   const vmlinux = elfFromBzImage(readFileSync(join(tmp, 'vmlinuz')));
   if (vmlinux) writeFileSync(join(tmp, 'vmlinux'), vmlinux);
   writeFileSync(join(tmp, 'done'), `${release}\n`);
-  rmSync(kernelDir, { recursive: true, force: true });
-  renameSync(tmp, kernelDir);
+  publishDir(tmp, kernelDir);
+}
+
+/**
+ * Move a finished build directory into place. Another test process may have built the same
+ * thing meanwhile: its complete copy (with `done`) is as good as ours.
+ */
+function publishDir(tmp: string, final: string): void {
+  if (!existsSync(join(final, 'done'))) rmSync(final, { recursive: true, force: true });
+  try {
+    renameSync(tmp, final);
+  } catch (err) {
+    if (!existsSync(join(final, 'done'))) throw err;
+    rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 /** Module bytes, uncompressed: Debian kernels after 6.1 may ship .ko.xz (or .ko.zst). */
@@ -278,8 +291,7 @@ async function extractBusybox(version: string, busyboxDir: string): Promise<void
   const applets = run(join(tmp, 'busybox'), ['--list-full']);
   writeFileSync(join(tmp, 'applets'), applets);
   writeFileSync(join(tmp, 'done'), `${version}\n`);
-  rmSync(busyboxDir, { recursive: true, force: true });
-  renameSync(tmp, busyboxDir);
+  publishDir(tmp, busyboxDir);
 }
 
 // ---- node (optional) -----------------------------------------------------------------------

@@ -36,8 +36,13 @@ export interface StartGuestOptions {
   virtioSerial?: boolean;
   /** Path where QEMU listens for QMP (server=on,wait=off). */
   qmpSocket?: string;
-  /** Default 'pc' (hot-plug straight onto pci.0). q35 needs root ports in extraArgs to hot-plug. */
+  /** Default 'pc' (hot-plug straight onto pci.0). On q35 only free root ports take hot-plugs. */
   machine?: 'pc' | 'q35';
+  /**
+   * q35 only: this many empty `pcie-root-port`s (ids rp1…rpN, on pcie.0) for hot-plugging,
+   * since pcie.0 itself refuses hot-plug.
+   */
+  pcieRootPorts?: number;
   /** Default image.memoryMiB (256, or 1024 with node). */
   memoryMiB?: number;
   /** Shell script the guest runs instead of the command loop; the guest powers off after it. */
@@ -132,6 +137,9 @@ export async function startGuest(options: StartGuestOptions = {}): Promise<Guest
     '-initrd', initrd,
     '-append', cmdline,
   ];
+  const rootPorts = options.pcieRootPorts ?? 0;
+  if (rootPorts > 0 && options.machine !== 'q35') throw new Error('pcieRootPorts needs machine: q35');
+  for (let i = 1; i <= rootPorts; i++) args.push('-device', `pcie-root-port,id=rp${i},bus=pcie.0,chassis=${i}`);
   if (options.qmpSocket !== undefined) args.push('-qmp', `unix:${qemuValue(options.qmpSocket)},server=on,wait=off`);
   const ports = options.virtioPorts ?? [];
   if (ports.length > 0 || options.virtioSerial) args.push('-device', 'virtio-serial-pci,id=vser0');
