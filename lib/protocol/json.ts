@@ -1,0 +1,188 @@
+// A strict JSON reader for control messages. JSON.parse is not enough at a trust boundary:
+// it keeps the last of duplicate keys (another parser may keep the first: two readings of
+// one message), has no depth limit, and returns objects whose prototype later code may
+// trip over. This reader takes RFC 8259 JSON and refuses, with a ProtocolError('bad-json'):
+// invalid UTF-8, a byte-order mark, nesting deeper than MAX_JSON_DEPTH, duplicate keys,
+// the keys `__proto__`, `constructor` and `prototype` anywhere, escapes that encode a lone
+// surrogate (not representable in UTF-8), and numbers JavaScript cannot hold exactly
+// (integers beyond 2^53). Objects come back with a null prototype.
+import { ProtocolError, type ProtocolErrorFacts } from './errors.js';
+import { decodeUtf8 } from './utf8.js';
+
+/** Control messages need 2 levels ({limitsHit: {...}}); 4 leaves room and bounds recursion. */
+export const MAX_JSON_DEPTH = 4;
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | JsonObject;
+export type JsonObject = { [key: string]: JsonValue };
+
+const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+
+export function isForbiddenKey(key: string): boolean {
+  return FORBIDDEN_KEYS.has(key);
+}
+
+/** Decode `bytes` as UTF-8 and read exactly one JSON object from it. */
+export function parseJsonObject(bytes: Uint8Array, facts: ProtocolErrorFacts = {}): JsonObject {
+  const text = decodeUtf8(bytes);
+  if (text === undefined) throw new ProtocolError('bad-json', 'JSON payload is not valid UTF-8', facts);
+  const value = new Reader(text, facts).document();
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ProtocolError('bad-json', 'JSON payload is not an object', facts);
+  }
+  return value;
+}
+
+class Reader {
+  #pos = 0;
+  readonly #text: string;
+  readonly #facts: ProtocolErrorFacts;
+
+  constructor(text: string, facts: ProtocolErrorFacts) {
+    this.#text = text;
+    this.#facts = facts;
+  }
+
+  document(): JsonValue {
+    if (this.#text.charCodeAt(0) === 0xfeff) throw this.#fail('starts with a byte-order mark');
+    const value = this.#value(1);
+    this.#space();
+    if (this.#pos !== this.#text.length) throw this.#fail('has data after the JSON value');
+    return value;
+  }
+
+  #fail(why: string): ProtocolError {
+    return new ProtocolError('bad-json', `JSON payload ${why} (at character ${this.#pos})`, this.#facts);
+  }
+
+  #space(): void {
+    const t = this.#text;
+    while (this.#pos < t.length) {
+      const c = t.charCodeAt(this.#pos);
+      if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return;
+      this.#pos++;
+    }
+  }
+
+  #value(depth: number): JsonValue {
+    this.#space();
+    const c = this.#text[this.#pos];
+    if (c === '{' || c === '[') {
+      if (depth > MAX_JSON_DEPTH) throw this.#fail(`nests deeper than ${MAX_JSON_DEPTH} levels`);
+      return c === '{' ? this.#object(depth) : this.#array(depth);
+    }
+    if (c === '"') return this.#string();
+    for (const [word, value] of [['true', true], ['false', false], ['null', null]] as const) {
+      if (this.#text.startsWith(word, this.#pos)) {
+        this.#pos += word.length;
+        return value;
+      }
+    }
+    NUMBER.lastIndex = this.#pos;
+    const m = NUMBER.exec(this.#text);
+    if (m === null) throw this.#fail(c === undefined ? 'ends where a value was expected' : `has an unexpected character ${JSON.stringify(c)}`);
+    const n = Number(m[0]);
+    // An integer literal beyond 2^53 would silently round: refuse rather than read a different value.
+    if (!Number.isFinite(n) || (Number.isInteger(n) && !Number.isSafeInteger(n))) throw this.#fail(`has a number JavaScript cannot hold exactly (${m[0].slice(0, 32)})`);
+    this.#pos += m[0].length;
+    return n;
+  }
+
+  #object(depth: number): JsonObject {
+    const out = Object.create(null) as JsonObject;
+    const seen = new Set<string>();
+    this.#pos++;
+    this.#space();
+    if (this.#text[this.#pos] === '}') {
+      this.#pos++;
+      return out;
+    }
+    for (;;) {
+      this.#space();
+      if (this.#text[this.#pos] !== '"') throw this.#fail('has an object key that is not a string');
+      const key = this.#string();
+      if (FORBIDDEN_KEYS.has(key)) throw this.#fail(`has the forbidden key ${JSON.stringify(key)}`);
+      if (seen.has(key)) throw this.#fail(`has the key ${JSON.stringify(key.slice(0, 64))} twice`);
+      seen.add(key);
+      this.#space();
+      if (this.#text[this.#pos] !== ':') throw this.#fail("lacks ':' after an object key");
+      this.#pos++;
+      out[key] = this.#value(depth + 1);
+      this.#space();
+      const next = this.#text[this.#pos++];
+      if (next === '}') return out;
+      if (next !== ',') throw this.#fail("lacks ',' or '}' in an object");
+    }
+  }
+
+  #array(depth: number): JsonValue[] {
+    const out: JsonValue[] = [];
+    this.#pos++;
+    this.#space();
+    if (this.#text[this.#pos] === ']') {
+      this.#pos++;
+      return out;
+    }
+    for (;;) {
+      out.push(this.#value(depth + 1));
+      this.#space();
+      const next = this.#text[this.#pos++];
+      if (next === ']') return out;
+      if (next !== ',') throw this.#fail("lacks ',' or ']' in an array");
+    }
+  }
+
+  #string(): string {
+    const t = this.#text;
+    let out = '';
+    let start = ++this.#pos;
+    for (;;) {
+      if (this.#pos >= t.length) throw this.#fail('has an unterminated string');
+      const c = t.charCodeAt(this.#pos);
+      if (c === 0x22) {
+        out += t.slice(start, this.#pos++);
+        return out;
+      }
+      if (c < 0x20) throw this.#fail('has a control character inside a string');
+      if (c !== 0x5c) {
+        this.#pos++;
+        continue;
+      }
+      out += t.slice(start, this.#pos);
+      const e = t[this.#pos + 1];
+      this.#pos += 2;
+      switch (e) {
+        case '"': out += '"'; break;
+        case '\\': out += '\\'; break;
+        case '/': out += '/'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
+        case 'u': out += this.#unicodeEscape(); break;
+        default: throw this.#fail('has an invalid escape in a string');
+      }
+      start = this.#pos;
+    }
+  }
+
+  /** After `\u`: one code unit, or a high + low surrogate pair written as two escapes. */
+  #unicodeEscape(): string {
+    const hi = this.#hex4();
+    if (hi < 0xd800 || hi > 0xdfff) return String.fromCharCode(hi);
+    if (hi <= 0xdbff && this.#text.startsWith('\\u', this.#pos)) {
+      this.#pos += 2;
+      const lo = this.#hex4();
+      if (lo >= 0xdc00 && lo <= 0xdfff) return String.fromCharCode(hi, lo);
+    }
+    throw this.#fail('has an escape of a lone surrogate');
+  }
+
+  #hex4(): number {
+    const digits = this.#text.slice(this.#pos, this.#pos + 4);
+    if (!/^[0-9A-Fa-f]{4}$/.test(digits)) throw this.#fail('has a bad \\u escape');
+    this.#pos += 4;
+    return parseInt(digits, 16);
+  }
+}
