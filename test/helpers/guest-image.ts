@@ -79,7 +79,11 @@ export async function ensureGuestImage(options: GuestImageOptions = {}): Promise
   for (const [name, bytes] of fixtures) key.update(`${name}\n${bytes.length}\n`).update(bytes);
   if (node) key.update(`node\n${node.identity}\n`);
   const initrd = join(guestCacheDir, `initrd-${fileSafe(kernelVersion)}-${key.digest('hex').slice(0, 16)}${withNode ? '-node' : ''}.cpio.gz`);
-  if (!existsSync(initrd)) buildInitrd(initrd, { kernelDir, busyboxDir, fixtures, node });
+  if (!existsSync(initrd)) {
+    buildInitrd(initrd, { kernelDir, busyboxDir, fixtures, node });
+    // Older builds of the same variant (other versions, an edited init) are not used again.
+    pruneCache((f) => f !== basename(initrd) && /^initrd-.*\.cpio\.gz$/.test(f) && f.endsWith('-node.cpio.gz') === withNode);
+  }
 
   return { kernel, initrd, kernelRelease, packages, withNode, memoryMiB: withNode ? 1024 : 256 };
 }
@@ -218,6 +222,14 @@ async function extractKernel(pkg: string, version: string, kernelDir: string): P
   if (vmlinux) writeFileSync(join(tmp, 'vmlinux'), vmlinux);
   writeFileSync(join(tmp, 'done'), `${release}\n`);
   publishDir(tmp, kernelDir);
+  // A kernel update replaces the previous kernel (70 MB .deb, 66 MB vmlinux) in the cache.
+  pruneCache((f) => f.startsWith('kernel-') && !f.includes('.tmp-') && f !== basename(kernelDir));
+  pruneCache((f) => f.startsWith('linux-image-') && f.endsWith('.deb') && f !== basename(deb), debsDir);
+}
+
+/** Remove the entries of `dir` (default the guest cache) that `stale` picks. */
+function pruneCache(stale: (name: string) => boolean, dir = guestCacheDir): void {
+  for (const f of readdirSync(dir)) if (stale(f)) rmSync(join(dir, f), { recursive: true, force: true });
 }
 
 /**

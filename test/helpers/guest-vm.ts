@@ -23,6 +23,12 @@ export interface GuestPort {
   socketPath: string;
   /** QEMU listens on socketPath (true) or connects to a listener already there (false, default). */
   server?: boolean;
+  /**
+   * Client ports only: QEMU retries the connection every this many seconds (chardev
+   * `reconnect`), so the listener may start later or restart. Default: connect once, at start
+   * (QEMU refuses to start when nobody listens).
+   */
+  reconnectSeconds?: number;
 }
 
 export interface StartGuestOptions {
@@ -144,7 +150,9 @@ export async function startGuest(options: StartGuestOptions = {}): Promise<Guest
   const ports = options.virtioPorts ?? [];
   if (ports.length > 0 || options.virtioSerial) args.push('-device', 'virtio-serial-pci,id=vser0');
   ports.forEach((port, i) => {
-    const server = port.server ? 'server=on,wait=off' : 'server=off';
+    if (port.server && port.reconnectSeconds !== undefined) throw new Error(`port ${port.name}: reconnectSeconds is for client ports (server: false)`);
+    const reconnect = port.reconnectSeconds !== undefined ? `,reconnect=${port.reconnectSeconds}` : '';
+    const server = port.server ? 'server=on,wait=off' : `server=off${reconnect}`;
     args.push('-chardev', `socket,id=vop${i},path=${qemuValue(port.socketPath)},${server}`);
     args.push('-device', `virtserialport,bus=vser0.0,chardev=vop${i},name=${qemuValue(port.name)}`);
   });
