@@ -117,13 +117,6 @@ export async function startGuest(options: StartGuestOptions = {}): Promise<Guest
   const qemu = requireTool('qemu-system-x86_64', 'qemu-system-x86');
   const setpriv = requireTool('setpriv', 'util-linux');
   const image = options.image ?? (await ensureGuestImage());
-  const tmp = mkdtempSync(join(tmpdir(), 'vo-guest-'));
-
-  let initrd = image.initrd;
-  if (options.extraFiles && options.extraFiles.length > 0) {
-    initrd = join(tmp, 'initrd.cpio.gz');
-    writeFileSync(initrd, Buffer.concat([readFileSync(image.initrd), extraInitrd(options.extraFiles)]));
-  }
 
   const append = ['console=ttyS0', 'quiet', 'panic=-1'];
   if (options.run !== undefined) append.push(`vo.run=${Buffer.from(options.run).toString('base64')}`);
@@ -131,6 +124,25 @@ export async function startGuest(options: StartGuestOptions = {}): Promise<Guest
   const cmdline = append.join(' ');
   // x86 COMMAND_LINE_SIZE; longer scripts belong in extraFiles.
   if (cmdline.length > 2000) throw new Error(`guest kernel command line is ${cmdline.length} bytes (limit 2048): put long scripts into extraFiles`);
+
+  const rootPorts = options.pcieRootPorts ?? 0;
+  if (rootPorts > 0 && options.machine !== 'q35') throw new Error('pcieRootPorts needs machine: q35');
+  for (const port of options.virtioPorts ?? []) {
+    if (port.server && port.reconnectSeconds !== undefined) throw new Error(`port ${port.name}: reconnectSeconds is for client ports (server: false)`);
+  }
+
+  // Validated: from here on every failure path removes tmp.
+  const tmp = mkdtempSync(join(tmpdir(), 'vo-guest-'));
+  let initrd = image.initrd;
+  if (options.extraFiles && options.extraFiles.length > 0) {
+    initrd = join(tmp, 'initrd.cpio.gz');
+    try {
+      writeFileSync(initrd, Buffer.concat([readFileSync(image.initrd), extraInitrd(options.extraFiles)]));
+    } catch (err) {
+      rmSync(tmp, { recursive: true, force: true });
+      throw err;
+    }
+  }
 
   const args = [
     '-accel', 'tcg',
@@ -143,14 +155,11 @@ export async function startGuest(options: StartGuestOptions = {}): Promise<Guest
     '-initrd', initrd,
     '-append', cmdline,
   ];
-  const rootPorts = options.pcieRootPorts ?? 0;
-  if (rootPorts > 0 && options.machine !== 'q35') throw new Error('pcieRootPorts needs machine: q35');
   for (let i = 1; i <= rootPorts; i++) args.push('-device', `pcie-root-port,id=rp${i},bus=pcie.0,chassis=${i}`);
   if (options.qmpSocket !== undefined) args.push('-qmp', `unix:${qemuValue(options.qmpSocket)},server=on,wait=off`);
   const ports = options.virtioPorts ?? [];
   if (ports.length > 0 || options.virtioSerial) args.push('-device', 'virtio-serial-pci,id=vser0');
   ports.forEach((port, i) => {
-    if (port.server && port.reconnectSeconds !== undefined) throw new Error(`port ${port.name}: reconnectSeconds is for client ports (server: false)`);
     const reconnect = port.reconnectSeconds !== undefined ? `,reconnect=${port.reconnectSeconds}` : '';
     const server = port.server ? 'server=on,wait=off' : `server=off${reconnect}`;
     args.push('-chardev', `socket,id=vop${i},path=${qemuValue(port.socketPath)},${server}`);
@@ -161,6 +170,8 @@ export async function startGuest(options: StartGuestOptions = {}): Promise<Guest
   const started = Date.now();
   // setpriv execs QEMU (same pid) with a parent-death signal: no orphan even if we are SIGKILLed.
   const child = spawn(setpriv, ['--pdeathsig', 'KILL', '--', qemu, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  // A failed spawn is reported through pid === undefined below; the event must not go unhandled.
+  child.on('error', () => {});
   live.add(child);
   installExitHook();
   if (child.pid === undefined) {
