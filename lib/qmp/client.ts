@@ -2,6 +2,10 @@
 // monitor socket, check the greeting, negotiate capabilities, then execute commands with
 // ids (replies routed by id through the transport's pending map) and deliver events to
 // listeners. Every way a call can end is a typed error from ./errors.ts.
+//
+// Not supported: passing file descriptors (`getfd`, `add-fd`, qemu.qmp's send_fd_scm). That
+// needs SCM_RIGHTS ancillary data on the unix socket, which node:net cannot send without a
+// native addon; chardevs are therefore added by path (QEMU opens/connects the socket itself).
 import { createConnection } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {

@@ -61,7 +61,8 @@ export class JsonLineConnection {
       if (err !== undefined) this.#finish('error', `${this.name}: connection failed: ${err.message}`, err);
       else this.#finish('eof', `${this.name}: connection closed`);
     });
-    if (stream.destroyed) this.#finish('eof', `${this.name}: stream was already closed`);
+    // Reported after the constructor returns, so the owner has its reference when onClose runs.
+    if (stream.destroyed) queueMicrotask(() => this.#finish('eof', `${this.name}: stream was already closed`));
   }
 
   get isOpen(): boolean {

@@ -344,4 +344,13 @@ session('attach() runs a session over any connected Duplex', async () => {
   assert.is((err.cause as TransportClosedError).reason, 'eof');
 });
 
+session('attach() of a stream that is already closed fails at once, not at the timeout', async () => {
+  const stream = Duplex.from({ readable: new PassThrough(), writable: new PassThrough() });
+  stream.destroy();
+  const started = Date.now();
+  const err = await rejectsWith(client({ connectTimeoutMs: 5000 }).attach(stream), QmpConnectError);
+  assert.ok(err.cause instanceof TransportClosedError, String(err.cause));
+  assert.ok(Date.now() - started < 1000);
+});
+
 session.run();
