@@ -11,6 +11,8 @@ export interface QemuOptions {
   machine?: 'q35' | 'pc';
   /** Guest RAM in MiB; default 64. */
   memoryMb?: number;
+  /** Start with the CPUs stopped (-S, status prelaunch); default true. `cont` over QMP starts them. */
+  paused?: boolean;
   /** More arguments (devices, a kernel…), appended after ours. */
   extraArgs?: readonly string[];
   /** How long to wait for the QMP socket to appear; default 10 s. */
@@ -39,7 +41,8 @@ export async function startQemu(options: QemuOptions = {}): Promise<QemuInstance
   const { dir, cleanup } = scratchDir('vo-qemu-');
   const qmpSocket = join(dir, 'qmp.sock');
   const args = [
-    ...['-M', options.machine ?? 'q35', '-accel', 'tcg', '-nodefaults', '-display', 'none', '-S'],
+    ...['-M', options.machine ?? 'q35', '-accel', 'tcg', '-nodefaults', '-display', 'none'],
+    ...(options.paused === false ? [] : ['-S']),
     ...['-m', String(options.memoryMb ?? 64)],
     ...['-qmp', `unix:${qmpSocket},server=on,wait=off`],
     ...(options.extraArgs ?? []),

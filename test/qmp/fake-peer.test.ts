@@ -11,6 +11,7 @@ import {
   QmpEventOverflowError,
   QmpExecuteError,
   QmpProtocolError,
+  QmpStateError,
   QmpTimeoutError,
   type QmpProtocolErrorKind,
 } from '../../lib/qmp/index.js';
@@ -351,6 +352,47 @@ session('attach() of a stream that is already closed fails at once, not at the t
   const err = await rejectsWith(client({ connectTimeoutMs: 5000 }).attach(stream), QmpConnectError);
   assert.ok(err.cause instanceof TransportClosedError, String(err.cause));
   assert.ok(Date.now() - started < 1000);
+});
+
+session('the default limit is 10 MiB: a reply just under it is parsed, one byte more ends the session', () =>
+  withPeer(
+    runningPeer(async (socket, nextLine) => {
+      const limit = 10 * 1024 * 1024;
+      const frame = (id: string, length: number): string => {
+        const head = `{"id": "${id}", "return": "`;
+        return `${head}${'b'.repeat(length - head.length - 2)}"}\n`;
+      };
+      const { id: first } = JSON.parse(await nextLine()) as { id: string };
+      socket.write(frame(first, limit));
+      const { id: second } = JSON.parse(await nextLine()) as { id: string };
+      socket.write(frame(second, limit + 1));
+    }),
+    async (path) => {
+      const c = new QmpClient();
+      await c.connect(path);
+      const big = await c.execute<string>('first');
+      assert.is(big.length, 10 * 1024 * 1024 - '{"id": "vo#00002", "return": ""}'.length);
+      const err = await rejectsWith(c.execute('second'), QmpDisconnectedError);
+      const cause = (err.cause as TransportClosedError).cause;
+      assert.ok(cause instanceof FrameError && cause.kind === 'too-large' && cause.limit === 10 * 1024 * 1024);
+    },
+  ),
+);
+
+session('error objects carry a pinned set of facts', async () => {
+  const err = new QmpExecuteError({ execute: 'device_del', id: 'vo#00001' } as { execute: string }, { error: {} }, 'DeviceNotFound', "Device 'x' not found");
+  assert.equal(Reflect.ownKeys(err).filter((k) => k !== 'stack').sort(), ['code', 'command', 'description', 'errorClass', 'message', 'name', 'received', 'sent']);
+  assert.equal(err.toJSON(), {
+    error: 'QmpExecuteError',
+    code: 'EIO',
+    message: "QMP command device_del failed: DeviceNotFound: Device 'x' not found",
+    command: 'device_del',
+    errorClass: 'DeviceNotFound',
+    description: "Device 'x' not found",
+  });
+  const state = new QmpStateError('execute query-status', 'idle', 'running');
+  assert.equal(Reflect.ownKeys(state).filter((k) => k !== 'stack').sort(), ['code', 'message', 'name', 'required', 'state']);
+  assert.is(state.name, 'QmpStateError');
 });
 
 session.run();
