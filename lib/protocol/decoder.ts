@@ -8,10 +8,11 @@
 // Resync (docs/protocol.md, "Resync"): outside a frame the decoder scans for the magic; a
 // magic whose header CRC does not match is not a frame start and counts as one garbage byte.
 // An authentic header the decoder refuses (too large, unknown type, wrong direction, flags
-// set) or a frame whose payload fails its CRC (a sender killed mid-frame, its frame then
-// completed by the next sender's bytes) is reported as an error, and scanning resumes at the
-// byte after that frame's first byte, so a frame hidden in the bytes it swallowed is found.
-// A complete, authentic frame whose content is wrong (bad JSON, bad field) is skipped whole.
+// set) is reported as an error and scanning resumes at the byte after its first byte. A frame
+// whose payload fails its CRC (a sender killed mid-frame, its frame then completed by the
+// resync marker) is reported and skipped whole, as is a complete, authentic frame whose
+// content is wrong (bad JSON, bad field). Only abandonPartial() (the frame timeout) scans
+// the bytes of a frame again, to find a HELLO an unfinished frame swallowed.
 import { InternalError } from '../errors.js';
 import { crc32 } from './crc32.js';
 import { ProtocolError } from './errors.js';
@@ -170,9 +171,11 @@ export class FrameDecoder {
       if (len < end) break;
       const payload = buf.slice(p + HEADER_BYTES, end);
       if (crc32(payload) !== header.payloadCrc) {
+        // Skip the whole frame, not one byte: rescanning its payload would let nested fake
+        // frames make every input byte cost a 64 KiB CRC (quadratic work for the host).
         this.#error(new ProtocolError('bad-checksum', `${what}: payload CRC-32 does not match (frame cut short and completed by other bytes?)`, facts));
-        this.#skip(p, 1);
-        p += 1;
+        this.#skip(p, end - p);
+        p = end;
         continue;
       }
       const frame: Frame = { type: header.type, requestId: header.requestId, payload, offset: facts.offset };

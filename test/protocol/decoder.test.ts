@@ -157,6 +157,26 @@ test('resync: a client killed mid-DATA; the next client sends the marker and HEL
   }
 });
 
+test('a frame failing its payload CRC is skipped whole: nested fake frames cost one check, not one each', () => {
+  // Authentic headers every 24 bytes, each announcing a payload to the end of the buffer with
+  // a wrong CRC. Rescanning inside a failed frame would CRC up to 64 KiB for each of them.
+  const bytes = new Uint8Array(HEADER_BYTES + 65536);
+  const count = Math.floor(bytes.length / HEADER_BYTES);
+  for (let i = 0; i < count; i++) {
+    const header = encodeFrame(FrameType.DATA, 1, new Uint8Array(0)).subarray(0, HEADER_BYTES);
+    const view = new DataView(header.buffer, header.byteOffset);
+    view.setUint32(12, bytes.length - (i + 1) * HEADER_BYTES);
+    view.setUint32(16, 1);
+    view.setUint32(20, crcOf(header.subarray(0, 20)));
+    bytes.set(header, i * HEADER_BYTES);
+  }
+  const decoder = new FrameDecoder({ from: 'guest' });
+  const events = [...decoder.feed(bytes), ...decoder.feed(encodeCancel(9))];
+  assert.equal(errorsOf(events), ['bad-checksum']);
+  assert.is(garbageOf(events), bytes.length);
+  assert.equal(plain(messagesOf(events)), [{ type: 'CANCEL', requestId: 9 }]);
+});
+
 test('resync without the marker: abandonPartial() (the frame timeout) drops the partial frame and finds the HELLO in what it held', () => {
   const data = encodeChunks('DATA', 1, new Uint8Array(4000).fill(1), 4096)[0]!;
   const hello = encodeHello({ role: 'guest', versions: [1], nonce: 'after-timeout' });
