@@ -226,4 +226,3 @@ export class FrameDecoder {
   }
 }
 
-export type { Frame };

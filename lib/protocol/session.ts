@@ -48,6 +48,8 @@ export const ERROR_CODES = Object.freeze({
   outOfOrder: 'out-of-order',
   /** The guest sent CANCEL. */
   cancelled: 'cancelled',
+  /** For the daemon's timers (frameTimeoutMs, uploadTimeoutMs): send with finish(ticket, ERROR). */
+  timeout: 'timeout',
 } as const);
 
 export type HostAction =
