@@ -5,7 +5,7 @@
 import fc from 'fast-check';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { encodeFrame as encodeFrameRaw, encodeMessage, FrameDecoder, HEADER_BYTES, HostSession, ProtocolError, type DecoderEvent } from '../../lib/protocol/index.js';
+import { encodeFrame as encodeFrameRaw, encodeMessage, FrameDecoder, FrameType, HEADER_BYTES, HostSession, parseFrame, ProtocolError, type DecoderEvent } from '../../lib/protocol/index.js';
 import { concat, guestMessages, LIMITS } from './helpers.js';
 
 const RUNS = Number(process.env.PROTOCOL_FUZZ_RUNS ?? 1000);
@@ -82,5 +82,19 @@ test('frames with valid CRCs but random JSON payloads are refused with typed err
   );
 });
 
+
+test(`parseFrame on every type with random payloads and ids throws nothing but ProtocolError (${RUNS} runs)`, () => {
+  const payload = fc.oneof(fc.uint8Array({ maxLength: 300 }), fc.json({ maxDepth: 6 }).map((t) => new TextEncoder().encode(t)));
+  fc.assert(
+    fc.property(fc.constantFrom(...Object.values(FrameType)), fc.constantFrom(0, 1, 0xffffffff), payload, (type, requestId, bytes) => {
+      try {
+        parseFrame({ type, requestId, payload: bytes, offset: 0 });
+      } catch (e) {
+        assert.instance(e, ProtocolError);
+      }
+    }),
+    { numRuns: RUNS },
+  );
+});
 
 test.run();
