@@ -16,7 +16,11 @@ import {
   ProtocolError,
   resyncMarker,
   RESYNC_BYTES,
+  MEASUREMENT,
+  VERSION,
 } from '../../lib/protocol/index.js';
+import { isMeasurement } from '../../lib/policy/index.js';
+import { VERSION as POLICY_VERSION } from '../../lib/policy/names.js';
 import { decodeAll, guestMessages, hostMessages, LIMITS, M1, messagesOf, plain } from './helpers.js';
 
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -171,6 +175,15 @@ test('raw and empty types: id and length rules', () => {
     assert.throws(frame(type, 0, 0), (e: unknown) => e instanceof ProtocolError && e.kind === 'bad-id', type);
   }
   assert.not.throws(frame('PING', 0, 64));
+});
+
+test('the measurement and version shapes equal the policy ones (protocol may not import policy; this keeps them in step)', () => {
+  for (const text of [M1, `blake3:${'0'.repeat(64)}`, M1.toUpperCase(), `sha256:${'a'.repeat(63)}`, `sha512:${'a'.repeat(64)}`, `${M1} `, 'sha256:', '']) {
+    assert.is(MEASUREMENT.test(text), isMeasurement(text), text);
+  }
+  for (const text of ['1', '1.2.3', '2024.01~rc1+git_x-y', '', '-1', 'a'.repeat(64), 'a'.repeat(65), '1 2']) {
+    assert.is(VERSION.test(text), POLICY_VERSION.test(text), text);
+  }
 });
 
 test.run();
