@@ -1,0 +1,445 @@
+// `submit`: the guest side of one offload over the channel (docs/protocol.md): resync marker
+// and HELLO with a fresh nonce (sent again with a new nonce while the host does not answer:
+// it may not be connected yet), the host's limits checked before anything is sent, REQUEST
+// and the binary in DATA frames of at most maxFrame bytes, then the program's output streamed
+// to our own stdout/stderr until its one final reply.
+//
+// Exit statuses (EXIT_STATUS) follow the busybox client of docs/protocol.md and sysexits.h:
+// the program's own exit code, 125 when a signal ended it, 77 denied by the policy, 70 the
+// host refused the request (ERROR, or it breaks a limit the host announced), 71 the channel
+// failed, 66 the file cannot be read, 130 interrupted (CANCEL sent).
+import { randomBytes } from 'node:crypto';
+import { open as openFile, type FileHandle } from 'node:fs/promises';
+import type { Duplex, Writable } from 'node:stream';
+import { UsageError } from '../errors.js';
+import {
+  argBytes,
+  BINARY_NAME,
+  type DecoderEvent,
+  type Denial,
+  encodeCancel,
+  encodeDataEnd,
+  encodeHello,
+  encodePong,
+  encodeRaw,
+  encodeRequest,
+  type ErrorReport,
+  type ExitReport,
+  FrameDecoder,
+  type HostHello,
+  MEASUREMENT,
+  MIN_FRAME,
+  PROTOCOL_VERSIONS,
+  ProtocolError,
+  type ProtocolLimits,
+  resyncMarker,
+  type RunRequest,
+} from '../protocol/index.js';
+import { VERSION } from '../version.js';
+import { type ByteChannel, openChannel } from './channel.js';
+
+export const EXIT_STATUS = Object.freeze({
+  /** The remote program was ended by a signal (like a shell's 128+n, but one fixed value). */
+  signal: 125,
+  /** The host's policy refused the binary (EX_NOPERM). */
+  denied: 77,
+  /** The host refused the request (ERROR reply, or a limit from its HELLO) (EX_SOFTWARE). */
+  hostError: 70,
+  /** The channel failed: no port, no answer, closed or unreadable (EX_OSERR). */
+  channel: 71,
+  /** The file to upload cannot be read (EX_NOINPUT). */
+  noInput: 66,
+  /** Interrupted (Ctrl-C); CANCEL was sent. */
+  interrupted: 130,
+} as const);
+
+export interface SubmitTimeouts {
+  /** No host HELLO for this long: send the marker and a new HELLO (default 1000 ms). */
+  readonly helloRetryMs?: number;
+  /** No handshake within this long: give up with status 71 (default 30000 ms). */
+  readonly handshakeMs?: number;
+  /** After CANCEL, wait this long for the host's reply (default 1000 ms). */
+  readonly cancelMs?: number;
+  /** A port device reading end-of-file (host not connected) is read again after this long (default 50 ms). */
+  readonly pollMs?: number;
+}
+
+export interface SubmitOptions {
+  /** The port: a device or unix socket path, or an open duplex stream. */
+  readonly port: string | Duplex;
+  /** The binary to upload; exactly one of file and measurement. */
+  readonly file?: string;
+  /** Run the binary with this measurement, already installed on the host. */
+  readonly measurement?: string;
+  /** What we call the binary (informational for the host). */
+  readonly name?: string;
+  /** Arguments after the program name. */
+  readonly argv: readonly string[];
+  readonly stdout: Writable;
+  readonly stderr: Writable;
+  /** Abort (Ctrl-C): CANCEL the request and return 130. */
+  readonly signal?: AbortSignal;
+  readonly timeouts?: SubmitTimeouts;
+}
+
+export type SubmitOutcome = 'exit' | 'signal' | 'denied' | 'error' | 'refused' | 'channel' | 'no-input' | 'interrupted';
+
+export interface SubmitResult {
+  /** The exit status `virt-offload submit` exits with. */
+  readonly status: number;
+  readonly outcome: SubmitOutcome;
+  /** What went wrong, as printed on stderr (not for 'exit' and 'signal'). */
+  readonly message?: string;
+  readonly exit?: ExitReport;
+  readonly denial?: Denial;
+  readonly error?: ErrorReport;
+  /** The host's HELLO limits, once known. */
+  readonly limits?: ProtocolLimits;
+}
+
+/** Our request's id: one request per connection, so always the first. */
+const REQUEST_ID = 1;
+
+/**
+ * Submit one binary (or measurement) to the host and stream its output. Throws UsageError for
+ * options that are wrong in themselves; every other outcome is a SubmitResult whose message
+ * has already been written to `stderr`.
+ */
+export async function submit(options: SubmitOptions): Promise<SubmitResult> {
+  const base = checkOptions(options);
+  let file: { handle: FileHandle; size: number } | undefined;
+  if (options.file !== undefined) {
+    try {
+      const handle = await openFile(options.file, 'r');
+      const st = await handle.stat();
+      if (!st.isFile()) {
+        await handle.close();
+        return report(options, { status: EXIT_STATUS.noInput, outcome: 'no-input', message: `${options.file} is not a regular file` });
+      }
+      file = { handle, size: st.size };
+    } catch (err) {
+      return report(options, { status: EXIT_STATUS.noInput, outcome: 'no-input', message: `cannot read ${options.file}: ${(err as Error).message}` });
+    }
+  }
+  let channel: ByteChannel;
+  try {
+    channel = await openChannel(options.port);
+  } catch (err) {
+    await file?.handle.close();
+    return report(options, { status: EXIT_STATUS.channel, outcome: 'channel', message: (err as Error).message });
+  }
+  const conversation = new Conversation(channel, options);
+  try {
+    return report(options, await conversation.run(base, file));
+  } finally {
+    conversation.stop();
+    channel.close();
+    await file?.handle.close();
+  }
+}
+
+/** The request without what depends on the file; throws UsageError for bad options. */
+function checkOptions(o: SubmitOptions): RunRequest {
+  if ((o.file === undefined) === (o.measurement === undefined)) throw new UsageError('give either a file to upload or --measurement, not both or neither');
+  if (o.measurement !== undefined && !MEASUREMENT.test(o.measurement)) {
+    throw new UsageError(`--measurement ${JSON.stringify(o.measurement)}: expected sha256:<64 hex digits> or blake3:<64 hex digits>`, '--measurement');
+  }
+  if (o.name !== undefined && !BINARY_NAME.test(o.name)) throw new UsageError(`--name ${JSON.stringify(o.name)}: expected ${BINARY_NAME.source}`, '--name');
+  o.argv.forEach((a, i) => {
+    if (a.includes('\0')) throw new UsageError(`argument ${i + 1} contains a NUL character`);
+  });
+  return {
+    argv: [...o.argv],
+    env: {},
+    ...(o.name === undefined ? {} : { name: o.name }),
+    ...(o.measurement === undefined ? {} : { measurement: o.measurement }),
+  };
+}
+
+function report(o: SubmitOptions, result: SubmitResult): SubmitResult {
+  if (result.message !== undefined) o.stderr.write(`virt-offload: ${result.message}\n`);
+  return result;
+}
+
+type Final =
+  | { kind: 'exit'; body: ExitReport }
+  | { kind: 'denied'; body: Denial }
+  | { kind: 'error'; body: ErrorReport }
+  | { kind: 'channel'; message: string };
+
+interface Deferred<T> {
+  readonly promise: Promise<T>;
+  resolve(value: T): void;
+  settled: boolean;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  const d: Deferred<T> = {
+    promise,
+    settled: false,
+    resolve(value) {
+      if (d.settled) return;
+      d.settled = true;
+      resolve(value);
+    },
+  };
+  return d;
+}
+
+const sleep = (ms: number): Promise<'timeout'> =>
+  new Promise((resolve) => {
+    setTimeout(() => resolve('timeout'), ms).unref();
+  });
+
+class Conversation {
+  readonly #channel: ByteChannel;
+  readonly #o: SubmitOptions;
+  readonly #decoder = new FrameDecoder({ from: 'host' });
+  readonly #retryMs: number;
+  readonly #handshakeMs: number;
+  readonly #cancelMs: number;
+  readonly #pollMs: number;
+  /** The nonce of the last HELLO we sent: only the host HELLO echoing it counts. */
+  #nonce = '';
+  #hello = deferred<{ hello: HostHello } | { refused: ErrorReport }>();
+  /** Set once the host's HELLO arrived: from then on a device reading end-of-file means the host left. */
+  #ready = false;
+  #requestSent = false;
+  readonly #final = deferred<Final>();
+  readonly #aborted = deferred<'aborted'>();
+  /** Writes go out one at a time, whole frames, in order (PONGs from the reader, DATA from the uploader). */
+  #writes: Promise<void> = Promise.resolve();
+  #stopped = false;
+
+  constructor(channel: ByteChannel, o: SubmitOptions) {
+    this.#channel = channel;
+    this.#o = o;
+    this.#retryMs = o.timeouts?.helloRetryMs ?? 1000;
+    this.#handshakeMs = o.timeouts?.handshakeMs ?? 30_000;
+    this.#cancelMs = o.timeouts?.cancelMs ?? 1000;
+    this.#pollMs = o.timeouts?.pollMs ?? 50;
+  }
+
+  stop(): void {
+    this.#stopped = true;
+  }
+
+  async run(base: RunRequest, file: { handle: FileHandle; size: number } | undefined): Promise<SubmitResult> {
+    const signal = this.#o.signal;
+    if (signal !== undefined) {
+      if (signal.aborted) return interrupted('interrupted before the request was sent');
+      signal.addEventListener('abort', () => this.#aborted.resolve('aborted'), { once: true });
+    }
+    void this.#pump();
+    const handshake = await this.#handshake();
+    if ('status' in handshake) return handshake;
+    const { limits } = handshake;
+
+    const request: RunRequest = file === undefined ? base : { ...base, upload: file.size };
+    const refusal = checkLimits(request, limits, this.#o.file);
+    if (refusal !== undefined) return { status: EXIT_STATUS.hostError, outcome: 'refused', message: refusal, limits };
+    let frame: Uint8Array;
+    try {
+      frame = encodeRequest(REQUEST_ID, request, limits.maxFrame);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      return { status: EXIT_STATUS.hostError, outcome: 'refused', message: `the request does not fit the host's limits: ${err.message}`, limits };
+    }
+
+    const sending = (async (): Promise<string | undefined> => {
+      await this.#send(frame);
+      this.#requestSent = true;
+      if (file !== undefined) return this.#upload(file, limits.maxFrame);
+      return undefined;
+    })();
+    // The uploader ends on its own once a final reply arrives; a failed write is a channel failure.
+    const sendFailure = sending.then(
+      (problem) => (problem === undefined ? new Promise<never>(() => undefined) : { kind: 'local' as const, message: problem }),
+      (err: unknown) => ({ kind: 'channel' as const, message: (err as Error).message }),
+    );
+    const first = await Promise.race([this.#final.promise, this.#aborted.promise, sendFailure]);
+    if (first === 'aborted') return this.#cancel(limits);
+    if (first.kind === 'local') {
+      // The file changed while it was read: the host must not run what we did not mean to send.
+      await this.#send(encodeCancel(REQUEST_ID)).catch(() => undefined);
+      return { status: EXIT_STATUS.noInput, outcome: 'no-input', message: first.message, limits };
+    }
+    return finalResult(first, limits);
+  }
+
+  async #handshake(): Promise<{ limits: ProtocolLimits } | SubmitResult> {
+    const deadline = Date.now() + this.#handshakeMs;
+    let sent: Promise<void> | undefined;
+    let sentDone = true;
+    for (;;) {
+      // A HELLO still stuck in the write queue (the host is not reading) is not sent again:
+      // retries must not pile up 64 KiB markers in memory.
+      if (sentDone) {
+        this.#nonce = randomBytes(12).toString('base64url');
+        this.#hello = deferred();
+        const hello = encodeHello({ role: 'guest', versions: [...PROTOCOL_VERSIONS], nonce: this.#nonce, software: `virt-offload/${VERSION}` }, MIN_FRAME);
+        // The marker first: a client killed mid-frame may have left the host inside a frame.
+        sentDone = false;
+        sent = this.#send(resyncMarker()).then(() => this.#send(hello));
+        sent.then(() => (sentDone = true), () => undefined);
+      }
+      const wait = Math.max(0, Math.min(this.#retryMs, deadline - Date.now()));
+      const got = await Promise.race([
+        this.#hello.promise,
+        this.#final.promise,
+        this.#aborted.promise,
+        sleep(wait),
+        (sent as Promise<void>).then(() => new Promise<never>(() => undefined), (err: unknown) => ({ kind: 'channel' as const, message: (err as Error).message })),
+      ]);
+      if (got === 'aborted') return interrupted('interrupted while waiting for the host');
+      if (got === 'timeout') {
+        if (Date.now() >= deadline) {
+          return { status: EXIT_STATUS.channel, outcome: 'channel', message: `no answer from the host within ${this.#handshakeMs} ms (is the daemon serving this VM?)` };
+        }
+        continue;
+      }
+      if ('kind' in got) return finalResult(got, undefined);
+      if ('refused' in got) {
+        return { status: EXIT_STATUS.hostError, outcome: 'error', error: got.refused, message: `the host refused the connection: ${got.refused.code}: ${got.refused.message}` };
+      }
+      this.#ready = true;
+      return { limits: got.hello.limits };
+    }
+  }
+
+  /** Send the file in DATA frames, then DATA_END; stops early once the host has replied. */
+  async #upload(file: { handle: FileHandle; size: number }, maxFrame: number): Promise<string | undefined> {
+    let sent = 0;
+    while (sent < file.size && !this.#final.settled && !this.#aborted.settled) {
+      const chunk = new Uint8Array(Math.min(maxFrame, file.size - sent));
+      const { bytesRead } = await file.handle.read(chunk, 0, chunk.length, sent);
+      if (bytesRead === 0) return `${this.#o.file} shrank while it was uploaded (${sent} of ${file.size} bytes read); request cancelled`;
+      await this.#send(encodeRaw('DATA', REQUEST_ID, chunk.subarray(0, bytesRead), maxFrame));
+      sent += bytesRead;
+    }
+    if (this.#final.settled || this.#aborted.settled) return undefined;
+    await this.#send(encodeDataEnd(REQUEST_ID));
+    return undefined;
+  }
+
+  async #cancel(limits: ProtocolLimits): Promise<SubmitResult> {
+    const result = interrupted('interrupted; the request was cancelled', limits);
+    if (!this.#requestSent || this.#final.settled) return result;
+    await Promise.race([this.#send(encodeCancel(REQUEST_ID)).then(() => this.#final.promise), sleep(this.#cancelMs)]).catch(() => undefined);
+    return result;
+  }
+
+  #send(bytes: Uint8Array): Promise<void> {
+    const next = this.#writes.then(() => this.#channel.write(bytes));
+    this.#writes = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Read the channel until the final reply or its end, feeding the decoder and acting on what it completes. */
+  async #pump(): Promise<void> {
+    try {
+      while (!this.#stopped && !this.#final.settled) {
+        const chunk = await this.#channel.read();
+        if (chunk === null) {
+          this.#decoder.end();
+          this.#fail('the host closed the channel before replying');
+          return;
+        }
+        if (chunk.length === 0) {
+          // A port device reads end-of-file while the host end is not connected (platform.md, pitfall 7).
+          if (this.#ready) {
+            this.#fail('the host end of the port disconnected before replying');
+            return;
+          }
+          await sleep(this.#pollMs);
+          continue;
+        }
+        for (const event of this.#decoder.feed(chunk)) await this.#event(event);
+      }
+    } catch (err) {
+      this.#fail((err as Error).message);
+    }
+  }
+
+  #fail(message: string): void {
+    this.#final.resolve({ kind: 'channel', message });
+  }
+
+  async #event(event: DecoderEvent): Promise<void> {
+    if (this.#final.settled) return;
+    if (event.kind === 'garbage') return;
+    if (event.kind === 'error') {
+      // Before our request, leftovers of an earlier client's conversation are expected. After
+      // it, an unreadable frame of our request may have been its reply: waiting would hang.
+      if (this.#requestSent && event.error.requestId === REQUEST_ID) this.#fail(`unreadable frame from the host: ${event.error.message}`);
+      return;
+    }
+    const m = event.message;
+    if (m.type === 'PING') {
+      await this.#send(encodePong(m.requestId, m.data)).catch(() => undefined);
+      return;
+    }
+    if (!this.#ready) {
+      if (m.type === 'HELLO' && m.body.role === 'host' && m.body.nonce === this.#nonce) this.#hello.resolve({ hello: m.body });
+      // Only an ERROR version with id 0 ends the wait: the host speaks none of our versions.
+      else if (m.type === 'ERROR' && m.requestId === 0 && m.body.code === 'version') this.#hello.resolve({ refused: m.body });
+      return;
+    }
+    if (m.type === 'ERROR' && m.requestId === 0) {
+      this.#o.stderr.write(`virt-offload: the host reports: ${m.body.code}: ${m.body.message}\n`);
+      return;
+    }
+    if (!this.#requestSent || m.requestId !== REQUEST_ID) return;
+    switch (m.type) {
+      case 'STDOUT': return writeTo(this.#o.stdout, m.data);
+      case 'STDERR': return writeTo(this.#o.stderr, m.data);
+      case 'EXIT': return this.#final.resolve({ kind: 'exit', body: m.body });
+      case 'DENIED': return this.#final.resolve({ kind: 'denied', body: m.body });
+      case 'ERROR': return this.#final.resolve({ kind: 'error', body: m.body });
+      default: return;
+    }
+  }
+}
+
+/** Write and wait until the stream took it: the host's output is not buffered without bound. */
+function writeTo(stream: Writable, data: Uint8Array): Promise<void> {
+  return new Promise((resolve) => {
+    stream.write(data, () => resolve());
+  });
+}
+
+function interrupted(message: string, limits?: ProtocolLimits): SubmitResult {
+  return { status: EXIT_STATUS.interrupted, outcome: 'interrupted', message, ...(limits === undefined ? {} : { limits }) };
+}
+
+/** Why the host would refuse `request` under `limits` (checked before anything is uploaded), or undefined. */
+export function checkLimits(request: RunRequest, limits: ProtocolLimits, file?: string): string | undefined {
+  if (request.argv.length > limits.maxArgs) return `${request.argv.length} arguments; the host allows at most ${limits.maxArgs}`;
+  const bytes = argBytes(request);
+  if (bytes > limits.maxArgBytes) return `the arguments take ${bytes} bytes; the host allows at most ${limits.maxArgBytes}`;
+  if (request.upload !== undefined && request.upload > limits.maxUpload) {
+    return `${file ?? 'the file'} is ${request.upload} bytes; the host accepts uploads of at most ${limits.maxUpload} bytes`;
+  }
+  return undefined;
+}
+
+function finalResult(final: Final, limits: ProtocolLimits | undefined): SubmitResult {
+  const extra = limits === undefined ? {} : { limits };
+  switch (final.kind) {
+    case 'exit': {
+      const { exitCode, signal } = final.body;
+      if (exitCode !== null) return { status: exitCode, outcome: 'exit', exit: final.body, ...extra };
+      return { status: EXIT_STATUS.signal, outcome: 'signal', exit: final.body, message: `the program was killed by ${signal ?? 'a signal'}`, ...extra };
+    }
+    case 'denied': {
+      const d = final.body;
+      return { status: EXIT_STATUS.denied, outcome: 'denied', denial: d, message: `denied (${d.code}): ${d.reason}\nvirt-offload: measurement: ${d.measurement}`, ...extra };
+    }
+    case 'error':
+      return { status: EXIT_STATUS.hostError, outcome: 'error', error: final.body, message: `the host refused the request: ${final.body.code}: ${final.body.message}`, ...extra };
+    case 'channel':
+      return { status: EXIT_STATUS.channel, outcome: 'channel', message: final.message, ...extra };
+  }
+}

@@ -1,0 +1,230 @@
+// lib/guest's submit() against a fake host (lib/protocol's HostSession behind a unix socket):
+// the whole conversation of one offload, and each way it can end.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { submit, type SubmitOptions } from '../../lib/guest/index.js';
+import { UsageError } from '../../lib/errors.js';
+import { encodeMessage, type Message, RESYNC_BYTES } from '../../lib/protocol/index.js';
+import { scratchDir } from '../helpers/tools.js';
+import { collector, type FakeHost, LIMITS, startFakeHost } from './fake-host.js';
+
+const { dir, cleanup } = scratchDir('vo-submit-');
+test.after(cleanup);
+
+const M1 = `sha256:${'ab'.repeat(32)}`;
+let hosts: FakeHost[] = [];
+test.after.each(async () => {
+  for (const h of hosts) await h.close();
+  hosts = [];
+});
+
+async function host(options: Parameters<typeof startFakeHost>[0]): Promise<FakeHost> {
+  const h = await startFakeHost(options);
+  hosts.push(h);
+  return h;
+}
+
+function binary(name: string, size: number): { path: string; bytes: Uint8Array } {
+  const bytes = new Uint8Array(size).map((_, i) => (i * 37 + (i >> 8)) & 0xff);
+  if (size > 100) bytes.set([0x56, 0x4f, 0x46, 0x31], 50); // a frame magic inside the upload changes nothing
+  const path = join(dir, name);
+  writeFileSync(path, bytes);
+  return { path, bytes };
+}
+
+async function go(h: FakeHost, o: Partial<SubmitOptions>) {
+  const out = collector();
+  const err = collector();
+  const result = await submit({ port: h.path, argv: [], stdout: out.stream, stderr: err.stream, timeouts: { helloRetryMs: 300, handshakeMs: 5000 }, ...o });
+  return { result, stdout: out.text(), stdoutBytes: out.bytes(), stderr: err.text() };
+}
+
+test('upload in maxFrame chunks, output streamed in order, the remote exit code returned', async () => {
+  const tool = binary('tool', 10_000);
+  const big = new Uint8Array(100_000).map((_, i) => 65 + (i % 26));
+  let seen: { argv: readonly string[]; name?: string; upload: Uint8Array } | undefined;
+  const h = await host({
+    onRun: (ctx) => {
+      seen = { argv: ctx.request.argv, upload: ctx.upload, ...(ctx.request.name === undefined ? {} : { name: ctx.request.name }) };
+      ctx.send({ type: 'PING', requestId: 9, data: Uint8Array.of(1, 2, 3) });
+      ctx.stdout('hello\n');
+      ctx.stderr('warn\n');
+      ctx.stdout(big);
+      ctx.exit(3);
+    },
+  });
+  const r = await go(h, { file: tool.path, name: 'tool', argv: ['-x', 'héllo wörld', ''] });
+  assert.is(r.result.status, 3, r.stderr);
+  assert.is(r.result.outcome, 'exit');
+  assert.is(r.stderr, 'warn\n');
+  assert.is(r.stdoutBytes.length, 6 + big.length);
+  assert.is(r.stdout.slice(0, 6), 'hello\n');
+  assert.ok(Buffer.from(big).equals(r.stdoutBytes.subarray(6)));
+  assert.ok(seen !== undefined);
+  assert.equal([...seen.argv], ['-x', 'héllo wörld', '']);
+  assert.is(seen.name, 'tool');
+  assert.ok(Buffer.from(tool.bytes).equals(seen.upload), 'the host received the file unchanged');
+  const types = h.received.map((m) => m.type);
+  assert.equal(types, ['HELLO', 'REQUEST', 'DATA', 'DATA', 'DATA', 'DATA_END', 'PONG'], types.join(' '));
+  const sizes = h.received.flatMap((m) => (m.type === 'DATA' ? [m.data.length] : []));
+  assert.equal(sizes, [4096, 4096, 10_000 - 8192], 'DATA frames of at most the host maxFrame');
+  const pong = h.received[6];
+  assert.ok(pong?.type === 'PONG' && pong.requestId === 9 && Array.from(pong.data).join() === '1,2,3');
+  assert.equal(r.result.limits, LIMITS);
+});
+
+test('an empty file uploads as REQUEST{upload:0} and DATA_END', async () => {
+  const empty = binary('empty', 0);
+  const h = await host({ onRun: (ctx) => ctx.exit(ctx.upload.length) });
+  const r = await go(h, { file: empty.path });
+  assert.is(r.result.status, 0, r.stderr);
+  assert.equal(h.received.map((m) => m.type), ['HELLO', 'REQUEST', 'DATA_END']);
+});
+
+test('denied → 77, the measurement and the reason on stderr, no output', async () => {
+  const tool = binary('denied-tool', 3000);
+  let measured = '';
+  const h = await host({
+    onRun: (ctx) => {
+      measured = ctx.measurement;
+      ctx.deny('unknown-measurement', 'not in the policy (commit 0123abcd)');
+    },
+  });
+  const r = await go(h, { file: tool.path });
+  assert.is(r.result.status, 77);
+  assert.is(r.result.outcome, 'denied');
+  assert.match(measured, /^sha256:[0-9a-f]{64}$/);
+  assert.ok(r.stderr.includes(measured), r.stderr);
+  assert.match(r.stderr, /denied \(unknown-measurement\): not in the policy \(commit 0123abcd\)/);
+  assert.is(r.stdout, '');
+});
+
+test('--measurement sends no upload; host ERROR → 70 with its code and message', async () => {
+  let request: unknown;
+  const h = await host({
+    onRun: (ctx) => {
+      request = { ...ctx.request, env: { ...ctx.request.env } };
+      ctx.error('exec-failed', 'bwrap could not start');
+    },
+  });
+  const r = await go(h, { measurement: M1, argv: ['a'] });
+  assert.is(r.result.status, 70);
+  assert.is(r.result.outcome, 'error');
+  assert.match(r.stderr, /exec-failed: bwrap could not start/);
+  assert.equal(request, { argv: ['a'], env: {}, measurement: M1 });
+  assert.equal(h.received.map((m) => m.type), ['HELLO', 'REQUEST']);
+});
+
+test('a signal that ended the program → 125', async () => {
+  const h = await host({ onRun: (ctx) => ctx.exit(null, 'SIGKILL') });
+  const r = await go(h, { measurement: M1 });
+  assert.is(r.result.status, 125);
+  assert.match(r.stderr, /SIGKILL/);
+});
+
+test('the host disconnecting mid-run → 71, output so far kept', async () => {
+  const h = await host({
+    onRun: (ctx) => {
+      ctx.stdout('partial\n');
+      setTimeout(() => ctx.disconnect(), 50);
+    },
+  });
+  const r = await go(h, { measurement: M1 });
+  assert.is(r.result.status, 71);
+  assert.is(r.result.outcome, 'channel');
+  assert.is(r.stdout, 'partial\n');
+  assert.match(r.stderr, /closed the channel before replying/);
+});
+
+test('a host that connects late: HELLO retried with the marker and a new nonce until answered', async () => {
+  const h = await host({ deafMs: 700, onRun: (ctx) => ctx.exit(0) });
+  const started = Date.now();
+  const r = await go(h, { measurement: M1, timeouts: { helloRetryMs: 200, handshakeMs: 5000 } });
+  assert.is(r.result.status, 0, r.stderr);
+  assert.ok(Date.now() - started >= 700);
+  assert.ok(h.dropped >= 2 * (RESYNC_BYTES + 24), `the first HELLOs were lost (${h.dropped} bytes dropped)`);
+  const hellos = h.received.filter((m) => m.type === 'HELLO');
+  assert.ok(hellos.length >= 1);
+  assert.equal(h.received.slice(-2).map((m) => m.type), ['HELLO', 'REQUEST'], 'the request follows the answered HELLO');
+});
+
+test('no host answer within the handshake time → 71', async () => {
+  const h = await host({ deafMs: 60_000 });
+  const r = await go(h, { measurement: M1, timeouts: { helloRetryMs: 100, handshakeMs: 400 } });
+  assert.is(r.result.status, 71);
+  assert.match(r.stderr, /no answer from the host within 400 ms/);
+});
+
+test('a file over the host maxUpload, or too many arguments, is refused before anything is uploaded → 70', async () => {
+  const tool = binary('big-tool', 5000);
+  const h = await host({ limits: { ...LIMITS, maxUpload: 4999 } });
+  const r = await go(h, { file: tool.path });
+  assert.is(r.result.status, 70);
+  assert.is(r.result.outcome, 'refused');
+  assert.match(r.stderr, /is 5000 bytes; the host accepts uploads of at most 4999 bytes/);
+  const args = await go(h, { measurement: M1, argv: Array.from({ length: 9 }, (_, i) => `a${i}`) });
+  assert.is(args.result.status, 70);
+  assert.match(args.stderr, /9 arguments; the host allows at most 8/);
+  const bytes = await go(h, { measurement: M1, argv: ['x'.repeat(300)] });
+  assert.is(bytes.result.status, 70);
+  assert.match(bytes.stderr, /the arguments take 301 bytes; the host allows at most 256/);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(h.received.map((m) => m.type), ['HELLO', 'HELLO', 'HELLO'], 'no REQUEST, no DATA');
+});
+
+test('abort (Ctrl-C) during a run sends CANCEL and returns 130', async () => {
+  const ac = new AbortController();
+  const h = await host({
+    onRun: (ctx) => {
+      ctx.stdout('running\n');
+      setTimeout(() => ac.abort(), 50);
+    },
+  });
+  const r = await go(h, { measurement: M1, signal: ac.signal });
+  assert.is(r.result.status, 130);
+  assert.is(r.stdout, 'running\n');
+  assert.equal(h.received.map((m) => m.type), ['HELLO', 'REQUEST', 'CANCEL']);
+});
+
+test('stale frames of an earlier client and a host HELLO for another nonce are skipped', async () => {
+  const stale: Message[] = [
+    { type: 'STDOUT', requestId: 1, data: new TextEncoder().encode('stale output\n') },
+    { type: 'HELLO', requestId: 0, body: { role: 'host', version: 1, nonce: 'someone-else', limits: { ...LIMITS, maxUpload: 1 } } },
+    { type: 'EXIT', requestId: 1, body: { exitCode: 9, signal: null, durationMs: 1, limitsHit: { wall: false, memory: false, pids: false, output: false }, measurement: M1, name: 'old', version: '1' } },
+  ];
+  const preamble = Buffer.concat([Buffer.from([1, 2, 0x56, 3]), ...stale.map((m) => encodeMessage(m)), Buffer.from('VOF1 garbage')]);
+  const h = await host({ preamble, onRun: (ctx) => ctx.exit(5) });
+  const r = await go(h, { measurement: M1 });
+  assert.is(r.result.status, 5, r.stderr);
+  assert.is(r.stdout, '');
+  assert.is(r.result.limits?.maxUpload, LIMITS.maxUpload, 'the limits of the HELLO that echoes our nonce');
+});
+
+async function rejects(f: () => Promise<unknown>, pattern: RegExp): Promise<void> {
+  try {
+    await f();
+  } catch (err) {
+    assert.instance(err, UsageError);
+    assert.match((err as Error).message, pattern);
+    return;
+  }
+  assert.unreachable('expected a UsageError');
+}
+
+test('bad options throw UsageError; an unreadable file → 66 without contacting the host', async () => {
+  const h = await host({});
+  await rejects(() => go(h, {}), /either a file to upload or --measurement/);
+  await rejects(() => go(h, { measurement: 'sha256:12' }), /--measurement/);
+  await rejects(() => go(h, { measurement: M1, name: '../x' }), /--name/);
+  const r = await go(h, { file: join(dir, 'missing') });
+  assert.is(r.result.status, 66);
+  assert.match(r.stderr, /cannot read .*missing/);
+  const port = await go(h, { measurement: M1, port: join(dir, 'no-such-port') });
+  assert.is(port.result.status, 71);
+  assert.match(port.stderr, /no-such-port/);
+  assert.equal(h.received, []);
+});
+
+test.run();
