@@ -203,6 +203,36 @@ program
     process.exitCode = await runAudit(opts);
   });
 
+// ---- submit: inside a guest, hand a binary to the host --------------------------------------
+program
+  .command('submit')
+  .summary('inside a guest: run a binary on the host through the offload port (exit: its exit code)')
+  .description("Upload FILE through the virtio-serial offload port and run it on the host with ARGS, if the host's policy approves its measurement; its stdout and stderr are streamed to ours. With --measurement, run a binary already installed on the host, without uploading it.")
+  .argument('[file-and-args...]', 'FILE then its ARGS (put ARGS after --); with --measurement: ARGS only')
+  .option('--measurement <m>', 'run the installed binary with this measurement (sha256:<hex>) instead of uploading')
+  .option('--name <name>', 'what to call the binary in the host logs (default: the file name)')
+  .option('--port <name|path>', 'port name under /dev/virtio-ports or in /sys/class/virtio-ports/*/name, or a path (with a /)', 'virt-offload.0')
+  .option('--wait <seconds>', 'give up when the host does not answer within this time', '30')
+  .addHelpText('after', `
+Examples:
+  virt-offload submit ./tool -- --verbose input.txt
+  virt-offload submit --measurement sha256:3f5a… -- --help
+  virt-offload submit --port /dev/vport1p1 ./tool
+Exit codes: the program's own exit code, or
+  125 the program was killed by a signal (named on stderr)
+   77 denied by the host's policy (the measurement and the reason on stderr)
+   70 the host refused the request (an ERROR reply, or a limit it announced: file size, arguments)
+   71 the channel failed (no port, no answer within --wait, the host went away)
+   66 FILE cannot be read
+  130 interrupted (Ctrl-C); the request was cancelled on the host
+    2 usage error
+A program may itself exit with one of these; the message on stderr tells them apart.`)
+  .action(async (operands: string[], opts: Record<string, unknown>) => {
+    const { runSubmit } = await import('./commands/submit.js');
+    // Exit at once: a read pending on a port device would otherwise keep the process alive.
+    process.exit(await runSubmit(operands, opts));
+  });
+
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof CommanderError) {
     // Commander has already printed its message (or the help / version text).

@@ -37,6 +37,7 @@ import {
 } from '../protocol/index.js';
 import { VERSION } from '../version.js';
 import { type ByteChannel, openChannel } from './channel.js';
+import { findPort, type FindPortOptions } from './port.js';
 
 export const EXIT_STATUS = Object.freeze({
   /** The remote program was ended by a signal (like a shell's 128+n, but one fixed value). */
@@ -65,8 +66,8 @@ export interface SubmitTimeouts {
 }
 
 export interface SubmitOptions {
-  /** The port: a device or unix socket path, or an open duplex stream. */
-  readonly port: string | Duplex;
+  /** The port: a device or unix socket path, an open duplex stream, or a port name to find (findPort). */
+  readonly port: string | Duplex | ({ readonly name: string } & FindPortOptions);
   /** The binary to upload; exactly one of file and measurement. */
   readonly file?: string;
   /** Run the binary with this measurement, already installed on the host. */
@@ -123,7 +124,8 @@ export async function submit(options: SubmitOptions): Promise<SubmitResult> {
   }
   let channel: ByteChannel;
   try {
-    channel = await openChannel(options.port);
+    const port = options.port;
+    channel = await openChannel(typeof port === 'string' || !('name' in port) ? port : findPort(port.name, port));
   } catch (err) {
     await file?.handle.close();
     return report(options, { status: EXIT_STATUS.channel, outcome: 'channel', message: (err as Error).message });
