@@ -1,0 +1,324 @@
+// The daemon: a control socket for the hook and the CLI, one listening unix socket per VM
+// (the chardev backend of its offload port), the active policy snapshot, the store, the
+// audit log. startDaemon() wires them; the CLI (`virt-offload serve`) adds signals.
+//
+// Fail closed: until a policy loads, every request is denied (no-policy); a reload that
+// fails keeps the last good snapshot and says so loudly; a reload that succeeds reconciles
+// the store (each change audited).
+import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { join, resolve } from 'node:path';
+import { openAuditLog, type AuditLog } from '../audit/index.js';
+import { VirtOffloadError } from '../errors.js';
+import { closeInheritedFds, hostCgroups, removeStaleRuns, type ExecConfig, type SandboxChoice } from '../exec/index.js';
+import type { PolicySnapshot, VmIdentity } from '../policy/index.js';
+import { headCommit, loadPolicySnapshot } from '../policy/loader.js';
+import { DEFAULT_MAX_FRAME, type ProtocolLimits } from '../protocol/index.js';
+import { openStore, reconcile, recover, type Store } from '../store/index.js';
+import { VERSION } from '../version.js';
+import { VmConnection, type ConnectionBounds, type ConnectionStats } from './connection.js';
+import { handleControl } from './control.js';
+import { type DaemonLog, silentLog } from './log.js';
+import { Mutex } from './mutex.js';
+import type { PipelineContext } from './pipeline.js';
+
+const MiB = 1024 * 1024;
+
+/** What the host announces to guests unless told otherwise. */
+export const DEFAULT_PROTOCOL_LIMITS: ProtocolLimits = Object.freeze({
+  maxFrame: DEFAULT_MAX_FRAME,
+  maxUpload: 64 * MiB,
+  maxArgs: 1024,
+  maxArgBytes: 256 * 1024,
+  maxConcurrent: 4,
+  frameTimeoutMs: 10_000,
+  uploadTimeoutMs: 120_000,
+});
+
+export const DEFAULT_BOUNDS: ConnectionBounds = Object.freeze({ maxGarbageBytes: 1 * MiB, maxErrors: 32 });
+
+/** libvirt domain names (the policy's `vm:` members) and UUIDs. */
+const VM_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
+const VM_UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+/** sun_path is 108 bytes including the NUL. */
+const MAX_SOCKET_PATH = 107;
+
+export interface DaemonOptions {
+  readonly runDir: string;
+  readonly policyRepo: string;
+  readonly storeDir: string;
+  readonly auditLog: string;
+  /** Announced to guests; merged over DEFAULT_PROTOCOL_LIMITS. */
+  readonly limits?: Partial<ProtocolLimits>;
+  readonly sandbox: SandboxChoice;
+  readonly log?: DaemonLog;
+  readonly execConfig?: ExecConfig;
+  readonly bounds?: Partial<ConnectionBounds>;
+  /** Allowed-signers file: load only policy commits whose signature verifies. */
+  readonly requireSigned?: string;
+  /** Poll the policy repo's HEAD this often (ms) and reload when it moved; 0 (default) off. */
+  readonly watchIntervalMs?: number;
+}
+
+export interface ReloadResult {
+  readonly ok: boolean;
+  /** The commit decisions are made with after the reload (undefined: no snapshot). */
+  readonly commit: string | undefined;
+  readonly error?: string;
+  /** Store changes the reconciliation made (installs, removals, failures). */
+  readonly storeChanges?: number;
+}
+
+export interface VmStatus {
+  readonly name: string;
+  readonly uuid: string;
+  readonly socket: string;
+  readonly connected: boolean;
+  readonly connection: ConnectionStats | undefined;
+}
+
+export interface DaemonStatus {
+  readonly policy: { readonly loaded: boolean; readonly commit: string | undefined; readonly loadedAt: string | undefined; readonly lastError: string | undefined };
+  readonly vms: readonly VmStatus[];
+  readonly limits: ProtocolLimits;
+}
+
+export interface Daemon {
+  readonly runDir: string;
+  readonly controlPath: string;
+  /** Create the VM's socket (idempotent for the same name and UUID); returns its path. */
+  addVm(vm: VmIdentity): Promise<string>;
+  /** Close the VM's socket and connection; false when it was not known. */
+  removeVm(name: string): Promise<boolean>;
+  reload(): Promise<ReloadResult>;
+  status(): DaemonStatus;
+  close(): Promise<void>;
+}
+
+interface VmEntry {
+  readonly vm: VmIdentity;
+  readonly path: string;
+  readonly server: Server;
+  conn: VmConnection | undefined;
+}
+
+export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
+  const log = options.log ?? silentLog;
+  const runDir = resolve(options.runDir);
+  const limits: ProtocolLimits = Object.freeze({ ...DEFAULT_PROTOCOL_LIMITS, ...options.limits });
+  const bounds: ConnectionBounds = Object.freeze({ ...DEFAULT_BOUNDS, ...options.bounds });
+  const vmDir = join(runDir, 'vm');
+  const controlPath = join(runDir, 'control.sock');
+  checkSocketPath(controlPath);
+
+  // Descriptors inherited without close-on-exec would reach every sandboxed program.
+  for (const fd of closeInheritedFds()) log.warn(`closed inherited fd ${fd.fd} (${fd.target})`);
+  const cgroups = hostCgroups();
+  if (cgroups !== undefined) for (const dir of removeStaleRuns(cgroups)) log.info(`removed the cgroup of a run of a dead daemon: ${dir}`);
+
+  const store: Store = openStore(options.storeDir, { create: true });
+  for (const r of recover(store).removed) log.info(`store: removed ${r.path} (${r.why})`);
+  const audit: AuditLog = openAuditLog(options.auditLog);
+  mkdirSync(runDir, { recursive: true, mode: 0o755 });
+  mkdirSync(vmDir, { recursive: true, mode: 0o755 });
+
+  let snapshot: PolicySnapshot | undefined;
+  let lastError: string | undefined;
+  let lastFailedHead: string | undefined;
+  const storeLock = new Mutex();
+  const reloadLock = new Mutex();
+  const ctx: PipelineContext = {
+    store,
+    audit,
+    log,
+    sandbox: options.sandbox,
+    ...(options.execConfig === undefined ? {} : { execConfig: options.execConfig }),
+    snapshot: () => snapshot,
+    storeLock,
+  };
+  const vms = new Map<string, VmEntry>();
+  let closing = false;
+
+  const reload = (): Promise<ReloadResult> =>
+    reloadLock.run(async () => {
+      let next: PolicySnapshot;
+      try {
+        next = loadPolicySnapshot(options.policyRepo, { loadedAt: new Date().toISOString(), ...(options.requireSigned === undefined ? {} : { requireSigned: options.requireSigned }) });
+      } catch (err) {
+        if (!(err instanceof VirtOffloadError)) throw err;
+        lastError = policyErrorText(err);
+        lastFailedHead = safeHead(options.policyRepo);
+        const kept = snapshot === undefined ? 'NO POLICY IS LOADED: every request is denied' : `keeping the last good policy (commit ${snapshot.commit ?? 'unknown'})`;
+        log.error(`POLICY RELOAD FAILED, ${kept}: ${lastError}`, { repo: options.policyRepo });
+        audit.append({ event: 'policy-reload', ok: false, error: lastError.slice(0, 8192), commit: snapshot?.commit ?? null });
+        return { ok: false, commit: snapshot?.commit, error: lastError };
+      }
+      const previous = snapshot?.commit;
+      snapshot = next;
+      lastError = undefined;
+      lastFailedHead = undefined;
+      audit.append({ event: 'policy-reload', ok: true, commit: next.commit ?? null, previous: previous ?? null, files: next.files.length });
+      log.info(`policy loaded: commit ${next.commit ?? '(not a git commit)'}, ${next.binaries.size} binaries, ${next.index.size} measurements`, { commit: next.commit });
+      if (next.files.length === 0) {
+        // Like `store gc`: an empty repository is far more likely a wrong --repo than a wish to uninstall everything.
+        log.warn(`policy repository ${options.policyRepo} has no *.policy files: everything is denied, the store is left as it is`);
+        return { ok: true, commit: next.commit, storeChanges: 0 };
+      }
+      let changes = 0;
+      await storeLock.run(() =>
+        reconcile(store, next, {
+          log: (r) => {
+            changes++;
+            audit.append({ event: 'store', ...r });
+            (r.action.endsWith('failed') ? log.error : log.info)(`store: ${r.action} ${r.measurement} ${r.name ?? ''} ${r.version ?? ''} (${r.reason})`, { measurement: r.measurement });
+          },
+        }),
+      );
+      return { ok: true, commit: next.commit, storeChanges: changes };
+    });
+
+  const addVm = async (vm: VmIdentity): Promise<string> => {
+    if (closing) throw new VirtOffloadError('EUSAGE', 'the daemon is shutting down');
+    if (typeof vm.name !== 'string' || !VM_NAME.test(vm.name)) throw new VirtOffloadError('EUSAGE', `VM name must match ${VM_NAME.source}`);
+    if (typeof vm.uuid !== 'string' || !VM_UUID.test(vm.uuid)) throw new VirtOffloadError('EUSAGE', `VM ${vm.name}: uuid must be a UUID (8-4-4-4-12 hex digits)`);
+    const identity: VmIdentity = Object.freeze({ name: vm.name, uuid: vm.uuid.toLowerCase() });
+    const known = vms.get(vm.name);
+    if (known !== undefined) {
+      if (known.vm.uuid === identity.uuid) return known.path;
+      // Same name, another UUID: a different domain now carries the name. Its predecessor's socket must go.
+      await removeVm(vm.name);
+    }
+    const path = join(vmDir, `${vm.name}.sock`);
+    checkSocketPath(path);
+    removeStaleSocket(path);
+    const entry: VmEntry = { vm: identity, path, server: createServer(), conn: undefined };
+    entry.server.on('connection', (socket: Socket) => {
+      if (entry.conn !== undefined && !entry.conn.closed) {
+        // One port, one peer: a new connection means QEMU reconnected; the old one is dead.
+        entry.conn.close('replaced by a new connection on the VM socket');
+      }
+      entry.conn = new VmConnection(identity, socket, limits, ctx, bounds, (c) => {
+        if (entry.conn === c) entry.conn = undefined;
+      }, `virt-offload/${VERSION}`);
+      log.info(`VM ${identity.name}: guest channel connected`, { vm: identity.name });
+    });
+    await listenPrivate(entry.server, path);
+    vms.set(vm.name, entry);
+    log.info(`VM ${identity.name} (${identity.uuid}) added: ${path}`, { vm: identity.name });
+    return path;
+  };
+
+  const removeVm = async (name: string): Promise<boolean> => {
+    const entry = vms.get(name);
+    if (entry === undefined) return false;
+    vms.delete(name);
+    entry.conn?.close('the VM was removed');
+    await new Promise<void>((done) => entry.server.close(() => done()));
+    removeStaleSocket(entry.path);
+    log.info(`VM ${name} removed`, { vm: name });
+    return true;
+  };
+
+  const status = (): DaemonStatus => ({
+    policy: { loaded: snapshot !== undefined, commit: snapshot?.commit, loadedAt: snapshot?.loadedAt, lastError },
+    vms: [...vms.values()].map((e) => ({ name: e.vm.name, uuid: e.vm.uuid, socket: e.path, connected: e.conn !== undefined, connection: e.conn?.stats })),
+    limits,
+  });
+
+  const daemon: Daemon = {
+    runDir,
+    controlPath,
+    addVm,
+    removeVm,
+    reload,
+    status,
+    close: async () => {
+      if (closing) return;
+      closing = true;
+      clearInterval(watcher);
+      await new Promise<void>((done) => control.close(() => done()));
+      for (const socket of controlClients) socket.destroy();
+      removeStaleSocket(controlPath);
+      for (const name of [...vms.keys()]) await removeVm(name);
+      // Wait for a reload in progress, then let go of the log.
+      await reloadLock.run(async () => undefined);
+      await storeLock.run(async () => undefined);
+      audit.close();
+      log.info('daemon stopped');
+    },
+  };
+
+  await reload();
+
+  const controlClients = new Set<Socket>();
+  const control = createServer((socket) => {
+    controlClients.add(socket);
+    socket.on('close', () => controlClients.delete(socket));
+    handleControl(socket, daemon, log);
+  });
+  checkSocketPath(controlPath);
+  removeStaleSocket(controlPath);
+  await listenPrivate(control, controlPath);
+
+  let watcher: NodeJS.Timeout | undefined;
+  if ((options.watchIntervalMs ?? 0) > 0) {
+    watcher = setInterval(() => {
+      const head = safeHead(options.policyRepo);
+      if (head === undefined || head === snapshot?.commit || head === lastFailedHead) return;
+      log.info(`policy repository HEAD moved to ${head}: reloading`);
+      void reload();
+    }, options.watchIntervalMs);
+    watcher.unref();
+  }
+  log.info(`virt-offload ${VERSION} serving: control socket ${controlPath}, store ${store.root}, audit log ${audit.path}, sandbox ${typeof options.sandbox === 'string' ? options.sandbox : `UNSANDBOXED profile ${options.sandbox.unsandboxed}`}`);
+  return daemon;
+}
+
+function safeHead(dir: string): string | undefined {
+  try {
+    return headCommit(dir);
+  } catch {
+    return undefined;
+  }
+}
+
+function policyErrorText(err: VirtOffloadError): string {
+  const errors = (err as { errors?: readonly { message?: string }[] }).errors;
+  if (!Array.isArray(errors) || errors.length === 0) return err.message;
+  const shown = errors.slice(0, 20).map((e) => (typeof e === 'object' && e !== null && 'message' in e ? String(e.message) : String(e)));
+  return `${err.message}: ${shown.join('; ')}${errors.length > 20 ? `; … ${errors.length - 20} more` : ''}`;
+}
+
+function checkSocketPath(path: string): void {
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH) throw new VirtOffloadError('EUSAGE', `socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes (a unix socket limit); use a shorter --run-dir`);
+}
+
+/** A socket file left by a dead daemon is removed; anything else at that path is refused. */
+function removeStaleSocket(path: string): void {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) throw new VirtOffloadError('EIO', `${path} exists and is not a socket; refusing to replace it`);
+  unlinkSync(path);
+}
+
+/** Listen on a unix socket that only its owner may connect to (0600 from the moment it exists). */
+async function listenPrivate(server: Server, path: string): Promise<void> {
+  await new Promise<void>((done, fail) => {
+    server.once('error', fail);
+    // For a path, the bind happens inside listen() itself: the umask applies to it alone.
+    const old = process.umask(0o177);
+    try {
+      server.listen(path, () => {
+        server.off('error', fail);
+        done();
+      });
+    } finally {
+      process.umask(old);
+    }
+  });
+  chmodSync(path, 0o600);
+}

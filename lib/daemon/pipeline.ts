@@ -1,0 +1,244 @@
+// One request, from the uploaded bytes (or a named measurement) to its final reply:
+//   measure (bufferReader over the upload) → decide (active snapshot, this VM) →
+//   DENIED, or install into the store → run (exec, sandboxed) → STDOUT/STDERR… → EXIT.
+// Every request that began gets exactly one audit record, appended and flushed before its
+// final reply is written (principle 4): on the decision path here, or in `abortWork` when
+// the session ended the request early (cancel, bad upload, new guest session, timeout).
+import type { AuditLog, AuditRecord } from '../audit/index.js';
+import { VirtOffloadError } from '../errors.js';
+import { ExecError, run, type ExecConfig, type SandboxChoice } from '../exec/index.js';
+import { bufferReader, measure } from '../measure/index.js';
+import { decide, type Decision, type PolicySnapshot, type VmIdentity } from '../policy/index.js';
+import type { ErrorReport, RunRequest } from '../protocol/index.js';
+import { install, open, type Store } from '../store/index.js';
+import type { DaemonLog } from './log.js';
+import type { Mutex } from './mutex.js';
+
+/** Codes of ERROR replies the daemon adds to the protocol's own. */
+export const DAEMON_ERROR_CODES = Object.freeze({
+  /** The upload is not a binary the measurement core accepts (malformed or unsupported). */
+  unmeasurable: 'unmeasurable',
+  /** A `measurement` request for a binary the policy approves but the store does not hold. */
+  notInstalled: 'not-installed',
+  /** The store could not install the binary. */
+  installFailed: 'install-failed',
+  /** The exec helper refused or could not start the run (no sandbox, not runnable…). */
+  execFailed: 'exec-failed',
+  /** argv/env break the policy's limits for this binary (or name LD_* variables). */
+  limit: 'limit',
+  /** Anything else the daemon did not expect (logged with its stack). */
+  internal: 'internal',
+});
+
+/** What the pipeline needs from the daemon. */
+export interface PipelineContext {
+  readonly store: Store;
+  readonly audit: AuditLog;
+  readonly log: DaemonLog;
+  readonly sandbox: SandboxChoice;
+  readonly execConfig?: ExecConfig;
+  /** The snapshot decisions are made with right now (undefined: none loaded → deny). */
+  snapshot(): PolicySnapshot | undefined;
+  /** Serializes store writers: installs here and the reconciliation after a reload. */
+  readonly storeLock: Mutex;
+}
+
+/** The per-request state the connection keeps; the pipeline fills in what it learns. */
+export interface Work {
+  readonly ticket: number;
+  readonly requestId: number;
+  readonly request: RunRequest;
+  readonly chunks: Uint8Array[];
+  received: number;
+  readonly started: number;
+  readonly abort: AbortController;
+  /** Set once the audit record is written: nothing more is recorded or sent for it. */
+  done: boolean;
+  measurement?: string;
+  decision?: Decision;
+  uploadTimer?: NodeJS.Timeout;
+}
+
+export type FinalReply = Parameters<import('../protocol/index.js').HostSession['finish']>[1];
+
+/** How the pipeline talks back: output frames and the final reply go through the session. */
+export interface WorkSink {
+  output(work: Work, stream: 'STDOUT' | 'STDERR', bytes: Uint8Array): void;
+  /** Writes the messages the session returns for this final reply (none when the request is no longer live). */
+  finish(work: Work, reply: FinalReply): void;
+}
+
+export async function processWork(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: WorkSink): Promise<void> {
+  try {
+    await pipeline(ctx, vm, work, sink);
+  } catch (err) {
+    if (work.done) return;
+    const known = err instanceof VirtOffloadError;
+    if (!known) ctx.log.error(`request ${work.requestId} of VM ${vm.name} failed unexpectedly`, { vm: vm.name, stack: err instanceof Error ? err.stack : String(err) });
+    const code = err instanceof ExecError ? (err.kind === 'bad-request' ? DAEMON_ERROR_CODES.limit : DAEMON_ERROR_CODES.execFailed) : DAEMON_ERROR_CODES.internal;
+    conclude(ctx, vm, work, sink, { decision: work.decision === undefined ? 'error' : work.decision.allow ? 'allow' : 'deny', code, reason: message(err) }, {
+      type: 'ERROR',
+      body: errorBody(code, known ? message(err) : 'the host failed to handle the request (see its log)'),
+    });
+  }
+}
+
+async function pipeline(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: WorkSink): Promise<void> {
+  const req = work.request;
+  const snapshot = ctx.snapshot();
+  let uploaded: Uint8Array | undefined;
+  if (req.upload !== undefined) {
+    uploaded = concat(work.chunks, work.received);
+    work.chunks.length = 0;
+    try {
+      work.measurement = (await measure(bufferReader(uploaded), { algo: 'sha256', profile: 'v1' })).measurement;
+    } catch (err) {
+      if (!(err instanceof VirtOffloadError)) throw err;
+      if (work.done) return;
+      conclude(ctx, vm, work, sink, { decision: 'error', code: DAEMON_ERROR_CODES.unmeasurable, reason: message(err) }, {
+        type: 'ERROR',
+        body: errorBody(DAEMON_ERROR_CODES.unmeasurable, `the upload cannot be measured: ${message(err)}`),
+      });
+      return;
+    }
+  } else {
+    work.measurement = req.measurement!;
+  }
+  if (work.done) return;
+  const measurement = work.measurement;
+  const decision = decide(snapshot, vm, measurement);
+  work.decision = decision;
+  const policy = { commit: snapshot?.commit ?? null };
+  if (!decision.allow) {
+    conclude(ctx, vm, work, sink, { decision: 'deny', code: decision.code, reason: decision.reason, ...policy }, {
+      type: 'DENIED',
+      body: { measurement, code: decision.code, reason: decision.reason.slice(0, 4096) },
+    });
+    return;
+  }
+  const entry = decision.entry;
+  let path: string;
+  if (uploaded !== undefined) {
+    const bytes = uploaded;
+    try {
+      path = (await ctx.storeLock.run(() => install(ctx.store, { measurement, name: entry.name, version: entry.version }, bufferReader(bytes)))).path;
+    } catch (err) {
+      if (!(err instanceof VirtOffloadError) || work.done) throw err;
+      conclude(ctx, vm, work, sink, { decision: 'allow', code: DAEMON_ERROR_CODES.installFailed, reason: message(err), ...policy }, {
+        type: 'ERROR',
+        body: errorBody(DAEMON_ERROR_CODES.installFailed, `the host could not install ${entry.name} ${entry.version}: ${message(err)}`),
+      });
+      return;
+    }
+  } else {
+    try {
+      const object = await open(ctx.store, measurement);
+      object.close();
+      path = object.path;
+    } catch (err) {
+      if (!(err instanceof VirtOffloadError) || work.done) throw err;
+      conclude(ctx, vm, work, sink, { decision: 'allow', code: DAEMON_ERROR_CODES.notInstalled, reason: message(err), ...policy }, {
+        type: 'ERROR',
+        body: errorBody(DAEMON_ERROR_CODES.notInstalled, `${entry.name} ${entry.version} is approved but not installed on the host; submit the binary itself`),
+      });
+      return;
+    }
+  }
+  if (work.done) return;
+  const result = await run({
+    binary: { path, measurement },
+    argv: req.argv,
+    env: req.env,
+    limits: entry.limits,
+    interpreter: entry.interpreter,
+    sandbox: ctx.sandbox,
+    signal: work.abort.signal,
+    onStdout: (chunk) => sink.output(work, 'STDOUT', chunk),
+    onStderr: (chunk) => sink.output(work, 'STDERR', chunk),
+    ...(ctx.execConfig === undefined ? {} : { config: ctx.execConfig }),
+  });
+  if (work.done) return;
+  const durationMs = Math.max(0, Math.round(result.durationMs));
+  conclude(
+    ctx,
+    vm,
+    work,
+    sink,
+    {
+      decision: 'allow',
+      ...policy,
+      exitCode: result.exitCode,
+      signal: result.signal,
+      runMs: durationMs,
+      sandbox: result.sandbox,
+      limitsHit: Object.entries(result.limitsHit).filter(([, hit]) => hit).map(([k]) => k),
+    },
+    {
+      type: 'EXIT',
+      body: { exitCode: result.exitCode, signal: result.signal, durationMs, limitsHit: result.limitsHit, measurement, name: entry.name, version: entry.version },
+    },
+  );
+}
+
+/** Append the request's one audit record (flushed), then write its final reply. */
+export function conclude(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: WorkSink, facts: AuditRecord, reply: FinalReply): void {
+  if (work.done) return;
+  if (!record(ctx, vm, work, facts)) {
+    // Fail closed: a decision that is not on disk is not announced; the guest learns only that the host failed.
+    sink.finish(work, { type: 'ERROR', body: errorBody(DAEMON_ERROR_CODES.internal, 'the host could not write its audit log') });
+    return;
+  }
+  sink.finish(work, reply);
+}
+
+/** The audit record of a request, written once (later calls do nothing); false when the log failed (logged loudly). */
+export function record(ctx: PipelineContext, vm: VmIdentity, work: Work, facts: AuditRecord): boolean {
+  if (work.done) return true;
+  work.done = true;
+  const entry = work.decision?.entry;
+  try {
+    appendRecord(ctx, vm, work, entry, facts);
+    return true;
+  } catch (err) {
+    ctx.log.error(`AUDIT LOG FAILED for request ${work.requestId} of VM ${vm.name}: ${message(err)}`, { vm: vm.name, measurement: work.measurement });
+    return false;
+  }
+}
+
+function appendRecord(ctx: PipelineContext, vm: VmIdentity, work: Work, entry: { name: string; version: string } | undefined, facts: AuditRecord): void {
+  ctx.audit.append({
+    event: 'request',
+    vm: vm.name,
+    uuid: vm.uuid,
+    requestId: work.requestId,
+    measurement: work.measurement ?? null,
+    name: entry?.name ?? null,
+    version: entry?.version ?? null,
+    guestName: work.request.name ?? null,
+    bytes: work.request.upload ?? 0,
+    argc: work.request.argv.length,
+    ...facts,
+    durationMs: Math.round(performance.now() - work.started),
+  });
+}
+
+function concat(chunks: readonly Uint8Array[], total: number): Uint8Array {
+  if (chunks.length === 1 && chunks[0]!.length === total) return chunks[0]!;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** ERROR bodies are capped at 4096 characters by the protocol. */
+export function errorBody(code: string, text: string): ErrorReport {
+  return { code, message: text.length > 4096 ? `${text.slice(0, 4095)}…` : text };
+}
+

@@ -1,0 +1,286 @@
+// The daemon with real parts: a git policy repository, a store directory, bubblewrap, the
+// audit file, and guests speaking the protocol over the VM unix sockets (test/daemon/helpers).
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { startDaemon, type Daemon } from '../../lib/daemon/index.js';
+import { measureFile } from '../../lib/io/index.js';
+import { encodeFrame, FrameType } from '../../lib/protocol/index.js';
+import { list, openStore } from '../../lib/store/index.js';
+import { requireTool, run, scratchDir } from '../helpers/tools.js';
+import { commitPolicy, control, Guest } from './helpers.js';
+
+requireTool('bwrap', 'bubblewrap');
+requireTool('git', 'git');
+const gcc = requireTool('gcc', 'gcc');
+const scratch = scratchDir('vo-daemon-');
+const repo = join(scratch.dir, 'policy');
+const storeDir = join(scratch.dir, 'store');
+const auditPath = join(scratch.dir, 'audit', 'audit.jsonl');
+const runDir = join(scratch.dir, 'run');
+
+const UUID_A = '6f1c2a9e-3b7d-4e58-9a0c-1d2e3f405162';
+const UUID_B = '0b9d7c1e-2a3f-4b5c-8d6e-7f8091a2b3c4';
+const bin: Record<string, { path: string; m: string; bytes: Uint8Array }> = {};
+let daemon: Daemon;
+const logLines: string[] = [];
+
+function compile(name: string, source: string): string {
+  const src = join(scratch.dir, `${name}.c`);
+  writeFileSync(src, source);
+  const out = join(scratch.dir, name);
+  run(gcc, ['-O1', '-g', '-o', out, src]);
+  return out;
+}
+
+async function add(name: string, path: string): Promise<void> {
+  bin[name] = { path, m: (await measureFile(path)).measurement, bytes: readFileSync(path) };
+}
+
+const policyFiles = (toolStatus: string) => ({
+  'binaries/hello.policy': `binary hello\nlimits wall=10s\nvms all\nversion 1 approved ${bin.hello!.m}\n`,
+  'binaries/greet.policy': `binary greet\ninterpreter /bin/sh\nvms vm:vm-a\nversion 1 approved ${bin.greet!.m}\n`,
+  'binaries/tool.policy': `binary tool\nvms all\nversion 1 ${toolStatus} ${bin.tool!.m}\n`,
+});
+
+function audit(): Array<Record<string, unknown>> {
+  return readFileSync(auditPath, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+const requestRecords = () => audit().filter((r) => r.event === 'request');
+
+test.before(async () => {
+  await add('hello', compile('hello', '#include <stdio.h>\n#include <stdlib.h>\nint main(int c, char **v) { printf("hello"); for (int i = 1; i < c; i++) printf(" %s", v[i]); printf("\\n"); fprintf(stderr, "on stderr\\n"); return c > 1 ? atoi(v[1]) : 0; }\n'));
+  await add('tool', compile('tool', '#include <stdio.h>\nint main(void) { puts("tool 1"); return 0; }\n'));
+  await add('unknown', compile('unknown', '#include <stdio.h>\nint main(void) { puts("never runs"); return 0; }\n'));
+  const script = join(scratch.dir, 'greet.sh');
+  writeFileSync(script, '#!/bin/sh\necho "greetings, $1"\nexit 3\n');
+  await add('greet', script);
+  mkdirSync(join(repo, 'binaries'), { recursive: true });
+  run('git', ['init', '-q', repo]);
+  commitPolicy(repo, policyFiles('approved'), 'approve hello, greet, tool');
+  daemon = await startDaemon({
+    runDir,
+    policyRepo: repo,
+    storeDir,
+    auditLog: auditPath,
+    sandbox: 'bwrap',
+    limits: { maxFrame: 16384, uploadTimeoutMs: 2000, frameTimeoutMs: 500, maxConcurrent: 4 },
+    log: { error: (m) => logLines.push(`E ${m}`), warn: (m) => logLines.push(`W ${m}`), info: (m) => logLines.push(`I ${m}`), debug: () => {} },
+  });
+  await daemon.addVm({ name: 'vm-a', uuid: UUID_A });
+  await daemon.addVm({ name: 'vm-b', uuid: UUID_B });
+});
+
+test.after(async () => {
+  await daemon?.close();
+  scratch.cleanup();
+});
+
+test('sockets: control and VM sockets exist with mode 0600', () => {
+  for (const p of [daemon.controlPath, join(runDir, 'vm', 'vm-a.sock'), join(runDir, 'vm', 'vm-b.sock')]) {
+    const st = statSync(p);
+    assert.ok(st.isSocket(), p);
+    assert.is(st.mode & 0o777, 0o600, p);
+  }
+});
+
+test('an approved ELF uploaded by a VM runs sandboxed: stdout, stderr and exit code come back, one audit record', async () => {
+  const g = await Guest.connect(join(runDir, 'vm', 'vm-a.sock'));
+  await g.hello();
+  const r = await g.submit({ bytes: bin.hello!.bytes }, ['7', 'a b']);
+  assert.is(r.final.type, 'EXIT', JSON.stringify(r.final));
+  assert.is(r.finals, 1);
+  assert.is(r.stdout, 'hello 7 a b\n');
+  assert.is(r.stderr, 'on stderr\n');
+  if (r.final.type !== 'EXIT') return;
+  assert.is(r.final.body.exitCode, 7);
+  assert.is(r.final.body.measurement, bin.hello!.m);
+  assert.is(r.final.body.name, 'hello');
+  const recs = requestRecords().filter((x) => x.measurement === bin.hello!.m);
+  assert.is(recs.length, 1);
+  assert.is(recs[0]!.decision, 'allow');
+  assert.is(recs[0]!.vm, 'vm-a');
+  assert.is(recs[0]!.exitCode, 7);
+  assert.is(recs[0]!.bytes, bin.hello!.bytes.length);
+  assert.is(recs[0]!.commit, run('git', ['-C', repo, 'rev-parse', 'HEAD']).trim());
+  // Installed: `submit --measurement` now runs it without an upload.
+  assert.ok(list(openStore(storeDir)).some((o) => o.measurement === bin.hello!.m));
+  const again = await g.submit({ measurement: bin.hello!.m }, ['0']);
+  assert.is(again.final.type, 'EXIT');
+  assert.is(again.stdout, 'hello 0\n');
+  g.close();
+});
+
+test('a script runs with the interpreter its policy names; its scope is the VM of the socket, not what the guest says', async () => {
+  const a = await Guest.connect(join(runDir, 'vm', 'vm-a.sock'));
+  await a.hello();
+  const r = await a.submit({ bytes: bin.greet!.bytes }, ['world']);
+  assert.is(r.final.type, 'EXIT', JSON.stringify(r.final));
+  assert.is(r.stdout, 'greetings, world\n');
+  if (r.final.type === 'EXIT') assert.is(r.final.body.exitCode, 3);
+  a.close();
+  const b = await Guest.connect(join(runDir, 'vm', 'vm-b.sock'));
+  await b.hello();
+  const id = b.send({ bytes: bin.greet!.bytes }, ['world'], 'vm-a');
+  const d = await b.reply(id);
+  assert.is(d.final.type, 'DENIED');
+  if (d.final.type === 'DENIED') assert.is(d.final.body.code, 'not-approved-for-vm');
+  b.close();
+});
+
+test('an unapproved binary is DENIED with its measurement; the audit record is on disk before the reply arrives', async () => {
+  const g = await Guest.connect(join(runDir, 'vm', 'vm-b.sock'));
+  await g.hello();
+  const id = g.send({ bytes: bin.unknown!.bytes });
+  let onDisk: Array<Record<string, unknown>> = [];
+  const denied = await g.waitFor((m) => {
+    if (m.requestId !== id || m.type !== 'DENIED') return false;
+    onDisk = requestRecords(); // read synchronously as the DENIED frame is decoded
+    return true;
+  });
+  assert.is(denied.type, 'DENIED');
+  if (denied.type !== 'DENIED') return;
+  assert.is(denied.body.measurement, bin.unknown!.m);
+  assert.is(denied.body.code, 'unknown-measurement');
+  const rec = onDisk.filter((r) => r.measurement === bin.unknown!.m);
+  assert.is(rec.length, 1, 'audit record written before the reply');
+  assert.is(rec[0]!.decision, 'deny');
+  assert.is(rec[0]!.vm, 'vm-b');
+  assert.is(rec[0]!.code, 'unknown-measurement');
+  assert.not.ok(list(openStore(storeDir)).some((o) => o.measurement === bin.unknown!.m), 'a denied binary is not installed');
+  g.close();
+});
+
+test('revoke: a policy commit + reload denies the next request and removes the binary from the store', async () => {
+  const g = await Guest.connect(join(runDir, 'vm', 'vm-a.sock'));
+  await g.hello();
+  const ok = await g.submit({ bytes: bin.tool!.bytes });
+  assert.is(ok.final.type, 'EXIT');
+  assert.is(ok.stdout, 'tool 1\n');
+  assert.ok(list(openStore(storeDir)).some((o) => o.measurement === bin.tool!.m));
+  const commit = commitPolicy(repo, policyFiles('revoked reason="leaks the host name"'), 'revoke tool 1');
+  const reply = await control(daemon.controlPath, { cmd: 'reload' });
+  assert.is(reply.ok, true);
+  assert.is(reply.commit, commit);
+  assert.not.ok(list(openStore(storeDir)).some((o) => o.measurement === bin.tool!.m), 'uninstalled by the reconciliation');
+  assert.ok(audit().some((r) => r.event === 'store' && r.action === 'uninstall' && r.measurement === bin.tool!.m && r.commit === commit));
+  for (const what of [{ bytes: bin.tool!.bytes }, { measurement: bin.tool!.m }]) {
+    const r = await g.submit(what);
+    assert.is(r.final.type, 'DENIED');
+    if (r.final.type === 'DENIED') {
+      assert.is(r.final.body.code, 'revoked');
+      assert.match(r.final.body.reason, /leaks the host name/);
+    }
+  }
+  g.close();
+});
+
+test('a broken policy commit: reload fails loudly, the last good snapshot stays in force', async () => {
+  const good = run('git', ['-C', repo, 'rev-parse', 'HEAD']).trim();
+  commitPolicy(repo, { 'binaries/broken.policy': 'binary broken\nversion 1 aproved sha256:00\n' }, 'a typo');
+  const r = await daemon.reload();
+  assert.is(r.ok, false);
+  assert.is(r.commit, good);
+  assert.match(r.error ?? '', /broken\.policy:2/);
+  assert.ok(logLines.some((l) => l.startsWith('E POLICY RELOAD FAILED, keeping the last good policy')));
+  const status = await control(daemon.controlPath, { cmd: 'status' });
+  assert.is((status.policy as Record<string, unknown>).commit, good);
+  const g = await Guest.connect(join(runDir, 'vm', 'vm-b.sock'));
+  await g.hello();
+  const ran = await g.submit({ measurement: bin.hello!.m }, ['5']);
+  assert.is(ran.final.type, 'EXIT', 'still decided with the good snapshot');
+  g.close();
+  run('git', ['-C', repo, 'rm', '-q', 'binaries/broken.policy']);
+  commitPolicy(repo, {}, 'fix the typo');
+  assert.is((await daemon.reload()).ok, true);
+});
+
+test('garbage and oversized frames: that connection is dropped, another VM is still served', async () => {
+  const bad = await Guest.connect(join(runDir, 'vm', 'vm-a.sock'));
+  await bad.hello();
+  const good = await Guest.connect(join(runDir, 'vm', 'vm-b.sock'));
+  await good.hello();
+  const junk = new Uint8Array(256 * 1024).fill(0x41);
+  for (let i = 0; i < 8 && !bad.socket.destroyed; i++) bad.write(junk);
+  await bad.closed;
+  assert.ok(logLines.some((l) => /VM vm-a: disconnecting .* garbage/.test(l)));
+
+  const big = await Guest.connect(join(runDir, 'vm', 'vm-a.sock'));
+  await big.hello();
+  // Authentic headers announcing 1 GiB payloads: refused at the header, each one an error.
+  const header = encodeFrame(FrameType.DATA, 1, new Uint8Array(0));
+  const view = new DataView(header.buffer, header.byteOffset);
+  view.setUint32(12, 1 << 30);
+  const { crc32 } = await import('../../lib/protocol/index.js');
+  view.setUint32(20, crc32(header.subarray(0, 20)));
+  for (let i = 0; i < 40 && !big.socket.destroyed; i++) big.write(header);
+  await big.closed;
+  assert.ok(big.messages.some((m) => m.type === 'ERROR' && m.body.code === 'malformed'));
+
+  const r = await good.submit({ measurement: bin.hello!.m }, ['1']);
+  assert.is(r.final.type, 'EXIT');
+  assert.is(r.stdout, 'hello 1\n');
+  good.close();
+  // The VM whose guest misbehaved can connect again.
+  const again = await Guest.connect(join(runDir, 'vm', 'vm-a.sock'));
+  await again.hello();
+  assert.is((await again.submit({ measurement: bin.hello!.m })).final.type, 'EXIT');
+  again.close();
+});
+
+test('an upload that stalls ends with ERROR timeout and an audit record; a stalled frame is abandoned', async () => {
+  const g = await Guest.connect(join(runDir, 'vm', 'vm-b.sock'));
+  await g.hello();
+  const { encodeRequest } = await import('../../lib/protocol/index.js');
+  const before = requestRecords().length;
+  g.write(encodeRequest(41, { argv: [], env: {}, upload: 1000 }, 16384));
+  // Half a frame, then silence: the frame timeout drops it, the upload timeout ends the request.
+  g.write(encodeFrame(FrameType.DATA, 41, new Uint8Array(10)).subarray(0, 12));
+  const r = await g.reply(41);
+  assert.is(r.final.type, 'ERROR');
+  if (r.final.type === 'ERROR') assert.is(r.final.body.code, 'timeout');
+  const recs = requestRecords().slice(before);
+  assert.is(recs.length, 1);
+  assert.is(recs[0]!.code, 'timeout');
+  // The connection still works after both timeouts.
+  assert.is((await g.submit({ measurement: bin.hello!.m })).final.type, 'EXIT');
+  g.close();
+});
+
+test('8 VMs in parallel: every request gets exactly one final reply and one audit record', async () => {
+  const names = Array.from({ length: 8 }, (_, i) => `par-${i}`);
+  const socks = await Promise.all(names.map((n, i) => control(daemon.controlPath, { cmd: 'add-vm', name: n, uuid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}` })));
+  for (const s of socks) assert.is(s.ok, true);
+  const before = requestRecords().length;
+  const results = await Promise.all(
+    socks.map(async (s, i) => {
+      const g = await Guest.connect(s.socket as string);
+      await g.hello();
+      const ids = [g.send({ bytes: bin.hello!.bytes }, [String(i)]), g.send({ bytes: bin.unknown!.bytes }), g.send({ measurement: bin.hello!.m }, ['0', `vm${i}`])];
+      const replies = await Promise.all(ids.map((id) => g.reply(id)));
+      g.close();
+      return replies;
+    }),
+  );
+  results.forEach((replies, i) => {
+    assert.equal(replies.map((r) => [r.final.type, r.finals]), [['EXIT', 1], ['DENIED', 1], ['EXIT', 1]], `vm ${i}`);
+    assert.is(replies[0]!.stdout, `hello ${i}\n`);
+    assert.is(replies[2]!.stdout, `hello 0 vm${i}\n`);
+  });
+  const recs = requestRecords().slice(before);
+  assert.is(recs.length, 24);
+  for (const n of names) assert.is(recs.filter((r) => r.vm === n).length, 3, n);
+  const status = await control(daemon.controlPath, { cmd: 'status' });
+  assert.ok((status.vms as unknown[]).length >= 10);
+  for (const n of names) assert.equal(await control(daemon.controlPath, { cmd: 'remove-vm', name: n }), { ok: true, removed: true });
+});
+
+test('control socket: bad commands get errors, not crashes', async () => {
+  assert.is((await control(daemon.controlPath, { cmd: 'add-vm', name: '../etc', uuid: UUID_A })).ok, false);
+  assert.is((await control(daemon.controlPath, { cmd: 'add-vm', name: 'x', uuid: 'nope' })).ok, false);
+  assert.is((await control(daemon.controlPath, { cmd: 'launch' })).ok, false);
+  assert.is((await control(daemon.controlPath, { cmd: 'status' })).ok, true);
+});
+
+test.run();
