@@ -203,6 +203,36 @@ program
     process.exitCode = await runAudit(opts);
   });
 
+// ---- serve: the daemon ------------------------------------------------------------------
+program
+  .command('serve')
+  .summary('run the daemon: per-VM offload sockets, measure → policy → store → sandboxed run')
+  .description(`Run the host daemon. It listens on <run-dir>/control.sock (line JSON: add-vm, remove-vm,
+reload, status; used by the hook and the CLI) and on <run-dir>/vm/<name>.sock per VM (the chardev
+backend of its offload port). Each request is measured, decided against the policy at --repo
+(no policy loaded: everything is denied), installed into --store, run in bubblewrap and
+audited (flushed) before the reply. SIGHUP, a reload command or a new HEAD commit reloads the
+policy; a failed reload keeps the last good one. Stops on SIGTERM or SIGINT.`)
+  .option('--run-dir <dir>', 'directory of the control and VM sockets', '/run/virt-offload')
+  .option('--repo <dir>', 'policy repository work tree (required)')
+  .option('--store <dir>', 'store directory (created if missing)', STORE_DIR)
+  .option('--audit-log <file>', 'audit log (JSON lines, appended and flushed)', AUDIT_LOG)
+  .option('--unsandboxed <name>', 'run programs WITHOUT bubblewrap under this named profile (not recommended)')
+  .option('--require-signed <allowed-signers>', "load only policy commits whose signature verifies against this allowed-signers file")
+  .option('--max-upload <bytes>', 'largest binary a guest may upload (default 64 MiB)')
+  .option('--max-concurrent <n>', 'requests in flight per VM (default 4)')
+  .option('--watch-interval <ms>', 'check the policy repository HEAD this often, 0 to only reload on SIGHUP', '5000')
+  .option('--log-level <level>', 'error, warn, info or debug', 'info')
+  .option('--json', 'log JSON lines instead of journald-style text')
+  .addHelpText('after', `
+Example:
+  virt-offload serve --repo /etc/virt-offload/policy --run-dir /run/virt-offload
+Exit codes: 0 stopped by a signal, 1 could not start (the message says why), 2 usage.`)
+  .action(async (opts: Record<string, unknown>) => {
+    const { runServe } = await import('./commands/serve.js');
+    process.exitCode = await runServe(opts);
+  });
+
 // ---- submit: inside a guest, hand a binary to the host --------------------------------------
 program
   .command('submit')

@@ -1,0 +1,63 @@
+// `virt-offload serve`: the daemon. Runs until SIGTERM/SIGINT; SIGHUP reloads the policy.
+// Logs go to stderr with journald level prefixes (`<3>`…), or as JSON lines with --json.
+import { createLogger, startDaemon, type LogLevel } from '../../lib/daemon/index.js';
+import { UsageError } from '../../lib/errors.js';
+import type { SandboxChoice } from '../../lib/exec/index.js';
+import { EXIT, reportFailure } from '../exit.js';
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+const LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
+
+function count(opts: Record<string, unknown>, key: string, flag: string, min: number, max: number): number | undefined {
+  const text = str(opts[key]);
+  if (text === undefined) return undefined;
+  if (!/^(0|[1-9][0-9]{0,15})$/.test(text) || Number(text) < min || Number(text) > max) throw new UsageError(`${flag} ${text}: expected a whole number from ${min} to ${max}`, flag);
+  return Number(text);
+}
+
+export async function runServe(opts: Record<string, unknown>): Promise<number> {
+  try {
+    const runDir = str(opts.runDir)!;
+    const policyRepo = str(opts.repo);
+    if (policyRepo === undefined) throw new UsageError('--repo DIR is required (the policy repository work tree)', '--repo');
+    const unsandboxed = str(opts.unsandboxed);
+    if (unsandboxed !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(unsandboxed)) {
+      throw new UsageError(`--unsandboxed ${unsandboxed}: a profile name is [A-Za-z0-9][A-Za-z0-9._-]{0,63}`, '--unsandboxed');
+    }
+    const level = str(opts.logLevel) ?? 'info';
+    if (!LEVELS.includes(level as LogLevel)) throw new UsageError(`--log-level ${level}: expected ${LEVELS.join(', ')}`, '--log-level');
+    const sandbox: SandboxChoice = unsandboxed === undefined ? 'bwrap' : { unsandboxed };
+    const maxUpload = count(opts, 'maxUpload', '--max-upload', 0, Number.MAX_SAFE_INTEGER);
+    const maxConcurrent = count(opts, 'maxConcurrent', '--max-concurrent', 1, 1024);
+    const watch = count(opts, 'watchInterval', '--watch-interval', 0, 86_400_000);
+    const log = createLogger({ json: opts.json === true, level: level as LogLevel });
+    if (unsandboxed !== undefined) log.warn(`running WITHOUT a sandbox (profile ${unsandboxed}), as configured by --unsandboxed`);
+
+    const daemon = await startDaemon({
+      runDir,
+      policyRepo,
+      storeDir: str(opts.store)!,
+      auditLog: str(opts.auditLog)!,
+      sandbox,
+      log,
+      limits: { ...(maxUpload === undefined ? {} : { maxUpload }), ...(maxConcurrent === undefined ? {} : { maxConcurrent }) },
+      watchIntervalMs: watch ?? 5000,
+      ...(str(opts.requireSigned) === undefined ? {} : { requireSigned: str(opts.requireSigned)! }),
+    });
+    process.on('SIGHUP', () => {
+      log.info('SIGHUP: reloading the policy');
+      void daemon.reload();
+    });
+    await new Promise<void>((done) => {
+      const stop = (signal: string) => {
+        log.info(`${signal}: stopping`);
+        void daemon.close().then(done);
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+    return EXIT.ok;
+  } catch (err) {
+    return reportFailure(err);
+  }
+}

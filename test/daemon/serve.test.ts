@@ -1,0 +1,95 @@
+// `virt-offload serve` as a process (the bundled CLI): JSON logs on stderr, the control socket,
+// a guest request, SIGHUP and a new HEAD commit reload the policy, SIGTERM stops it cleanly.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { measureFile } from '../../lib/io/index.js';
+import { repoRoot, requireTool, run, scratchDir } from '../helpers/tools.js';
+import { commitPolicy, control, Guest } from './helpers.js';
+
+requireTool('bwrap', 'bubblewrap');
+requireTool('git', 'git');
+const scratch = scratchDir('vo-serve-');
+const repo = join(scratch.dir, 'policy');
+const runDir = join(scratch.dir, 'run');
+const logs: Array<Record<string, unknown>> = [];
+let child: ChildProcess;
+let m = '';
+let script: Buffer;
+
+function waitUntil(what: string, ok: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const start = Date.now();
+  return new Promise((done, fail) => {
+    const tick = () => {
+      if (ok()) return done();
+      if (Date.now() - start > timeoutMs) return fail(new Error(`timed out waiting for ${what}; logs: ${JSON.stringify(logs.slice(-5))}`));
+      setTimeout(tick, 25);
+    };
+    tick();
+  });
+}
+
+test.before(async () => {
+  const path = join(scratch.dir, 'say.sh');
+  script = Buffer.from('#!/bin/sh\necho "said: $*"\n');
+  writeFileSync(path, script);
+  m = (await measureFile(path)).measurement;
+  mkdirSync(repo);
+  run('git', ['init', '-q', repo]);
+  commitPolicy(repo, { 'say.policy': `binary say\ninterpreter /bin/sh\nvms all\nversion 1 approved ${m}\n` }, 'approve say');
+  child = spawn(process.execPath, [join(repoRoot, 'dist/virt-offload.cjs'), 'serve', '--run-dir', runDir, '--repo', repo, '--store', join(scratch.dir, 'store'), '--audit-log', join(scratch.dir, 'audit.jsonl'), '--watch-interval', '200', '--json'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let buf = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      logs.push(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>);
+      buf = buf.slice(nl + 1);
+    }
+  });
+  await waitUntil('the control socket', () => existsSync(join(runDir, 'control.sock')) && logs.some((l) => /serving/.test(String(l.message))));
+});
+
+test.after(() => {
+  if (child.exitCode === null) child.kill('SIGKILL');
+  scratch.cleanup();
+});
+
+test('serve: control socket, a guest request, JSON logs with levels', async () => {
+  const added = await control(join(runDir, 'control.sock'), { cmd: 'add-vm', name: 'guest1', uuid: '11111111-2222-4333-8444-555555555555' });
+  assert.is(added.ok, true);
+  const g = await Guest.connect(added.socket as string);
+  await g.hello();
+  const r = await g.submit({ bytes: script }, ['hi', 'there']);
+  assert.is(r.final.type, 'EXIT', JSON.stringify(r.final));
+  assert.is(r.stdout, 'said: hi there\n');
+  g.close();
+  assert.ok(logs.every((l) => typeof l.time === 'string' && ['error', 'warn', 'info', 'debug'].includes(String(l.level))));
+  assert.ok(logs.some((l) => l.level === 'info' && /policy loaded/.test(String(l.message))));
+});
+
+test('serve: SIGHUP reloads; a new HEAD commit is picked up by the watcher; a bad commit is logged as an error', async () => {
+  const loads = () => logs.filter((l) => /policy loaded/.test(String(l.message))).length;
+  const before = loads();
+  child.kill('SIGHUP');
+  await waitUntil('the SIGHUP reload', () => loads() > before);
+  const head = commitPolicy(repo, { 'say.policy': `binary say\ninterpreter /bin/sh\nvms all\nversion 1 revoked reason="test" ${m}\n` }, 'revoke say');
+  await waitUntil('the watcher reload', () => logs.some((l) => l.commit === head && /policy loaded/.test(String(l.message))));
+  commitPolicy(repo, { 'say.policy': 'binary say\nversion 1 approoved\n' }, 'broken');
+  await waitUntil('the failed reload', () => logs.some((l) => l.level === 'error' && /POLICY RELOAD FAILED, keeping the last good policy/.test(String(l.message))));
+  const status = await control(join(runDir, 'control.sock'), { cmd: 'status' });
+  assert.is((status.policy as Record<string, unknown>).commit, head);
+});
+
+test('serve: SIGTERM stops it with exit 0 and removes its sockets', async () => {
+  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+  child.kill('SIGTERM');
+  assert.is(await exited, 0);
+  assert.not.ok(existsSync(join(runDir, 'control.sock')));
+  assert.not.ok(existsSync(join(runDir, 'vm', 'guest1.sock')));
+});
+
+test.run();
