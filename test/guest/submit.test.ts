@@ -1,6 +1,7 @@
 // lib/guest's submit() against a fake host (lib/protocol's HostSession behind a unix socket):
 // the whole conversation of one offload, and each way it can end.
 import { writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -212,6 +213,16 @@ async function rejects(f: () => Promise<unknown>, pattern: RegExp): Promise<void
   }
   assert.unreachable('expected a UsageError');
 }
+
+test('an already-open duplex stream works as the port', async () => {
+  const h = await host({ onRun: (ctx) => { ctx.stdout('via duplex\n'); ctx.exit(0); } });
+  const socket = connect(h.path);
+  await new Promise((resolve) => socket.once('connect', resolve));
+  const r = await go(h, { measurement: M1, port: socket });
+  assert.is(r.result.status, 0, r.stderr);
+  assert.is(r.stdout, 'via duplex\n');
+  assert.ok(socket.destroyed, 'submit closes the channel it was given');
+});
 
 test('bad options throw UsageError; an unreadable file → 66 without contacting the host', async () => {
   const h = await host({});
