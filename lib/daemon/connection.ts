@@ -79,8 +79,20 @@ export class VmConnection {
 
   #feed(chunk: Uint8Array): void {
     if (this.#closed) return;
-    this.#handle(this.#decoder.feed(chunk));
-    this.#armFrameTimer();
+    this.#guard(() => {
+      this.#handle(this.#decoder.feed(chunk));
+      this.#armFrameTimer();
+    });
+  }
+
+  /** A bug met while serving this guest ends this connection, never the daemon or another VM. */
+  #guard(step: () => void): void {
+    try {
+      step();
+    } catch (err) {
+      this.#ctx.log.error(`VM ${this.vm.name}: internal error, closing its connection: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`, { vm: this.vm.name });
+      this.close('internal error');
+    }
   }
 
   /** Run the frame timer while the decoder holds part of a frame; restart it when a new frame begins. */
@@ -99,8 +111,10 @@ export class VmConnection {
     this.#frameTimer = setTimeout(() => {
       this.#frameTimer = undefined;
       this.#ctx.log.debug(`VM ${this.vm.name}: frame at stream offset ${start} incomplete after ${this.#session.limits.frameTimeoutMs} ms; abandoned`, { vm: this.vm.name });
-      this.#handle(this.#decoder.abandonPartial());
-      this.#armFrameTimer();
+      this.#guard(() => {
+        this.#handle(this.#decoder.abandonPartial());
+        this.#armFrameTimer();
+      });
     }, this.#session.limits.frameTimeoutMs);
   }
 
@@ -138,7 +152,7 @@ export class VmConnection {
           const work: Work = { ticket: a.ticket, requestId: a.requestId, request: a.request, chunks: [], received: 0, started: performance.now(), abort: new AbortController(), done: false };
           this.#works.set(a.ticket, work);
           if (a.request.upload !== undefined) {
-            work.uploadTimer = setTimeout(() => this.#uploadTimeout(work), this.#session.limits.uploadTimeoutMs);
+            work.uploadTimer = setTimeout(() => this.#guard(() => this.#uploadTimeout(work)), this.#session.limits.uploadTimeoutMs);
           }
           break;
         }
@@ -206,7 +220,16 @@ export class VmConnection {
 
   #send(message: Message): void {
     if (this.#closed || this.#socket.destroyed) return;
-    this.#socket.write(encodeMessage(message, MAX_FRAME_CEILING));
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeMessage(message, MAX_FRAME_CEILING);
+    } catch (err) {
+      // A reply we built breaks the protocol's rules (a bug): the request still gets its one final reply.
+      this.#ctx.log.error(`VM ${this.vm.name}: cannot encode ${message.type} for request ${message.requestId}: ${err instanceof Error ? err.message : String(err)}`, { vm: this.vm.name });
+      if (message.type !== 'EXIT' && message.type !== 'DENIED') return;
+      bytes = encodeMessage({ type: 'ERROR', requestId: message.requestId, body: errorBody('internal', 'the host could not encode its reply (see its log)') }, MAX_FRAME_CEILING);
+    }
+    this.#socket.write(bytes);
   }
 
   #teardown(why: string): void {

@@ -139,43 +139,60 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const vms = new Map<string, VmEntry>();
   let closing = false;
 
+  const appendAudit = (record: Parameters<AuditLog['append']>[0]): void => {
+    try {
+      audit.append(record);
+    } catch (err) {
+      log.error(`AUDIT LOG FAILED: ${err instanceof Error ? err.message : String(err)}`, { event: String(record.event) });
+    }
+  };
+
+  // Never rejects: SIGHUP and the watcher fire and forget.
   const reload = (): Promise<ReloadResult> =>
-    reloadLock.run(async () => {
-      let next: PolicySnapshot;
-      try {
-        next = loadPolicySnapshot(options.policyRepo, { loadedAt: new Date().toISOString(), ...(options.requireSigned === undefined ? {} : { requireSigned: options.requireSigned }) });
-      } catch (err) {
-        if (!(err instanceof VirtOffloadError)) throw err;
-        lastError = policyErrorText(err);
-        lastFailedHead = safeHead(options.policyRepo);
-        const kept = snapshot === undefined ? 'NO POLICY IS LOADED: every request is denied' : `keeping the last good policy (commit ${snapshot.commit ?? 'unknown'})`;
-        log.error(`POLICY RELOAD FAILED, ${kept}: ${lastError}`, { repo: options.policyRepo });
-        audit.append({ event: 'policy-reload', ok: false, error: lastError.slice(0, 8192), commit: snapshot?.commit ?? null });
-        return { ok: false, commit: snapshot?.commit, error: lastError };
-      }
-      const previous = snapshot?.commit;
-      snapshot = next;
-      lastError = undefined;
-      lastFailedHead = undefined;
-      audit.append({ event: 'policy-reload', ok: true, commit: next.commit ?? null, previous: previous ?? null, files: next.files.length });
-      log.info(`policy loaded: commit ${next.commit ?? '(not a git commit)'}, ${next.binaries.size} binaries, ${next.index.size} measurements`, { commit: next.commit });
-      if (next.files.length === 0) {
-        // Like `store gc`: an empty repository is far more likely a wrong --repo than a wish to uninstall everything.
-        log.warn(`policy repository ${options.policyRepo} has no *.policy files: everything is denied, the store is left as it is`);
-        return { ok: true, commit: next.commit, storeChanges: 0 };
-      }
-      let changes = 0;
-      await storeLock.run(() =>
-        reconcile(store, next, {
-          log: (r) => {
-            changes++;
-            audit.append({ event: 'store', ...r });
-            (r.action.endsWith('failed') ? log.error : log.info)(`store: ${r.action} ${r.measurement} ${r.name ?? ''} ${r.version ?? ''} (${r.reason})`, { measurement: r.measurement });
-          },
-        }),
-      );
-      return { ok: true, commit: next.commit, storeChanges: changes };
+    reloadLock.run(() => reloadOnce()).catch((err: unknown) => {
+      const error = err instanceof Error ? err.message : String(err);
+      log.error(`POLICY RELOAD FAILED unexpectedly: ${err instanceof Error ? (err.stack ?? error) : error}`);
+      return { ok: false, commit: snapshot?.commit, error };
     });
+
+  const reloadOnce = async (): Promise<ReloadResult> => {
+    let next: PolicySnapshot;
+    try {
+      next = loadPolicySnapshot(options.policyRepo, { loadedAt: new Date().toISOString(), ...(options.requireSigned === undefined ? {} : { requireSigned: options.requireSigned }) });
+    } catch (err) {
+      if (!(err instanceof VirtOffloadError)) throw err;
+      lastError = policyErrorText(err);
+      lastFailedHead = safeHead(options.policyRepo);
+      const kept = snapshot === undefined ? 'NO POLICY IS LOADED: every request is denied' : `keeping the last good policy (commit ${snapshot.commit ?? 'unknown'})`;
+      log.error(`POLICY RELOAD FAILED, ${kept}: ${lastError}`, { repo: options.policyRepo });
+      appendAudit({ event: 'policy-reload', ok: false, error: lastError.slice(0, 8192), commit: snapshot?.commit ?? null });
+      return { ok: false, commit: snapshot?.commit, error: lastError };
+    }
+    const previous = snapshot?.commit;
+    snapshot = next;
+    lastError = undefined;
+    lastFailedHead = undefined;
+    appendAudit({ event: 'policy-reload', ok: true, commit: next.commit ?? null, previous: previous ?? null, files: next.files.length });
+    log.info(`policy loaded: commit ${next.commit ?? '(not a git commit)'}, ${next.binaries.size} binaries, ${next.index.size} measurements`, { commit: next.commit });
+    if (next.files.length === 0) {
+      // Like `store gc`: an empty repository is far more likely a wrong --repo than a wish to uninstall everything.
+      log.warn(`policy repository ${options.policyRepo} has no *.policy files: everything is denied, the store is left as it is`);
+      return { ok: true, commit: next.commit, storeChanges: 0 };
+    }
+    let changes = 0;
+    await storeLock.run(() =>
+      reconcile(store, next, {
+        log: (r) => {
+          changes++;
+          appendAudit({ event: 'store', ...r });
+          const text = `store: ${r.action} ${r.measurement} ${r.name ?? ''} ${r.version ?? ''} (${r.reason})`;
+          if (r.action.endsWith('failed')) log.error(text, { measurement: r.measurement });
+          else log.info(text, { measurement: r.measurement });
+        },
+      }),
+    );
+    return { ok: true, commit: next.commit, storeChanges: changes };
+  };
 
   const addVm = async (vm: VmIdentity): Promise<string> => {
     if (closing) throw new VirtOffloadError('EUSAGE', 'the daemon is shutting down');

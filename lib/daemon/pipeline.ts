@@ -70,7 +70,16 @@ export interface WorkSink {
 
 export async function processWork(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: WorkSink): Promise<void> {
   try {
-    await pipeline(ctx, vm, work, sink);
+    await handleFailure(ctx, vm, work, sink, pipeline(ctx, vm, work, sink));
+  } catch (err) {
+    // Never an unhandled rejection: one request's failure must not stop the daemon.
+    ctx.log.error(`request ${work.requestId} of VM ${vm.name}: failure while reporting a failure: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`, { vm: vm.name });
+  }
+}
+
+async function handleFailure(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: WorkSink, running: Promise<void>): Promise<void> {
+  try {
+    await running;
   } catch (err) {
     if (work.done) return;
     const known = err instanceof VirtOffloadError;

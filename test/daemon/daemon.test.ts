@@ -42,6 +42,7 @@ const policyFiles = (toolStatus: string) => ({
   'binaries/hello.policy': `binary hello\nlimits wall=10s\nvms all\nversion 1 approved ${bin.hello!.m}\n`,
   'binaries/greet.policy': `binary greet\ninterpreter /bin/sh\nvms vm:vm-a\nversion 1 approved ${bin.greet!.m}\n`,
   'binaries/tool.policy': `binary tool\nvms all\nversion 1 ${toolStatus} ${bin.tool!.m}\n`,
+  'binaries/nap.policy': `binary nap\ninterpreter /bin/sh\nlimits wall=20s\nvms all\nversion 1 approved ${bin.nap!.m}\n`,
 });
 
 function audit(): Array<Record<string, unknown>> {
@@ -56,6 +57,10 @@ test.before(async () => {
   const script = join(scratch.dir, 'greet.sh');
   writeFileSync(script, '#!/bin/sh\necho "greetings, $1"\nexit 3\n');
   await add('greet', script);
+  const nap = join(scratch.dir, 'nap.sh');
+  // Only the interpreter is in the sandbox (no /usr/bin/sleep): a shell loop keeps it running.
+  writeFileSync(nap, '#!/bin/sh\necho napping\nwhile :; do :; done\n');
+  await add('nap', nap);
   mkdirSync(join(repo, 'binaries'), { recursive: true });
   run('git', ['init', '-q', repo]);
   commitPolicy(repo, policyFiles('approved'), 'approve hello, greet, tool');
@@ -274,6 +279,63 @@ test('8 VMs in parallel: every request gets exactly one final reply and one audi
   const status = await control(daemon.controlPath, { cmd: 'status' });
   assert.ok((status.vms as unknown[]).length >= 10);
   for (const n of names) assert.equal(await control(daemon.controlPath, { cmd: 'remove-vm', name: n }), { ok: true, removed: true });
+});
+
+test('CANCEL of a running request: ERROR cancelled at once, the run killed, one audit record', async () => {
+  const { encodeCancel } = await import('../../lib/protocol/index.js');
+  const g = await Guest.connect(join(runDir, 'vm', 'vm-a.sock'));
+  await g.hello();
+  const before = requestRecords().length;
+  const id = g.send({ bytes: bin.nap!.bytes });
+  await g.waitFor((m) => m.requestId === id && m.type === 'STDOUT');
+  const sleeping = () => run('sh', ['-c', 'pgrep -f "^/bin/sh /run/virt-offload/prog$" || true']).trim();
+  for (let i = 0; i < 100 && sleeping() === ''; i++) await new Promise((done) => setTimeout(done, 20));
+  assert.ok(sleeping() !== '', 'the program runs before the cancel');
+  const t0 = Date.now();
+  g.write(encodeCancel(id));
+  const r = await g.reply(id);
+  assert.ok(Date.now() - t0 < 3000);
+  assert.is(r.final.type, 'ERROR');
+  if (r.final.type === 'ERROR') assert.is(r.final.body.code, 'cancelled');
+  assert.is(r.finals, 1);
+  await new Promise((done) => setTimeout(done, 300));
+  const recs = requestRecords().slice(before);
+  assert.is(recs.length, 1);
+  assert.is(recs[0]!.decision, 'allow');
+  assert.is(recs[0]!.code, 'aborted');
+  assert.is(sleeping(), '', 'the sandboxed program is gone');
+  // The connection goes on.
+  assert.is((await g.submit({ measurement: bin.hello!.m })).final.type, 'EXIT');
+  g.close();
+});
+
+test('no policy loaded (the repository does not parse): every request is DENIED no-policy', async () => {
+  const dir = join(scratch.dir, 'second');
+  mkdirSync(join(dir, 'repo'), { recursive: true });
+  writeFileSync(join(dir, 'repo', 'x.policy'), 'binary x\nversion 1 approved nonsense\n');
+  const lines: string[] = [];
+  const d2 = await startDaemon({
+    runDir: join(dir, 'run'),
+    policyRepo: join(dir, 'repo'),
+    storeDir: join(dir, 'store'),
+    auditLog: join(dir, 'audit.jsonl'),
+    sandbox: 'bwrap',
+    log: { error: (m) => lines.push(m), warn: () => {}, info: () => {}, debug: () => {} },
+  });
+  try {
+    assert.ok(lines.some((l) => l.startsWith('POLICY RELOAD FAILED, NO POLICY IS LOADED')));
+    const g = await Guest.connect(await d2.addVm({ name: 'vm-a', uuid: UUID_A }));
+    await g.hello();
+    const r = await g.submit({ bytes: bin.hello!.bytes });
+    assert.is(r.final.type, 'DENIED');
+    if (r.final.type === 'DENIED') {
+      assert.is(r.final.body.code, 'no-policy');
+      assert.is(r.final.body.measurement, bin.hello!.m);
+    }
+    g.close();
+  } finally {
+    await d2.close();
+  }
 });
 
 test('control socket: bad commands get errors, not crashes', async () => {
