@@ -4,8 +4,10 @@
 //
 // A port device differs from a socket in one way that matters (research/platform.md, pitfall
 // 7): while the host end is not connected, the guest reads end-of-file, again and again, and
-// the host may connect later. So a device read that returns nothing is reported as an empty
-// chunk ("nothing now"), never as the end of the stream; the client decides what it means.
+// the host may connect later; a write blocks until it does (Linux virtio_console:
+// will_write_block() is true while !host_connected). So a device read that returns nothing is
+// reported as an empty chunk ("nothing now"), never as the end of the stream; the client
+// decides what it means, and bounds its waits with its own timers.
 import { close, open, read, stat, write } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
