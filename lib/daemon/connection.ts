@@ -8,7 +8,8 @@
 //  - a frame left incomplete for frameTimeoutMs is abandoned (decoder.abandonPartial);
 //  - an upload not finished within uploadTimeoutMs ends with ERROR timeout;
 //  - more than maxGarbageBytes of garbage or maxErrors refused frames since the guest's last
-//    HELLO: the guest is not speaking the protocol, and the connection is closed.
+//    HELLO: the guest is not speaking the protocol, and the connection is closed;
+//  - more than maxQueuedBytes of replies waiting for a guest that does not read: closed too.
 import type { Socket } from 'node:net';
 import type { VmIdentity } from '../policy/index.js';
 import { type DecoderEvent, encodeMessage, ERROR_CODES, FrameDecoder, type HostAction, HostSession, MAX_FRAME_CEILING, type Message, type ProtocolLimits } from '../protocol/index.js';
@@ -19,6 +20,12 @@ export interface ConnectionBounds {
   readonly maxGarbageBytes: number;
   /** Refused frames tolerated between two guest HELLOs. */
   readonly maxErrors: number;
+  /**
+   * Reply bytes (program output above all) queued for a guest that does not read them. The
+   * exec helper cannot be paused, so a guest past this is disconnected (its runs are killed)
+   * rather than let the daemon's memory grow up to the policy's output limit per request.
+   */
+  readonly maxQueuedBytes: number;
 }
 
 export interface ConnectionStats {
@@ -230,6 +237,9 @@ export class VmConnection {
       bytes = encodeMessage({ type: 'ERROR', requestId: message.requestId, body: errorBody('internal', 'the host could not encode its reply (see its log)') }, MAX_FRAME_CEILING);
     }
     this.#socket.write(bytes);
+    if (this.#socket.writableLength > this.#bounds.maxQueuedBytes) {
+      this.#misbehaved(`${this.#socket.writableLength} bytes of replies queued, the guest does not read them (limit ${this.#bounds.maxQueuedBytes})`);
+    }
   }
 
   #teardown(why: string): void {

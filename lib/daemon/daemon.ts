@@ -35,7 +35,7 @@ export const DEFAULT_PROTOCOL_LIMITS: ProtocolLimits = Object.freeze({
   uploadTimeoutMs: 120_000,
 });
 
-export const DEFAULT_BOUNDS: ConnectionBounds = Object.freeze({ maxGarbageBytes: 1 * MiB, maxErrors: 32 });
+export const DEFAULT_BOUNDS: ConnectionBounds = Object.freeze({ maxGarbageBytes: 1 * MiB, maxErrors: 32, maxQueuedBytes: 64 * MiB });
 
 /** libvirt domain names (the policy's `vm:` members) and UUIDs. */
 const VM_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;

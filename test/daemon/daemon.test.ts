@@ -42,6 +42,7 @@ const policyFiles = (toolStatus: string) => ({
   'binaries/hello.policy': `binary hello\nlimits wall=10s\nvms all\nversion 1 approved ${bin.hello!.m}\n`,
   'binaries/greet.policy': `binary greet\ninterpreter /bin/sh\nvms vm:vm-a\nversion 1 approved ${bin.greet!.m}\n`,
   'binaries/tool.policy': `binary tool\nvms all\nversion 1 ${toolStatus} ${bin.tool!.m}\n`,
+  'binaries/spew.policy': `binary spew\ninterpreter /bin/sh\nlimits wall=20s output=1G\nvms all\nversion 1 approved ${bin.spew!.m}\n`,
   'binaries/nap.policy': `binary nap\ninterpreter /bin/sh\nlimits wall=20s\nvms all\nversion 1 approved ${bin.nap!.m}\n`,
 });
 
@@ -61,6 +62,9 @@ test.before(async () => {
   // Only the interpreter is in the sandbox (no /usr/bin/sleep): a shell loop keeps it running.
   writeFileSync(nap, '#!/bin/sh\necho napping\nwhile :; do :; done\n');
   await add('nap', nap);
+  const spew = join(scratch.dir, 'spew.sh');
+  writeFileSync(spew, `#!/bin/sh\ns=${'x'.repeat(1000)}\nwhile :; do echo "$s$s$s$s$s$s$s$s"; done\n`);
+  await add('spew', spew);
   mkdirSync(join(repo, 'binaries'), { recursive: true });
   run('git', ['init', '-q', repo]);
   commitPolicy(repo, policyFiles('approved'), 'approve hello, greet, tool');
@@ -71,6 +75,7 @@ test.before(async () => {
     auditLog: auditPath,
     sandbox: 'bwrap',
     limits: { maxFrame: 16384, uploadTimeoutMs: 2000, frameTimeoutMs: 500, maxConcurrent: 4 },
+    bounds: { maxQueuedBytes: 2 * 1024 * 1024 },
     log: { error: (m) => logLines.push(`E ${m}`), warn: (m) => logLines.push(`W ${m}`), info: (m) => logLines.push(`I ${m}`), debug: () => {} },
   });
   await daemon.addVm({ name: 'vm-a', uuid: UUID_A });
@@ -306,6 +311,24 @@ test('CANCEL of a running request: ERROR cancelled at once, the run killed, one 
   assert.is(sleeping(), '', 'the sandboxed program is gone');
   // The connection goes on.
   assert.is((await g.submit({ measurement: bin.hello!.m })).final.type, 'EXIT');
+  g.close();
+});
+
+test('a guest that does not read its output is disconnected and its run killed; the daemon does not buffer without bound', async () => {
+  const g = await Guest.connect(join(runDir, 'vm', 'vm-b.sock'));
+  await g.hello();
+  const before = requestRecords().length;
+  g.socket.pause();
+  g.send({ bytes: bin.spew!.bytes });
+  const running = () => run('sh', ['-c', 'pgrep -f "^/bin/sh /run/virt-offload/prog$" || true']).trim();
+  const t0 = Date.now();
+  while (!logLines.some((l) => /VM vm-b: disconnecting .* does not read/.test(l)) && Date.now() - t0 < 15_000) await new Promise((done) => setTimeout(done, 50));
+  assert.ok(logLines.some((l) => /VM vm-b: disconnecting .* does not read/.test(l)));
+  for (let i = 0; i < 50 && running() !== ''; i++) await new Promise((done) => setTimeout(done, 20));
+  assert.is(running(), '', 'the run was killed');
+  const recs = requestRecords().slice(before);
+  assert.is(recs.length, 1);
+  assert.is(recs[0]!.code, 'disconnected');
   g.close();
 });
 
