@@ -1,0 +1,166 @@
+// The QMP route: PLAN (gather the VM's state, compute the commands) then APPLY them one by
+// one. An attach that fails midway removes again what it added, newest first, so a VM is
+// left as it was found. Calls on one route run one at a time.
+import { UsageError } from '../errors.js';
+import { QmpExecuteError } from '../qmp/index.js';
+import { HotplugError, HotplugStepError, HotplugTimeoutError } from './errors.js';
+import { planAttach, planDetach, removeStep, type AttachPlan, type VmState } from './plan.js';
+import { gatherState, type QmpPort } from './state.js';
+import {
+  checkSocketPath,
+  DEFAULT_PORT_NAME,
+  offloadIds,
+  type AttachResult,
+  type AttachSpec,
+  type DetachResult,
+  type DetachSpec,
+  type HotplugStep,
+  type OffloadDeviceRoute,
+} from './types.js';
+
+export interface QmpRouteOptions {
+  /** How long to wait for DEVICE_DELETED after each device_del; default 10 s. */
+  unplugTimeoutMs?: number;
+}
+
+export class QmpHotplugRoute implements OffloadDeviceRoute {
+  readonly #qmp: QmpPort;
+  readonly #unplugTimeoutMs: number;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  /** `qmp` is a connected QmpClient (or anything with its execute/listen). */
+  constructor(qmp: QmpPort, options: QmpRouteOptions = {}) {
+    this.#qmp = qmp;
+    this.#unplugTimeoutMs = options.unplugTimeoutMs ?? 10_000;
+  }
+
+  /** What attach would do, without doing it. */
+  async planAttach(spec: AttachSpec): Promise<AttachPlan & { state: VmState }> {
+    const { portName, reconnect } = checkAttachSpec(spec);
+    const ids = offloadIds(portName);
+    const state = await this.#gather(spec.vm, ids);
+    return { ...planAttach(spec.vm, state, ids, portName, spec.socketPath, reconnect), state };
+  }
+
+  attach(spec: AttachSpec): Promise<AttachResult> {
+    return this.#serial(async () => {
+      const started = Date.now();
+      const portName = spec.portName ?? DEFAULT_PORT_NAME;
+      const ids = offloadIds(portName);
+      const plan = await this.planAttach(spec);
+      const done: HotplugStep[] = [];
+      for (const step of plan.steps) {
+        try {
+          await this.#apply(spec.vm, step);
+        } catch (err) {
+          throw await this.#rollBack(spec.vm, step, err, done);
+        }
+        done.push(step);
+      }
+      return {
+        vm: spec.vm,
+        portName,
+        chardevId: ids.chardev,
+        portId: ids.port,
+        bus: plan.bus,
+        steps: done,
+        alreadyAttached: done.length === 0,
+        elapsedMs: Date.now() - started,
+      };
+    });
+  }
+
+  detach(spec: DetachSpec): Promise<DetachResult> {
+    return this.#serial(async () => {
+      const started = Date.now();
+      const portName = spec.portName ?? DEFAULT_PORT_NAME;
+      const ids = offloadIds(portName);
+      const steps = planDetach(await this.#gather(spec.vm, ids), ids);
+      for (const step of steps) {
+        try {
+          await this.#apply(spec.vm, step);
+        } catch (err) {
+          throw err instanceof HotplugError ? err : new HotplugStepError(spec.vm, step.summary, err);
+        }
+      }
+      return { vm: spec.vm, portName, steps, alreadyDetached: steps.length === 0, elapsedMs: Date.now() - started };
+    });
+  }
+
+  #serial<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.#queue.then(work);
+    this.#queue = result.catch(() => {});
+    return result;
+  }
+
+  async #gather(vm: string, ids: ReturnType<typeof offloadIds>): Promise<VmState> {
+    try {
+      return await gatherState(this.#qmp, ids);
+    } catch (err) {
+      throw new HotplugStepError(vm, 'reading the VM’s devices and chardevs', err);
+    }
+  }
+
+  async #apply(vm: string, step: HotplugStep): Promise<void> {
+    if (step.kind === 'remove-port' || step.kind === 'remove-controller') return this.#deleteDevice(vm, step.id);
+    await this.#qmp.execute(step.command, step.arguments);
+  }
+
+  /**
+   * device_del, then wait for DEVICE_DELETED of that id (armed before the command, so it cannot
+   * be missed). A device already gone counts as removed; one whose unplug is already pending
+   * (an earlier call timed out) is waited for again.
+   */
+  async #deleteDevice(vm: string, id: string): Promise<void> {
+    const listener = this.#qmp.listen({ names: ['DEVICE_DELETED'], predicate: (e) => e.data['device'] === id || e.data['path'] === `/machine/peripheral/${id}` });
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      try {
+        await this.#qmp.execute('device_del', { id });
+      } catch (err) {
+        if (err instanceof QmpExecuteError && err.errorClass === 'DeviceNotFound') return;
+        if (!(err instanceof QmpExecuteError && /already in the process of unplug/i.test(err.description))) throw err;
+      }
+      const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.#unplugTimeoutMs)));
+      const outcome = await Promise.race([listener.next(), timeout]);
+      if (outcome === 'timeout') throw new HotplugTimeoutError(vm, id, this.#unplugTimeoutMs);
+      if (outcome.done) throw new Error(`the QMP session ended while waiting for DEVICE_DELETED of ${id}`);
+    } finally {
+      clearTimeout(timer);
+      listener.close();
+    }
+  }
+
+  /** Undo `done` newest first; the error to throw says what failed and what was undone. */
+  async #rollBack(vm: string, failed: HotplugStep, cause: unknown, done: readonly HotplugStep[]): Promise<HotplugError> {
+    const error = cause instanceof HotplugStepError ? cause : new HotplugStepError(vm, failed.summary, cause);
+    const undone: string[] = [];
+    const problems: string[] = [];
+    for (const step of [...done].reverse()) {
+      const undo = removeStep(step.kind === 'add-port' ? 'remove-port' : step.kind === 'add-controller' ? 'remove-controller' : 'remove-chardev', step.id);
+      try {
+        await this.#apply(vm, undo);
+        undone.push(undo.summary);
+      } catch (err) {
+        problems.push(`${undo.summary}: ${err instanceof Error ? err.message : String(err)}`);
+        // Later undos depend on this one (a chardev in use cannot be removed): stop here.
+        break;
+      }
+    }
+    if (undone.length > 0) error.rolledBack = undone.join('; ');
+    if (problems.length > 0) error.rollbackProblem = problems.join('; ');
+    if (undone.length > 0 || problems.length > 0) {
+      error.message += ` (rolled back: ${undone.join('; ') || 'nothing'}${problems.length > 0 ? `; could not undo: ${problems.join('; ')}` : ''})`;
+    }
+    return error;
+  }
+}
+
+function checkAttachSpec(spec: AttachSpec): { portName: string; reconnect: number } {
+  checkSocketPath(spec.socketPath);
+  const reconnect = spec.reconnectSeconds ?? 1;
+  if (!Number.isSafeInteger(reconnect) || reconnect < 1) throw new UsageError(`reconnect interval must be a whole number of seconds ≥ 1, got ${reconnect}`, '--reconnect');
+  return { portName: spec.portName ?? DEFAULT_PORT_NAME, reconnect };
+}
+
+export type { QmpPort } from './state.js';
