@@ -263,6 +263,49 @@ A program may itself exit with one of these; the message on stderr tells them ap
     process.exit(await runSubmit(operands, opts));
   });
 
+// ---- attach / detach: hot-plug the offload port over QMP -------------------------------
+program
+  .command('attach')
+  .summary('hot-plug the offload port into a running QEMU over its QMP socket')
+  .description(`Give a running VM the virtio-serial port NAME whose chardev connects to the daemon's socket
+for that VM (QEMU is the client and retries every second, so a daemon restart heals). Adds only
+what is missing: our chardev, a virtio-serial-pci controller when the VM has no virtio-serial bus
+(on pc onto pci.0, on q35 behind a free pcie-root-port), the port. Running it again is a no-op.
+A step that fails removes what this run added.`)
+  .option('--qmp <socket>', "the VM's QMP unix socket (required)")
+  .option('--socket <path>', "the daemon's listening socket for this VM, absolute (required)")
+  .option('--name <name>', 'port name the guest sees', 'virt-offload.0')
+  .option('--timeout <seconds>', 'wait this long for QEMU to confirm a removal when undoing', '10')
+  .option('--json', 'print the result (steps carried out) as JSON')
+  .addHelpText('after', `
+Example:
+  virt-offload attach --qmp /run/vm1/qmp.sock --socket /run/virt-offload/vm/vm1.sock
+Exit codes: 0 attached (or already was), 1 failed (the QMP command, QEMU's error class and
+description are named; what this run added was removed), 2 usage.`)
+  .action(async (opts: Record<string, unknown>) => {
+    const { runAttach } = await import('./commands/attach.js');
+    process.exitCode = await runAttach(opts);
+  });
+
+program
+  .command('detach')
+  .summary('remove the offload port (and our controller and chardev) from a running QEMU')
+  .description(`Remove the port NAME that attach added: device_del and wait for QEMU's DEVICE_DELETED, then our
+virtio-serial-pci controller if attach added it and nothing else is on it, then our chardev.
+A VM without them is left alone (exit 0).`)
+  .option('--qmp <socket>', "the VM's QMP unix socket (required)")
+  .option('--name <name>', 'port name', 'virt-offload.0')
+  .option('--timeout <seconds>', "wait this long for each DEVICE_DELETED (a PCI unplug needs the guest OS's consent)", '10')
+  .option('--json', 'print the result (steps carried out) as JSON')
+  .addHelpText('after', `
+Example:
+  virt-offload detach --qmp /run/vm1/qmp.sock
+Exit codes: 0 detached (or nothing was attached), 1 failed (e.g. no DEVICE_DELETED in time), 2 usage.`)
+  .action(async (opts: Record<string, unknown>) => {
+    const { runDetach } = await import('./commands/detach.js');
+    process.exitCode = await runDetach(opts);
+  });
+
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof CommanderError) {
     // Commander has already printed its message (or the help / version text).

@@ -1,0 +1,58 @@
+// `virt-offload attach --qmp SOCKET --socket DAEMON_SOCK [--name NAME] [--json]`: hot-plug the
+// offload port into a running QEMU over its QMP socket (lib/hotplug's QMP route).
+import { UsageError } from '../../lib/errors.js';
+import { QmpHotplugRoute, type HotplugStep } from '../../lib/hotplug/index.js';
+import { QmpClient } from '../../lib/qmp/index.js';
+import { EXIT, reportFailure } from '../exit.js';
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/** Connect to QMP, run `work` with a route over that session, always disconnect. */
+export async function withQmpRoute<T>(qmpSocket: string, unplugTimeoutMs: number, work: (route: QmpHotplugRoute) => Promise<T>): Promise<T> {
+  const qmp = new QmpClient();
+  await qmp.connect(qmpSocket);
+  try {
+    return await work(new QmpHotplugRoute(qmp, { unplugTimeoutMs }));
+  } finally {
+    await qmp.disconnect();
+  }
+}
+
+/** --timeout SECONDS → ms (default 10 s), for DEVICE_DELETED waits. */
+export function unplugTimeout(raw: unknown): number {
+  if (raw === undefined) return 10_000;
+  const seconds = Number(raw);
+  if (!(seconds > 0) || !Number.isFinite(seconds) || seconds > 3600) throw new UsageError(`--timeout ${String(raw)}: expected seconds, more than 0 and at most 3600`, '--timeout');
+  return Math.round(seconds * 1000);
+}
+
+export function required(opts: Record<string, unknown>, key: string, flag: string): string {
+  const value = str(opts[key]);
+  if (value === undefined || value === '') throw new UsageError(`${flag} is required`, flag);
+  return value;
+}
+
+export function printSteps(steps: readonly HotplugStep[]): void {
+  for (const s of steps) process.stdout.write(`  ${s.command}: ${s.summary}\n`);
+}
+
+export async function runAttach(opts: Record<string, unknown>): Promise<number> {
+  try {
+    const qmpSocket = required(opts, 'qmp', '--qmp');
+    const socketPath = required(opts, 'socket', '--socket');
+    const portName = str(opts.name);
+    const timeout = unplugTimeout(opts.timeout);
+    const result = await withQmpRoute(qmpSocket, timeout, (route) => route.attach({ vm: qmpSocket, socketPath, ...(portName !== undefined ? { portName } : {}) }));
+    if (opts.json === true) {
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+    } else if (result.alreadyAttached) {
+      process.stdout.write(`already attached: port ${result.portName} (${result.portId} on ${result.bus}, chardev ${result.chardevId} → ${socketPath}); nothing to do\n`);
+    } else {
+      process.stdout.write(`attached port ${result.portName} (${result.portId} on ${result.bus}, chardev ${result.chardevId} → ${socketPath}) in ${result.elapsedMs} ms:\n`);
+      printSteps(result.steps);
+    }
+    return EXIT.ok;
+  } catch (err) {
+    return reportFailure(err);
+  }
+}
