@@ -2,14 +2,14 @@
 //   measure (bufferReader over the upload) → decide (active snapshot, this VM) →
 //   DENIED, or install into the store → run (exec, sandboxed) → STDOUT/STDERR… → EXIT.
 // Every request that began gets exactly one audit record, appended and flushed before its
-// final reply is written (principle 4): on the decision path here, or in `abortWork` when
-// the session ended the request early (cancel, bad upload, new guest session, timeout).
+// final reply is written (principle 4): on the decision path here, or in the connection when
+// the session ended the request early (cancel, bad upload, new guest session, disconnect).
 import type { AuditLog, AuditRecord } from '../audit/index.js';
 import { VirtOffloadError } from '../errors.js';
 import { ExecError, run, type ExecConfig, type SandboxChoice } from '../exec/index.js';
 import { bufferReader, measure } from '../measure/index.js';
 import { decide, type Decision, type PolicySnapshot, type VmIdentity } from '../policy/index.js';
-import type { ErrorReport, RunRequest } from '../protocol/index.js';
+import type { ErrorReport, HostSession, RunRequest } from '../protocol/index.js';
 import { install, open, type Store } from '../store/index.js';
 import type { DaemonLog } from './log.js';
 import type { Mutex } from './mutex.js';
@@ -59,7 +59,7 @@ export interface Work {
   uploadTimer?: NodeJS.Timeout;
 }
 
-export type FinalReply = Parameters<import('../protocol/index.js').HostSession['finish']>[1];
+export type FinalReply = Parameters<HostSession['finish']>[1];
 
 /** How the pipeline talks back: output frames and the final reply go through the session. */
 export interface WorkSink {

@@ -162,6 +162,24 @@ test('an unapproved binary is DENIED with its measurement; the audit record is o
   g.close();
 });
 
+test('an upload the measurement core refuses (ELF header only): ERROR unmeasurable, audited, nothing installed', async () => {
+  const g = await Guest.connect(join(runDir, 'vm', 'vm-b.sock'));
+  await g.hello();
+  const before = requestRecords().length;
+  const r = await g.submit({ bytes: bin.hello!.bytes.subarray(0, 64) });
+  assert.is(r.final.type, 'ERROR');
+  if (r.final.type === 'ERROR') {
+    assert.is(r.final.body.code, 'unmeasurable');
+    assert.match(r.final.body.message, /program header/i);
+  }
+  const recs = requestRecords().slice(before);
+  assert.is(recs.length, 1);
+  assert.is(recs[0]!.decision, 'error');
+  assert.is(recs[0]!.code, 'unmeasurable');
+  assert.is(recs[0]!.bytes, 64);
+  g.close();
+});
+
 test('revoke: a policy commit + reload denies the next request and removes the binary from the store', async () => {
   const g = await Guest.connect(join(runDir, 'vm', 'vm-a.sock'));
   await g.hello();
