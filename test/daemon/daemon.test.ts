@@ -332,6 +332,25 @@ test('CANCEL of a running request: ERROR cancelled at once, the run killed, one 
   g.close();
 });
 
+test('a new guest HELLO aborts the previous session\'s run: program killed, one audit record, no reply for it', async () => {
+  const g = await Guest.connect(join(runDir, 'vm', 'vm-a.sock'));
+  await g.hello();
+  const before = requestRecords().length;
+  const id = g.send({ bytes: bin.nap!.bytes });
+  await g.waitFor((m) => m.requestId === id && m.type === 'STDOUT');
+  await g.hello();
+  const running = () => run('sh', ['-c', 'pgrep -f "^/bin/sh /run/virt-offload/prog$" || true']).trim();
+  for (let i = 0; i < 100 && running() !== ''; i++) await new Promise((done) => setTimeout(done, 20));
+  assert.is(running(), '', 'the run of the old session was killed');
+  await new Promise((done) => setTimeout(done, 200));
+  assert.not.ok(g.messages.some((m) => m.requestId === id && ['EXIT', 'DENIED', 'ERROR'].includes(m.type)), 'no reply to a client that is gone');
+  const recs = requestRecords().slice(before);
+  assert.is(recs.length, 1);
+  assert.is(recs[0]!.code, 'aborted');
+  assert.match(String(recs[0]!.reason), /new session/);
+  g.close();
+});
+
 test('a guest that does not read its output is disconnected and its run killed; the daemon does not buffer without bound', async () => {
   const g = await Guest.connect(join(runDir, 'vm', 'vm-b.sock'));
   await g.hello();
