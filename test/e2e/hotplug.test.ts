@@ -30,16 +30,19 @@ interface FakeDaemon {
   waitAccepted(n: number, timeoutMs: number): Promise<void>;
   lines: string[];
   open(): Promise<number>;
+  /** Stop listening and drop every connection (a daemon that died). */
   close(): Promise<void>;
 }
 
-async function fakeDaemon(dir: string): Promise<FakeDaemon> {
-  const socketPath = join(dir, 'daemon.sock');
+async function fakeDaemon(dir: string, socketPath = join(dir, 'daemon.sock')): Promise<FakeDaemon> {
   let accepted = 0;
   const lines: string[] = [];
   const wakers = new Set<() => void>();
+  const sockets = new Set<Socket>();
   const server = createServer((sock: Socket) => {
     accepted++;
+    sockets.add(sock);
+    sock.on('close', () => sockets.delete(sock));
     for (const w of [...wakers]) w();
     let buf = '';
     sock.setEncoding('utf8');
@@ -79,7 +82,11 @@ async function fakeDaemon(dir: string): Promise<FakeDaemon> {
     waitAccepted,
     lines,
     open: () => new Promise((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n)))),
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        for (const sock of sockets) sock.destroy();
+      }),
   };
 }
 
@@ -128,6 +135,8 @@ interface Rig {
   qmp: QmpClient;
   route: QmpHotplugRoute;
   daemon: FakeDaemon;
+  /** Kill the daemon and start a new one on the same socket path. */
+  restartDaemon(): Promise<FakeDaemon>;
   done(): Promise<void>;
 }
 
@@ -139,18 +148,24 @@ async function rig(machine: 'pc' | 'q35', pcieRootPorts = 0): Promise<Rig> {
   const guest = await startGuest({ image, machine, qmpSocket, ...(pcieRootPorts > 0 ? { pcieRootPorts } : {}) });
   const qmp = new QmpClient();
   await qmp.connect(qmpSocket);
-  return {
+  const rigged: Rig = {
     guest,
     qmp,
     route: new QmpHotplugRoute(qmp),
     daemon,
+    restartDaemon: async () => {
+      await rigged.daemon.close();
+      rigged.daemon = await fakeDaemon(dir, rigged.daemon.socketPath);
+      return rigged.daemon;
+    },
     done: async () => {
       await qmp.disconnect();
       await guest.stop();
-      await daemon.close();
+      await rigged.daemon.close();
       cleanup();
     },
   };
+  return rigged;
 }
 
 test('pc: attach → the guest binds the port by name and data flows both ways; detach removes it; re-attach, no-op attach, 20 cycles leak nothing', async () => {
@@ -237,6 +252,16 @@ test('q35 with one root port: attach plugs the controller behind rp1, data flows
     console.log(`q35: attach → guest round trip: ${Date.now() - t} ms`);
     const plan = await route.planAttach({ vm: 'tiny-q35', socketPath: daemon.socketPath });
     assert.equal(plan.steps, [], 'nothing left to do');
+
+    // The daemon dies and comes back on the same path: QEMU reconnects by itself (reconnect=1),
+    // the attach that the restarted daemon would ask for is a no-op, and data flows again.
+    const restarted = await r.restartDaemon();
+    const t2 = Date.now();
+    await restarted.waitAccepted(1, 5000);
+    console.log(`q35: QEMU reconnected to the restarted daemon after ${Date.now() - t2} ms`);
+    assert.is((await route.attach({ vm: 'tiny-q35', socketPath: restarted.socketPath })).alreadyAttached, true);
+    assert.match(await roundTrip(guest, 'after-restart'), /^reply: pong after-restart$/m);
+    assert.ok(restarted.lines.includes('ping after-restart'));
     assert.equal(plan.state.rootPorts.map((p) => [p.id, p.free]), [['rp1', false]]);
 
     const d = await route.detach({ vm: 'tiny-q35' });
