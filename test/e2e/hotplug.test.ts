@@ -350,4 +350,22 @@ test('an existing virtio-serial bus is reused, its controller kept on detach; a 
   }
 });
 
+test('a controller without an id is reused through its bus name', async () => {
+  const qemu = await startQemu({ machine: 'pc', extraArgs: ['-device', 'virtio-serial-pci'] });
+  const qmp = new QmpClient();
+  try {
+    await qmp.connect(qemu.qmpSocket);
+    const route = new QmpHotplugRoute(qmp);
+    const a = await route.attach({ vm: 'anon', socketPath: join(qemu.dir, 'daemon.sock') });
+    assert.equal(kinds(a), ['add-chardev', 'add-port']);
+    assert.match(a.bus, /^virtio-serial-bus\.\d+$/);
+    const parent = await qmp.execute<string>('qom-get', { path: '/machine/peripheral/vo-port0', property: 'parent_bus' });
+    assert.match(parent, new RegExp(`^/machine/peripheral-anon/device\\[\\d+\\]/virtio-backend/${a.bus.replace('.', '\\.')}$`));
+    assert.equal(kinds(await route.detach({ vm: 'anon' })), ['remove-port', 'remove-chardev']);
+  } finally {
+    await qmp.disconnect();
+    await qemu.stop();
+  }
+});
+
 test.run();
