@@ -1,6 +1,6 @@
 // `virt-offload attach|detach` against a real (paused) QEMU: ports plug and unplug without a
 // guest OS when the VM already has a virtio-serial controller (libvirt-style id virtio-serial0).
-// Runs the tsc output dist/bin/virt-offload.js (the bundle runs the same code).
+// Runs the shipped bundle dist/virt-offload.cjs (npm run build makes it).
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -9,7 +9,7 @@ import { QmpClient } from '../../lib/qmp/index.js';
 import { startQemu } from '../helpers/qemu.js';
 import { repoRoot } from '../helpers/tools.js';
 
-const cli = join(repoRoot, 'dist/bin/virt-offload.js');
+const cli = join(repoRoot, 'dist/virt-offload.cjs');
 // Not spawnSync: a blocked event loop would keep our own QMP session from closing, and QEMU
 // serves one QMP client at a time.
 const run = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
