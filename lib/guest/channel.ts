@@ -8,7 +8,7 @@
 // will_write_block() is true while !host_connected). So a device read that returns nothing is
 // reported as an empty chunk ("nothing now"), never as the end of the stream; the client
 // decides what it means, and bounds its waits with its own timers.
-import { close, open, read, stat, write } from 'node:fs';
+import { close, constants, open, read, stat, write } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ChannelError, PortNotFoundError } from './errors.js';
@@ -36,7 +36,7 @@ export async function openChannel(target: string | Duplex): Promise<ByteChannel>
   });
   if (socket) return connectSocket(target);
   const fd = await new Promise<number>((resolve, reject) => {
-    open(target, 'r+', (err, fd) => (err === null ? resolve(fd) : reject(openError(target, err))));
+    open(target, constants.O_RDWR | constants.O_NONBLOCK | constants.O_NOCTTY, (err, fd) => (err === null ? resolve(fd) : reject(openError(target, err))));
   });
   return new DeviceChannel(fd, target);
 }
@@ -124,6 +124,15 @@ class StreamChannel implements ByteChannel {
   }
 }
 
+/** Waits between retries of a port read or write that would block: short first, for latency. */
+const BACKOFF_MS = [0, 1, 1, 2, 4, 8, 16, 20] as const;
+
+/**
+ * A port device, opened O_NONBLOCK. Blocking reads would sit in libuv's thread pool, and a
+ * process with a thread blocked in read(2) cannot exit (libuv joins its threads at exit): a
+ * client whose host went quiet would hang instead of returning its exit status. So reads and
+ * writes that would block (EAGAIN) are retried after a short, growing wait instead.
+ */
 class DeviceChannel implements ByteChannel {
   readonly device = true;
   readonly #fd: number;
@@ -135,26 +144,39 @@ class DeviceChannel implements ByteChannel {
     this.#path = path;
   }
 
-  read(): Promise<Uint8Array | null> {
+  async read(): Promise<Uint8Array | null> {
     const buf = new Uint8Array(READ_CHUNK);
-    return new Promise((resolve, reject) => {
-      read(this.#fd, buf, 0, buf.length, null, (err, n) => {
-        if (err !== null) reject(new ChannelError(`reading ${this.#path} failed: ${err.message}`, { cause: err }));
-        else resolve(buf.subarray(0, n));
-      });
-    });
+    for (let attempt = 0; ; attempt++) {
+      if (this.#closed) return null;
+      const n = await this.#io('read', (done) => read(this.#fd, buf, 0, buf.length, null, done));
+      if (n !== undefined) return buf.subarray(0, n);
+      await pause(BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)]!);
+    }
   }
 
   async write(bytes: Uint8Array): Promise<void> {
     let at = 0;
-    while (at < bytes.length) {
-      at += await new Promise<number>((resolve, reject) => {
-        write(this.#fd, bytes, at, bytes.length - at, null, (err, n) => {
-          if (err !== null) reject(new ChannelError(`writing ${this.#path} failed: ${err.message}`, { cause: err }));
-          else resolve(n);
-        });
-      });
+    for (let attempt = 0; at < bytes.length; ) {
+      if (this.#closed) throw new ChannelError(`${this.#path} is closed`);
+      const n = await this.#io('write', (done) => write(this.#fd, bytes, at, bytes.length - at, null, done));
+      if (n === undefined) {
+        await pause(BACKOFF_MS[Math.min(attempt++, BACKOFF_MS.length - 1)]!);
+        continue;
+      }
+      at += n;
+      attempt = 0;
     }
+  }
+
+  /** One read or write: bytes done, or undefined when it would block. */
+  #io(what: string, op: (done: (err: NodeJS.ErrnoException | null, n: number) => void) => void): Promise<number | undefined> {
+    return new Promise((resolve, reject) => {
+      op((err, n) => {
+        if (err === null) resolve(n);
+        else if (err.code === 'EAGAIN' || err.code === 'EWOULDBLOCK') resolve(undefined);
+        else reject(new ChannelError(`${what} of ${this.#path} failed: ${err.message}`, { cause: err }));
+      });
+    });
   }
 
   close(): void {
@@ -162,4 +184,8 @@ class DeviceChannel implements ByteChannel {
     this.#closed = true;
     close(this.#fd, () => undefined);
   }
+}
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => (ms === 0 ? setImmediate(resolve) : setTimeout(resolve, ms)));
 }

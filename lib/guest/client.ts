@@ -190,10 +190,6 @@ function deferred<T>(): Deferred<T> {
   return d;
 }
 
-const sleep = (ms: number): Promise<'timeout'> =>
-  new Promise((resolve) => {
-    setTimeout(() => resolve('timeout'), ms).unref();
-  });
 
 class Conversation {
   readonly #channel: ByteChannel;
@@ -214,6 +210,7 @@ class Conversation {
   /** Writes go out one at a time, whole frames, in order (PONGs from the reader, DATA from the uploader). */
   #writes: Promise<void> = Promise.resolve();
   #stopped = false;
+  readonly #timers = new Set<NodeJS.Timeout>();
 
   constructor(channel: ByteChannel, o: SubmitOptions) {
     this.#channel = channel;
@@ -226,6 +223,22 @@ class Conversation {
 
   stop(): void {
     this.#stopped = true;
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+  }
+
+  /**
+   * A timer that keeps the process alive (an unref'd one could let Node exit mid-handshake,
+   * with status 0, while every other wait is on an unref'd timer too); stop() clears them.
+   */
+  #sleep(ms: number): Promise<'timeout'> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#timers.delete(timer);
+        resolve('timeout');
+      }, ms);
+      this.#timers.add(timer);
+    });
   }
 
   async run(base: RunRequest, file: { handle: FileHandle; size: number } | undefined): Promise<SubmitResult> {
@@ -251,8 +264,9 @@ class Conversation {
     }
 
     const sending = (async (): Promise<string | undefined> => {
-      await this.#send(frame);
+      // Before the write: its completion may be reported after the reader has the reply.
       this.#requestSent = true;
+      await this.#send(frame);
       if (file !== undefined) return this.#upload(file, limits.maxFrame);
       return undefined;
     })();
@@ -288,13 +302,15 @@ class Conversation {
         sent.then(() => (sentDone = true), () => undefined);
       }
       const wait = Math.max(0, Math.min(this.#retryMs, deadline - Date.now()));
-      const got = await Promise.race([
+      let got = await Promise.race([
         this.#hello.promise,
         this.#final.promise,
         this.#aborted.promise,
-        sleep(wait),
+        this.#sleep(wait),
         (sent as Promise<void>).then(() => new Promise<never>(() => undefined), (err: unknown) => ({ kind: 'channel' as const, message: (err as Error).message })),
       ]);
+      // The answer may have come while the timer fired: it counts (the reader is already past it).
+      if (got === 'timeout' && this.#hello.settled) got = await this.#hello.promise;
       if (got === 'aborted') return interrupted('interrupted while waiting for the host');
       if (got === 'timeout') {
         if (Date.now() >= deadline) {
@@ -306,7 +322,6 @@ class Conversation {
       if ('refused' in got) {
         return { status: EXIT_STATUS.hostError, outcome: 'error', error: got.refused, message: `the host refused the connection: ${got.refused.code}: ${got.refused.message}` };
       }
-      this.#ready = true;
       return { limits: got.hello.limits };
     }
   }
@@ -329,7 +344,7 @@ class Conversation {
   async #cancel(limits: ProtocolLimits): Promise<SubmitResult> {
     const result = interrupted('interrupted; the request was cancelled', limits);
     if (!this.#requestSent || this.#final.settled) return result;
-    await Promise.race([this.#send(encodeCancel(REQUEST_ID)).then(() => this.#final.promise), sleep(this.#cancelMs)]).catch(() => undefined);
+    await Promise.race([this.#send(encodeCancel(REQUEST_ID)).then(() => this.#final.promise), this.#sleep(this.#cancelMs)]).catch(() => undefined);
     return result;
   }
 
@@ -355,7 +370,7 @@ class Conversation {
             this.#fail('the host end of the port disconnected before replying');
             return;
           }
-          await sleep(this.#pollMs);
+          await this.#sleep(this.#pollMs);
           continue;
         }
         for (const event of this.#decoder.feed(chunk)) await this.#event(event);
@@ -384,7 +399,11 @@ class Conversation {
       return;
     }
     if (!this.#ready) {
-      if (m.type === 'HELLO' && m.body.role === 'host' && m.body.nonce === this.#nonce) this.#hello.resolve({ hello: m.body });
+      if (m.type === 'HELLO' && m.body.role === 'host' && m.body.nonce === this.#nonce) {
+        // Ready here, not when #handshake resumes: the next chunk may be read before it does.
+        this.#ready = true;
+        this.#hello.resolve({ hello: m.body });
+      }
       // Only an ERROR version with id 0 ends the wait: the host speaks none of our versions.
       else if (m.type === 'ERROR' && m.requestId === 0 && m.body.code === 'version') this.#hello.resolve({ refused: m.body });
       return;

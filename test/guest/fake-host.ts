@@ -57,6 +57,8 @@ export interface FakeHost {
   readonly actions: HostAction[];
   /** Bytes dropped while deaf. */
   dropped: number;
+  /** Connections accepted so far. */
+  connections: number;
   close(): Promise<void>;
 }
 
@@ -73,6 +75,7 @@ export async function startFakeHost(options: FakeHostOptions = {}): Promise<Fake
     received: [],
     actions: [],
     dropped: 0,
+    connections: 0,
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();
@@ -84,6 +87,7 @@ export async function startFakeHost(options: FakeHostOptions = {}): Promise<Fake
   };
   const server: Server = createServer((socket) => {
     sockets.add(socket);
+    host.connections++;
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => undefined);
     const started = Date.now();
