@@ -3,6 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { Duplex } from 'node:stream';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { submit, type SubmitOptions } from '../../lib/guest/index.js';
@@ -222,6 +223,32 @@ test('an already-open duplex stream works as the port', async () => {
   assert.is(r.result.status, 0, r.stderr);
   assert.is(r.stdout, 'via duplex\n');
   assert.ok(socket.destroyed, 'submit closes the channel it was given');
+});
+
+test('a reply read before the write of the REQUEST is reported done still counts', async () => {
+  // A port device's write completion can be reported after the reader has the host's reply
+  // (both run in libuv's pool): a duplex that acknowledges writes late reproduces that.
+  const h = await host({ onRun: (ctx) => ctx.deny('revoked', 'gone') });
+  const socket = connect(h.path);
+  await new Promise((resolve) => socket.once('connect', resolve));
+  const lateAck = new Duplex({
+    read() {},
+    write(chunk: Buffer, _encoding, done) {
+      socket.write(chunk);
+      setTimeout(done, 150);
+    },
+    destroy(err, done) {
+      socket.destroy();
+      done(err);
+    },
+  });
+  socket.on('data', (d: Buffer) => lateAck.push(d));
+  socket.on('close', () => lateAck.push(null));
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), 5000); // a dropped reply would wait for ever: give up as Ctrl-C would
+  const r = await go(h, { measurement: M1, port: lateAck, signal: ac.signal, timeouts: { helloRetryMs: 2000, handshakeMs: 5000 } });
+  clearTimeout(timer);
+  assert.is(r.result.status, 77, r.stderr);
 });
 
 test('bad options throw UsageError; an unreadable file → 66 without contacting the host', async () => {
