@@ -15,15 +15,9 @@ import {
 } from '../../lib/protocol/index.js';
 import { scratchDir } from '../helpers/tools.js';
 
-export const LIMITS: ProtocolLimits = Object.freeze({
-  maxFrame: 4096,
-  maxUpload: 1 << 20,
-  maxArgs: 8,
-  maxArgBytes: 256,
-  maxConcurrent: 2,
-  frameTimeoutMs: 2000,
-  uploadTimeoutMs: 60_000,
-});
+// The same small limits as the protocol tests.
+import { LIMITS } from '../protocol/helpers.js';
+export { LIMITS };
 
 export interface RunContext {
   readonly request: RunRequest;

@@ -9,6 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { measureFile } from '../../lib/io/index.js';
 import { repoRoot, requireTool, run, scratchDir } from '../helpers/tools.js';
+import { concat } from '../helpers/bytes.js';
 import { leb } from '../helpers/leb128.js';
 
 const wat2wasm = requireTool('wat2wasm', 'wabt');
@@ -29,15 +30,6 @@ function customSection(name: string, payload: Uint8Array): Uint8Array {
   return Uint8Array.from([0, ...leb(content.length), ...content]);
 }
 
-const concat = (...parts: Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-};
 
 /** Rewrite every section size as a 5-byte LEB128, as Go's linker writes them. */
 function padSectionSizes(bytes: Uint8Array): Uint8Array {
@@ -87,7 +79,7 @@ async function measureAndWrite(path: string): Promise<{ measurement: string; can
   const r = await measureFile(path, { onChunk: (c) => chunks.push(c.slice()) });
   assert.is(r.format, 'wasm');
   const canonicalPath = `${path}.canonical`;
-  writeFileSync(canonicalPath, concat(...chunks));
+  writeFileSync(canonicalPath, concat(chunks));
   return { measurement: r.measurement, canonicalPath, dropped: Number(r.details.customSectionsDropped), kept: String(r.details.customSectionsKept) };
 }
 
@@ -111,14 +103,14 @@ for (const fixture of ['dispatch', 'strings']) {
 
     const debug = (name: string, text: string) => customSection(name, new TextEncoder().encode(text));
     const extra = write(
-      concat(
+      concat([
         readFileSync(named),
         debug('producers', '\x01\x08language\x01\x03WAT\x0210'),
         debug('.debug_info', 'not really DWARF'),
         debug('.debug_str', 'main\0'),
         debug('sourceMappingURL', '\x0dmodule.map.js'),
         debug('external_debug_info', '\x0cmodule.debug'),
-      ),
+      ]),
       'extra.wasm',
     );
     run(wasmValidate, [extra]);
@@ -163,7 +155,7 @@ for (const fixture of ['dispatch', 'strings']) {
     // is a different module. Only debug-only custom sections are measured away.
     const plain = readFileSync(build(wat));
     const memInfo = Uint8Array.from([0x01, 0x04, 0x10, 0x02, 0x00, 0x00]); // WASM_DYLINK_MEM_INFO
-    const dylink = write(concat(plain.subarray(0, 8), customSection('dylink.0', memInfo), plain.subarray(8)), 'dylink.wasm');
+    const dylink = write(concat([plain.subarray(0, 8), customSection('dylink.0', memInfo), plain.subarray(8)]), 'dylink.wasm');
     run(wasmValidate, [dylink]);
     assert.match(run(wasmObjdump, ['-x', dylink]), 'mem_size     : 16', 'wabt reads it as a dylink.0 section');
 
@@ -180,7 +172,7 @@ for (const fixture of ['dispatch', 'strings']) {
 
     // Debug data next to dylink.0 still drops out.
     const named = readFileSync(build(wat, ['--debug-names']));
-    const dylinkNamed = write(concat(named.subarray(0, 8), customSection('dylink.0', memInfo), named.subarray(8), customSection('.debug_line', Uint8Array.of(1, 2))), 'dylink-named.wasm');
+    const dylinkNamed = write(concat([named.subarray(0, 8), customSection('dylink.0', memInfo), named.subarray(8), customSection('.debug_line', Uint8Array.of(1, 2))]), 'dylink-named.wasm');
     assert.is((await measureAndWrite(dylinkNamed)).measurement, withDylink.measurement);
   });
 }

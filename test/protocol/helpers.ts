@@ -62,15 +62,7 @@ export function plain(value: unknown): unknown {
   return value;
 }
 
-export function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
+export { concat } from '../helpers/bytes.js';
 
 /** Feed `chunks` to a fresh decoder and collect every event (end() included when `end`). */
 export function decodeAll(chunks: readonly Uint8Array[], options: { from: 'guest' | 'host'; maxFrame?: number; end?: boolean }): DecoderEvent[] {
