@@ -1,9 +1,9 @@
 // `virt-offload measure FILE...`: argv options → lib/measure → stdout lines and an exit code.
-import { closeSync, fchmodSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { UsageError, VirtOffloadError, type BinaryFormat } from '../../lib/errors.js';
-import { fileError, openFileReader } from '../../lib/io/index.js';
+import { createAtomicFile, fileError, openFileReader } from '../../lib/io/index.js';
 import { formatExplanation, measure, alignedScratch, type Algorithm, type MeasureResult, type Profile } from '../../lib/measure/index.js';
 import { EXIT, reportFailure } from '../exit.js';
 import { ProgressLine } from '../progress.js';
@@ -138,50 +138,8 @@ function openCanonicalSink(out: string, inputMode: number): CanonicalSink {
   if (out === '-') {
     return { write: (chunk) => writeAll(1, chunk, 'standard output'), commit: () => {}, abort: () => {} };
   }
-  const tmp = join(dirname(out), `.${basename(out)}.${randomBytes(6).toString('hex')}.tmp`);
-  let fd: number;
-  try {
-    fd = openSync(tmp, 'wx', 0o600);
-  } catch (err) {
-    throw fileError(out, 'cannot write canonical bytes to', err);
-  }
-  let open = true;
-  const close = () => {
-    if (open) closeSync(fd);
-    open = false;
-  };
-  return {
-    write: (chunk) => writeAll(fd, chunk, out),
-    commit: () => {
-      try {
-        fchmodSync(fd, inputMode & 0o755);
-        fsyncSync(fd);
-        close();
-        renameSync(tmp, out);
-        const dirFd = openSync(dirname(out), 'r');
-        try {
-          fsyncSync(dirFd);
-        } finally {
-          closeSync(dirFd);
-        }
-      } catch (err) {
-        try {
-          unlinkSync(tmp);
-        } catch {
-          /* already renamed or gone */
-        }
-        throw fileError(out, 'cannot write canonical bytes to', err);
-      }
-    },
-    abort: () => {
-      close();
-      try {
-        unlinkSync(tmp);
-      } catch {
-        /* nothing to clean up */
-      }
-    },
-  };
+  const tempPath = join(dirname(out), `.${basename(out)}.${randomBytes(6).toString('hex')}.tmp`);
+  return createAtomicFile(out, { mode: inputMode & 0o755, tempPath, what: 'canonical bytes' });
 }
 
 function writeAll(fd: number, chunk: Uint8Array, what: string): void {

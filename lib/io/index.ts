@@ -4,3 +4,5 @@ export type { FileReader } from './file-reader.js';
 export { measureFile } from './measure-file.js';
 export type { MeasureFileOptions } from './measure-file.js';
 export { readOpenFile } from './read-fd.js';
+export { createAtomicFile, fsyncDir } from './atomic-file.js';
+export type { AtomicFile, AtomicFileOptions } from './atomic-file.js';

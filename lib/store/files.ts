@@ -1,12 +1,11 @@
 // File-level work of the store: hash an installed object through one file descriptor, and
 // write a file atomically (temp file in the same directory, fsync, chmod 0444, rename, fsync
 // the directory), so a reader sees either no file or the complete one.
-import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, openSync, readSync, renameSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, renameSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { VirtOffloadError } from '../errors.js';
-import { fileError } from '../io/index.js';
+import { createAtomicFile, fileError, fsyncDir } from '../io/index.js';
 import { alignedScratch, createHasher, type Measurement } from '../measure/index.js';
-import { fsyncDir, OBJECT_MODE, octal, TEMP_MODE, tempName, unlinkIfPresent } from './layout.js';
+import { OBJECT_MODE, octal, tempName, unlinkIfPresent } from './layout.js';
 
 /** What an installed object's bytes hash to, read through `fd`. */
 export interface ObjectCheck {
@@ -85,35 +84,13 @@ export function closeQuietly(fd: number): void {
  * (no one else can open it while it is incomplete), made 0444 after fsync, then renamed.
  */
 export async function writeAtomically(dir: string, name: string, produce: (write: (chunk: Uint8Array) => void) => Promise<void> | void): Promise<void> {
-  const temp = join(dir, tempName());
-  let fd: number;
+  const file = createAtomicFile(join(dir, name), { mode: OBJECT_MODE, tempPath: join(dir, tempName()), what: 'store file' });
   try {
-    fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, TEMP_MODE);
+    await produce((chunk) => file.write(chunk));
+    file.commit();
   } catch (err) {
-    throw fileError(temp, 'cannot create store temp file', err);
-  }
-  let open = true;
-  try {
-    await produce((chunk) => writeAll(fd, chunk, temp));
-    fsyncSync(fd);
-    fchmodSync(fd, OBJECT_MODE);
-    closeSync(fd);
-    open = false;
-    renameSync(temp, join(dir, name));
-    fsyncDir(dir);
-  } catch (err) {
-    if (open) closeQuietly(fd);
-    unlinkIfPresent(temp);
-    throw err instanceof VirtOffloadError ? err : fileError(temp, 'cannot write store file', err);
-  }
-}
-
-function writeAll(fd: number, chunk: Uint8Array, path: string): void {
-  let done = 0;
-  try {
-    while (done < chunk.length) done += writeSync(fd, chunk, done, chunk.length - done);
-  } catch (err) {
-    throw fileError(path, 'cannot write store temp file', err);
+    file.abort();
+    throw err;
   }
 }
 

@@ -2,11 +2,11 @@
 // object for execution (only after re-hashing it), and recover after a crash.
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileError } from '../io/index.js';
+import { fileError, fsyncDir } from '../io/index.js';
 import { alignedScratch, ALGORITHMS, tryParseMeasurement, type Algorithm, type Measurement } from '../measure/index.js';
 import { StoreError } from './errors.js';
 import { checkObjectFile, closeQuietly, removeAtomically } from './files.js';
-import { fsyncDir, lstatOrUndefined, manifestDir, manifestPath, objectDir, objectPath, parseStoreMeasurement, TEMP_PREFIX, unlinkIfPresent, type Store } from './layout.js';
+import { lstatOrUndefined, manifestDir, manifestPath, objectDir, objectPath, parseStoreMeasurement, TEMP_PREFIX, unlinkIfPresent, type Store } from './layout.js';
 import { readManifest, type Manifest } from './manifest.js';
 
 export interface ListedObject {

@@ -7,9 +7,9 @@
 // Every directory is 0755 and owned by root (or the user running the store): nobody else,
 // in particular the sandbox's uid, may create, rename or replace anything in it.
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, realpathSync, statSync, unlinkSync, type Stats } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, realpathSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileError } from '../io/index.js';
+import { fileError, fsyncDir } from '../io/index.js';
 import { ALGORITHMS, tryParseMeasurement, type Algorithm, type Measurement } from '../measure/index.js';
 import { StoreError } from './errors.js';
 
@@ -163,15 +163,6 @@ export function tempName(): string {
   return `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`;
 }
 
-/** Make a rename or unlink in `dir` durable. */
-export function fsyncDir(dir: string): void {
-  const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 export function unlinkIfPresent(path: string): boolean {
   try {

@@ -4,10 +4,10 @@
 // again and restore the old content if it no longer builds. One edit is one file write, so a
 // reader (the daemon, `policy check`) sees the old or the new file, never a mix.
 import { randomBytes } from 'node:crypto';
-import { closeSync, fchmodSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { UsageError, VirtOffloadError } from '../../../lib/errors.js';
-import { fileError } from '../../../lib/io/index.js';
+import { createAtomicFile, fileError } from '../../../lib/io/index.js';
 import { loadPolicyWorkTree } from '../../../lib/policy/loader.js';
 import { buildSnapshot, formatMember, formatVersionLine, parseMember, parsePolicyFile, PolicyError, renderBinaryFile, type BinaryPolicy, type PolicySnapshot, type PolicySource, type VmsSpec } from '../../../lib/policy/index.js';
 
@@ -110,32 +110,15 @@ function currentText(abs: string): string | undefined {
 
 /** Temp file beside the target, fsync, rename over it, fsync the directory. */
 export function atomicWrite(abs: string, text: string, mode = 0o644): void {
-  const dir = dirname(abs);
-  const tmp = join(dir, `.${randomBytes(6).toString('hex')}.policy-write.tmp`);
-  let fd: number | undefined;
+  // A hidden temp name: the policy loader skips dot-files, so a reader never parses it.
+  const tempPath = join(dirname(abs), `.${randomBytes(6).toString('hex')}.policy-write.tmp`);
+  const file = createAtomicFile(abs, { mode, tempPath, what: 'policy file' });
   try {
-    fd = openSync(tmp, 'wx', 0o600);
-    fchmodSync(fd, mode);
-    const bytes = Buffer.from(text, 'utf8');
-    for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = undefined;
-    renameSync(tmp, abs);
-    const dirFd = openSync(dir, 'r');
-    try {
-      fsyncSync(dirFd);
-    } finally {
-      closeSync(dirFd);
-    }
+    file.write(Buffer.from(text, 'utf8'));
+    file.commit();
   } catch (err) {
-    if (fd !== undefined) closeSync(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* renamed already, or never created */
-    }
-    throw fileError(abs, 'cannot write', err);
+    file.abort();
+    throw err;
   }
 }
 
