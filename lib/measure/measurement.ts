@@ -2,8 +2,11 @@
 export type Algorithm = 'sha256' | 'blake3';
 export const ALGORITHMS: readonly Algorithm[] = ['sha256', 'blake3'];
 
-const DIGEST_HEX_LENGTH: Record<Algorithm, number> = { sha256: 64, blake3: 64 };
-const MEASUREMENT = /^(sha256|blake3):([0-9a-f]+)$/;
+/**
+ * The exact written form: a known algorithm and its digest in lowercase hex (both digests
+ * are 256 bits). The policy format and the guest protocol use this same pattern.
+ */
+export const MEASUREMENT_PATTERN = /^(?:sha256|blake3):[0-9a-f]{64}$/;
 
 export interface Measurement {
   readonly algo: Algorithm;
@@ -16,11 +19,9 @@ export function formatMeasurement(algo: Algorithm, hexDigest: string): string {
 
 /** Parse `<algo>:<hex>`; undefined unless the algorithm is known and the digest has its exact length. */
 export function tryParseMeasurement(text: string): Measurement | undefined {
-  const m = MEASUREMENT.exec(text);
-  if (m === null) return undefined;
-  const algo = m[1] as Algorithm;
-  const hexDigest = m[2]!;
-  return hexDigest.length === DIGEST_HEX_LENGTH[algo] ? { algo, hex: hexDigest } : undefined;
+  if (!MEASUREMENT_PATTERN.test(text)) return undefined;
+  const colon = text.indexOf(':');
+  return { algo: text.slice(0, colon) as Algorithm, hex: text.slice(colon + 1) };
 }
 
 export function isAlgorithm(value: string): value is Algorithm {

@@ -1,5 +1,6 @@
 // The shapes of every name a policy file may contain. Names are checked with anchored
 // regular expressions of bounded length, so a value is either exactly right or refused.
+import { MEASUREMENT_PATTERN } from '../measure/pure.js';
 
 export const BINARY_NAME = /^[a-z0-9][a-z0-9._+-]{0,63}$/;
 export const GROUP_NAME = BINARY_NAME;
@@ -8,13 +9,8 @@ export const DOMAIN_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
 export const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 export const VERSION = /^[0-9A-Za-z][0-9A-Za-z.+~_-]{0,63}$/;
 
-/**
- * A measurement as written in a policy: `<algo>:<64 lowercase hex>`. This mirrors
- * lib/measure/measurement.ts `tryParseMeasurement` (a test keeps the two in step): the pure
- * typecheck cannot follow lib/measure/index.ts, whose digest.ts imports node:crypto, and the
- * layer rules forbid importing measurement.ts past the barrel.
- */
-export const MEASUREMENT = /^(?:sha256|blake3):[0-9a-f]{64}$/;
+/** A measurement as written in a policy: `<algo>:<64 lowercase hex>`, the measurement core's own pattern. */
+export const MEASUREMENT = MEASUREMENT_PATTERN;
 
 export function isMeasurement(text: string): boolean {
   return MEASUREMENT.test(text);

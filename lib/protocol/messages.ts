@@ -23,13 +23,14 @@ import {
 } from './frame.js';
 import { type JsonObject, type JsonValue, parseJsonObject } from './json.js';
 import { encodeUtf8 } from './utf8.js';
+import { MEASUREMENT_PATTERN } from '../measure/pure.js';
 
 /** The message-level protocol versions this implementation speaks. */
 export const PROTOCOL_VERSIONS: readonly number[] = Object.freeze([1]);
 
 /** Shapes of names and tokens; anchored and bounded, so a value is exactly right or refused. */
 export const NONCE = /^[A-Za-z0-9_-]{8,64}$/;
-export const MEASUREMENT = /^(?:sha256|blake3):[0-9a-f]{64}$/;
+export const MEASUREMENT = MEASUREMENT_PATTERN;
 export const BINARY_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
 export const VERSION = /^[0-9A-Za-z][0-9A-Za-z.+~_-]{0,63}$/;
 export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
