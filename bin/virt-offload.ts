@@ -222,6 +222,7 @@ policy; a failed reload keeps the last good one. Stops on SIGTERM or SIGINT.`)
   .option('--max-upload <bytes>', 'largest binary a guest may upload (default 64 MiB)')
   .option('--max-concurrent <n>', 'requests in flight per VM (default 4)')
   .option('--watch-interval <ms>', 'check the policy repository HEAD this often, 0 to only reload on SIGHUP', '5000')
+  .option('--patch-dir <dir>', 'VCDIFF deltas (*.vcdiff, between canonical images) a reload may apply to an installed version to install its approved successor')
   .option('--log-level <level>', 'error, warn, info or debug', 'info')
   .option('--json', 'log JSON lines instead of journald-style text')
   .addHelpText('after', `

@@ -43,6 +43,7 @@ export async function runServe(opts: Record<string, unknown>): Promise<number> {
       limits: { ...(maxUpload === undefined ? {} : { maxUpload }), ...(maxConcurrent === undefined ? {} : { maxConcurrent }) },
       watchIntervalMs: watch ?? 5000,
       ...(str(opts.requireSigned) === undefined ? {} : { requireSigned: str(opts.requireSigned)! }),
+      ...(str(opts.patchDir) === undefined ? {} : { patchDir: str(opts.patchDir)! }),
     });
     process.on('SIGHUP', () => {
       log.info('SIGHUP: reloading the policy');

@@ -20,6 +20,7 @@ import { VmConnection, type ConnectionBounds, type ConnectionStats } from './con
 import { handleControl } from './control.js';
 import { type DaemonLog, silentLog } from './log.js';
 import { Mutex } from './mutex.js';
+import { patchSource } from './patch-source.js';
 import type { PipelineContext } from './pipeline.js';
 
 const MiB = 1024 * 1024;
@@ -58,6 +59,11 @@ export interface DaemonOptions {
   readonly requireSigned?: string;
   /** Poll the policy repo's HEAD this often (ms) and reload when it moved; 0 (default) off. */
   readonly watchIntervalMs?: number;
+  /**
+   * Directory of VCDIFF deltas (*.vcdiff) between canonical images: a reload builds a newly
+   * approved version from one of them and an installed version of the same binary (patch-source.ts).
+   */
+  readonly patchDir?: string;
 }
 
 export interface ReloadResult {
@@ -138,6 +144,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   };
   const vms = new Map<string, VmEntry>();
   let closing = false;
+  const sources = options.patchDir === undefined ? undefined : patchSource({ dir: resolve(options.patchDir), store, log, maxBytes: limits.maxUpload });
 
   const appendAudit = (record: Parameters<AuditLog['append']>[0]): void => {
     try {
@@ -182,6 +189,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     let changes = 0;
     await storeLock.run(() =>
       reconcile(store, next, {
+        ...(sources === undefined ? {} : { sources }),
         log: (r) => {
           changes++;
           appendAudit({ event: 'store', ...r });
