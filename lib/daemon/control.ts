@@ -2,14 +2,22 @@
 // per command, in order. The socket is 0600 (root's), so whoever speaks here is trusted;
 // its input is still checked (size, shape) so a broken client gets an error, not a crash.
 //
+//   {"cmd":"ping"}                                → {"ok":true,"version":"…"}  (the hook's "is the daemon up?")
 //   {"cmd":"add-vm","name":"web1","uuid":"6f1c…"}  → {"ok":true,"socket":"<runDir>/vm/web1.sock"}
-//   {"cmd":"remove-vm","name":"web1"}             → {"ok":true,"removed":true}
+//   {"cmd":"add-vm",…,"attach":true,"port":"virt-offload.0"}
+//                                                 → {"ok":true,"socket":"…","attach":"scheduled"|"no-route"};
+//                                                   the device is attached AFTER this reply is written
+//                                                   (libvirt holds the domain while its hook waits)
+//   {"cmd":"remove-vm","name":"web1"}             → {"ok":true,"removed":true}  (detaches the device first)
+//   {"cmd":"remove-vm","name":"web1","uuid":"…","stopped":true}
+//                                                 → removed only if the UUID matches; no detach (QEMU is gone)
 //   {"cmd":"reload"}                              → {"ok":true,"commit":"…","storeChanges":0} | {"ok":false,"error":"…","commit":"<kept>"}
 //   {"cmd":"status"}                              → {"ok":true,"policy":{…},"vms":[…],"limits":{…}}
 //   anything else                                 → {"ok":false,"error":"…"}
 import type { Socket } from 'node:net';
 import { VirtOffloadError } from '../errors.js';
 import { decodeJsonLine, encodeJsonLine, type JsonObject, LineSplitter } from '../transport/index.js';
+import { VERSION } from '../version.js';
 import type { DaemonLog } from './log.js';
 
 /** Longest command line accepted. */
@@ -18,7 +26,10 @@ export const MAX_CONTROL_LINE = 64 * 1024;
 /** What the control socket drives (the Daemon; an interface here so the two files do not import each other). */
 export interface ControlTarget {
   addVm(vm: { readonly name: string; readonly uuid: string }): Promise<string>;
-  removeVm(name: string): Promise<boolean>;
+  attachVm(name: string, portName: string): 'scheduled' | 'no-route';
+  /** Whether the daemon has a hot-plug route (serve --libvirt). */
+  canAttach(): boolean;
+  removeVm(name: string, options?: { readonly uuid?: string; readonly stopped?: boolean }): Promise<boolean>;
   reload(): Promise<{ readonly ok: boolean; readonly commit: string | undefined }>;
   status(): object;
 }
@@ -33,8 +44,14 @@ export function handleControl(socket: Socket, daemon: ControlTarget, log: Daemon
   socket.on('data', (chunk: Buffer) => {
     try {
       splitter.push(chunk, (line) => {
-        // Commands run one after another, replies in order.
-        queue = queue.then(() => command(line, daemon, log).then(reply));
+        // Commands run one after another, replies in order; work that must wait for the
+        // reply (the hot-plug the hook asked for) runs once the reply is written.
+        queue = queue.then(() =>
+          command(line, daemon, log).then((r) => {
+            reply(r.reply);
+            r.after?.();
+          }),
+        );
       });
     } catch (err) {
       reply({ ok: false, error: err instanceof Error ? err.message : String(err) });
@@ -43,7 +60,23 @@ export function handleControl(socket: Socket, daemon: ControlTarget, log: Daemon
   });
 }
 
-async function command(line: Uint8Array, daemon: ControlTarget, log: DaemonLog): Promise<JsonObject> {
+/** Port names as lib/hotplug accepts them (checked here so a bad one is refused in the reply). */
+const PORT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+interface Outcome {
+  readonly reply: JsonObject;
+  readonly after?: () => void;
+}
+
+async function command(line: Uint8Array, daemon: ControlTarget, log: DaemonLog): Promise<Outcome> {
+  let after: (() => void) | undefined;
+  const reply = await commandReply(line, daemon, log, (fn) => {
+    after = fn;
+  });
+  return after === undefined ? { reply } : { reply, after };
+}
+
+async function commandReply(line: Uint8Array, daemon: ControlTarget, log: DaemonLog, afterReply: (fn: () => void) => void): Promise<JsonObject> {
   let msg: JsonObject;
   try {
     const decoded = decodeJsonLine(line);
@@ -55,14 +88,32 @@ async function command(line: Uint8Array, daemon: ControlTarget, log: DaemonLog):
   const cmd = msg.cmd;
   try {
     switch (cmd) {
+      case 'ping':
+        return { ok: true, version: VERSION };
       case 'add-vm': {
-        const { name, uuid } = msg;
+        const { name, uuid, attach, port } = msg;
         if (typeof name !== 'string' || typeof uuid !== 'string') return { ok: false, error: 'add-vm needs "name" and "uuid" strings' };
-        return { ok: true, socket: await daemon.addVm({ name, uuid }) };
+        if (attach !== undefined && typeof attach !== 'boolean') return { ok: false, error: 'add-vm: "attach" must be true or false' };
+        const portName = port ?? 'virt-offload.0';
+        if (typeof portName !== 'string' || !PORT_NAME.test(portName)) return { ok: false, error: `add-vm: "port" must match ${PORT_NAME.source}` };
+        const socket = await daemon.addVm({ name, uuid });
+        if (attach !== true) return { ok: true, socket };
+        // Start once the reply is out: libvirt waits for the hook that waits for this reply.
+        afterReply(() => {
+          try {
+            daemon.attachVm(name, portName);
+          } catch (err) {
+            log.error(`VM ${name}: attach not started: ${err instanceof Error ? err.message : String(err)}`, { vm: name });
+          }
+        });
+        return { ok: true, socket, attach: daemon.canAttach() ? 'scheduled' : 'no-route' };
       }
       case 'remove-vm': {
-        if (typeof msg.name !== 'string') return { ok: false, error: 'remove-vm needs a "name" string' };
-        return { ok: true, removed: await daemon.removeVm(msg.name) };
+        const { name, uuid, stopped } = msg;
+        if (typeof name !== 'string') return { ok: false, error: 'remove-vm needs a "name" string' };
+        if (uuid !== undefined && typeof uuid !== 'string') return { ok: false, error: 'remove-vm: "uuid" must be a string' };
+        if (stopped !== undefined && typeof stopped !== 'boolean') return { ok: false, error: 'remove-vm: "stopped" must be true or false' };
+        return { ok: true, removed: await daemon.removeVm(name, { ...(uuid === undefined ? {} : { uuid }), stopped: stopped === true }) };
       }
       case 'reload': {
         const r = await daemon.reload();
@@ -71,7 +122,7 @@ async function command(line: Uint8Array, daemon: ControlTarget, log: DaemonLog):
       case 'status':
         return { ok: true, ...(JSON.parse(JSON.stringify(daemon.status())) as JsonObject) };
       default:
-        return { ok: false, error: `unknown command ${JSON.stringify(String(cmd)).slice(0, 80)} (expected add-vm, remove-vm, reload, status)` };
+        return { ok: false, error: `unknown command ${JSON.stringify(String(cmd)).slice(0, 80)} (expected ping, add-vm, remove-vm, reload, status)` };
     }
   } catch (err) {
     if (err instanceof VirtOffloadError) return { ok: false, error: err.message };

@@ -18,6 +18,7 @@ import { openStore, reconcile, recover, type Store } from '../store/index.js';
 import { VERSION } from '../version.js';
 import { VmConnection, type ConnectionBounds, type ConnectionStats } from './connection.js';
 import { handleControl } from './control.js';
+import { type DeviceRouteFactory, type DeviceStatus, VmDevice } from './device.js';
 import { type DaemonLog, silentLog } from './log.js';
 import { Mutex } from './mutex.js';
 import { patchSource } from './patch-source.js';
@@ -60,6 +61,14 @@ export interface DaemonOptions {
   /** Poll the policy repo's HEAD this often (ms) and reload when it moved; 0 (default) off. */
   readonly watchIntervalMs?: number;
   /**
+   * How to hot-plug a VM's offload device when asked to attach it (the libvirt hook's add-vm):
+   * `serve --libvirt` passes LibvirtRoute; tests pass a fake. Without it, attach requests are
+   * refused in the status (no-route) and the VM's socket still works for a device added by hand.
+   */
+  readonly routeFor?: DeviceRouteFactory;
+  /** Waits between attach attempts (ms); default DEFAULT_ATTACH_RETRY_DELAYS_MS. */
+  readonly attachRetryDelaysMs?: readonly number[];
+  /**
    * Directory of VCDIFF deltas (*.vcdiff) between canonical images: a reload builds a newly
    * approved version from one of them and an installed version of the same binary (patch-source.ts).
    */
@@ -81,6 +90,8 @@ export interface VmStatus {
   readonly socket: string;
   readonly connected: boolean;
   readonly connection: ConnectionStats | undefined;
+  /** The offload device the daemon attaches (undefined: never asked to). */
+  readonly device: DeviceStatus | undefined;
 }
 
 export interface DaemonStatus {
@@ -94,8 +105,19 @@ export interface Daemon {
   readonly controlPath: string;
   /** Create the VM's socket (idempotent for the same name and UUID); returns its path. */
   addVm(vm: VmIdentity): Promise<string>;
-  /** Close the VM's socket and connection; false when it was not known. */
-  removeVm(name: string): Promise<boolean>;
+  /**
+   * Hot-plug the VM's offload device in the background (retrying while the domain is not
+   * ready): call it after answering whoever asked (the libvirt hook blocks libvirt).
+   * Returns what was scheduled.
+   */
+  attachVm(name: string, portName: string): 'scheduled' | 'no-route';
+  /** Whether attach requests can be served (a route factory was given). */
+  canAttach(): boolean;
+  /**
+   * Detach the device if the daemon attached it and the VM still runs (`stopped` false), then
+   * close the VM's socket and connection; false when it was not known (or `uuid` names another domain).
+   */
+  removeVm(name: string, options?: { readonly uuid?: string; readonly stopped?: boolean }): Promise<boolean>;
   reload(): Promise<ReloadResult>;
   status(): DaemonStatus;
   close(): Promise<void>;
@@ -106,6 +128,7 @@ interface VmEntry {
   readonly path: string;
   readonly server: Server;
   conn: VmConnection | undefined;
+  device: VmDevice | undefined;
 }
 
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
@@ -211,12 +234,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     if (known !== undefined) {
       if (known.vm.uuid === identity.uuid) return known.path;
       // Same name, another UUID: a different domain now carries the name. Its predecessor's socket must go.
-      await removeVm(vm.name);
+      await removeVm(vm.name, { stopped: true });
     }
     const path = join(vmDir, `${vm.name}.sock`);
     checkSocketPath(path);
     removeStaleSocket(path);
-    const entry: VmEntry = { vm: identity, path, server: createServer(), conn: undefined };
+    const entry: VmEntry = { vm: identity, path, server: createServer(), conn: undefined, device: undefined };
     entry.server.on('connection', (socket: Socket) => {
       if (entry.conn !== undefined && !entry.conn.closed) {
         // One port, one peer: a new connection means QEMU reconnected; the old one is dead.
@@ -233,10 +256,31 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     return path;
   };
 
-  const removeVm = async (name: string): Promise<boolean> => {
+  const attachVm = (name: string, portName: string): 'scheduled' | 'no-route' => {
+    const entry = vms.get(name);
+    if (entry === undefined) throw new VirtOffloadError('EUSAGE', `VM ${name} is not known to the daemon (add-vm first)`);
+    if (entry.device !== undefined && entry.device.portName !== portName) {
+      throw new VirtOffloadError('EUSAGE', `VM ${name} already has the offload port ${entry.device.portName}; asked for ${portName}`);
+    }
+    entry.device ??= new VmDevice({
+      vm: entry.vm,
+      socketPath: entry.path,
+      portName,
+      route: options.routeFor?.(entry.vm),
+      log,
+      ...(options.attachRetryDelaysMs === undefined ? {} : { retryDelaysMs: options.attachRetryDelaysMs }),
+    });
+    entry.device.attach();
+    return entry.device.status().state === 'no-route' ? 'no-route' : 'scheduled';
+  };
+
+  const removeVm = async (name: string, removal: { readonly uuid?: string; readonly stopped?: boolean } = {}): Promise<boolean> => {
     const entry = vms.get(name);
     if (entry === undefined) return false;
+    if (removal.uuid !== undefined && removal.uuid.toLowerCase() !== entry.vm.uuid) return false;
     vms.delete(name);
+    // Detach (when still running) while the socket still exists: QEMU's side closes cleanly.
+    await entry.device?.remove(removal.stopped === true);
     entry.conn?.close('the VM was removed');
     await new Promise<void>((done) => entry.server.close(() => done()));
     removeStaleSocket(entry.path);
@@ -246,7 +290,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
   const status = (): DaemonStatus => ({
     policy: { loaded: snapshot !== undefined, commit: snapshot?.commit, loadedAt: snapshot?.loadedAt, lastError },
-    vms: [...vms.values()].map((e) => ({ name: e.vm.name, uuid: e.vm.uuid, socket: e.path, connected: e.conn !== undefined, connection: e.conn?.stats })),
+    vms: [...vms.values()].map((e) => ({ name: e.vm.name, uuid: e.vm.uuid, socket: e.path, connected: e.conn !== undefined, connection: e.conn?.stats, device: e.device?.status() })),
     limits,
   });
 
@@ -254,6 +298,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     runDir,
     controlPath,
     addVm,
+    attachVm,
+    canAttach: () => options.routeFor !== undefined,
     removeVm,
     reload,
     status,
@@ -264,7 +310,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       await new Promise<void>((done) => control.close(() => done()));
       for (const socket of controlClients) socket.destroy();
       removeStaleSocket(controlPath);
-      for (const name of [...vms.keys()]) await removeVm(name);
+      // The devices stay: QEMU reconnects to a restarted daemon's socket by itself.
+      for (const name of [...vms.keys()]) await removeVm(name, { stopped: true });
       // Wait for a reload in progress, then let go of the log.
       await reloadLock.run(async () => undefined);
       await storeLock.run(async () => undefined);
