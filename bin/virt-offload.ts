@@ -307,6 +307,47 @@ Exit codes: 0 detached (or nothing was attached), 1 failed (e.g. no DEVICE_DELET
     process.exitCode = await runDetach(opts);
   });
 
+// ---- hook: the libvirt qemu hook ---------------------------------------------------------
+const hook = program
+  .command('hook')
+  .summary('install or remove the libvirt qemu hook that tells the daemon about opted-in domains')
+  .description(`The hook (hooks/README.md) runs when libvirt starts or stops a domain. For a domain whose
+<metadata> has <vo:offload enabled="yes"/> (namespace http://virt-offload.org/xmlns/domain/1.0)
+it asks the daemon (serve) to add the VM and hot-plug its offload port, and to remove it when
+the domain stops. It never calls libvirt and never blocks a start when the daemon is down,
+unless the domain's metadata says required="yes".`)
+  .addHelpText('after', `
+Exit codes: 0 done (or nothing to do), 1 failed (the file and why are named), 2 usage.`);
+
+hook
+  .command('install')
+  .summary('write the hook to <hooks-dir>/qemu.d/virt-offload (atomic, idempotent)')
+  .option('--hooks-dir <dir>', "libvirt's hook directory", '/etc/libvirt/hooks')
+  .option('--run-dir <dir>', "the daemon's --run-dir (the hook talks to <run-dir>/control.sock)", '/run/virt-offload')
+  .option('--node <path>', 'absolute path of the node the hook runs with (default: the one running this command)')
+  .option('--log-file <file>', 'the hook appends what it did and why to this file (libvirt drops the stderr of a hook that exits 0)', '/var/log/virt-offload/hook.log')
+  .option('--no-log-file', 'log to stderr only')
+  .option('--json', 'print the result as JSON')
+  .addHelpText('after', `
+libvirtd looks for hooks when it starts (and on SIGHUP): if no qemu hook existed then, this one
+is ignored until libvirtd reloads; the command says so when that is the case.
+Example:
+  virt-offload hook install && kill -HUP "$(cat /run/libvirtd.pid)"`)
+  .action(async (opts: Record<string, unknown>) => {
+    const { runHookInstall } = await import('./commands/hook.js');
+    process.exitCode = await runHookInstall(opts);
+  });
+
+hook
+  .command('uninstall')
+  .summary('remove <hooks-dir>/qemu.d/virt-offload (only a file the installer wrote)')
+  .option('--hooks-dir <dir>', "libvirt's hook directory", '/etc/libvirt/hooks')
+  .option('--json', 'print the result as JSON')
+  .action(async (opts: Record<string, unknown>) => {
+    const { runHookUninstall } = await import('./commands/hook.js');
+    process.exitCode = await runHookUninstall(opts);
+  });
+
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof CommanderError) {
     // Commander has already printed its message (or the help / version text).

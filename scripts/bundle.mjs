@@ -54,3 +54,13 @@ await build({
   outExtension: { '.js': '.cjs' },
 });
 chmodSync('dist/virt-offload.cjs', 0o755);
+
+// The libvirt hook: one self-contained CommonJS file (sax inside, nothing from node_modules at
+// run time) that `virt-offload hook install` copies under /etc/libvirt/hooks/qemu.d/.
+await build({
+  ...common,
+  external: [],
+  sourcemap: false,
+  entryPoints: ['dist/hooks/qemu.js'],
+  outfile: 'dist/hooks/virt-offload-qemu.cjs',
+});
