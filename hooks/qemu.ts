@@ -15,9 +15,18 @@
 // add ~120 ms to every domain start for nothing. The hook is bundled with sax (its only
 // dependency) into one CommonJS file, so it needs no node_modules where it is installed.
 import { appendFileSync, readSync } from 'node:fs';
-import { ControlError, controlRequest } from './control-client.js';
+import type { ControlError as ControlErrorType } from './control-client.js';
 import { decide, type HookAction } from './decide.js';
-import { DomainXmlError, MAX_DOMAIN_XML, readDomainFacts, type DomainFacts } from './domain-xml.js';
+import type { DomainFacts } from './domain-xml.js';
+
+// Loaded only on the path that needs them (the bundle turns these into lazy require()s): most
+// domains are not ours, and for them the hook should cost little more than Node's start.
+const loadXml = () => import('./domain-xml.js');
+const loadControl = () => import('./control-client.js');
+/** Our namespace, as text: a document without it cannot opt in (libvirt writes it verbatim). */
+const NAMESPACE_TEXT = 'http://virt-offload.org/xmlns/domain/1.0';
+/** Same value as domain-xml.ts's MAX_DOMAIN_XML (not imported: that would load sax eagerly). */
+const MAX_DOMAIN_XML = 1024 * 1024;
 
 /** Written by the installer in front of the bundle (see bin/commands/hook.ts). */
 declare const VIRT_OFFLOAD_HOOK_CONFIG: { readonly control?: string; readonly logFile?: string } | undefined;
@@ -86,9 +95,12 @@ async function main(): Promise<number> {
     log(`domain XML on stdin is ${stdin.total} bytes, more than the ${MAX_DOMAIN_XML} read: ignored, nothing done`);
     return 0;
   }
+  const xml = stdin.bytes.toString('utf8');
+  if (!xml.includes(NAMESPACE_TEXT)) return 0;
+  const { DomainXmlError, readDomainFacts } = await loadXml();
   let facts: DomainFacts;
   try {
-    facts = readDomainFacts(stdin.bytes.toString('utf8'));
+    facts = readDomainFacts(xml);
   } catch (err) {
     if (!(err instanceof DomainXmlError)) throw err;
     log(`cannot read the domain XML (${err.message}): nothing done`);
@@ -105,6 +117,7 @@ async function main(): Promise<number> {
     return action.kind === 'check' || (action.kind === 'add' && action.failStartOnError) ? 1 : 0;
   }
   const uuid = facts.uuid;
+  const { ControlError, controlRequest } = await loadControl();
   try {
     switch (action.kind) {
       case 'check': {
@@ -126,13 +139,14 @@ async function main(): Promise<number> {
     }
   } catch (err) {
     if (!(err instanceof ControlError)) throw err;
+    const e: ControlErrorType = err;
     const fatal = action.kind === 'check' || (action.kind === 'add' && action.failStartOnError);
     if (fatal) {
-      log(`${err.message}; the domain requires the offload device (required="yes"): refusing to start it`);
+      log(`${e.message}; the domain requires the offload device (required="yes"): refusing to start it`);
       return 1;
     }
     const what = action.kind === 'add' ? 'the offload device is not attached' : 'the daemon did not remove the VM';
-    log(`${err.message}; ${what}${required ? '' : ' (not required: the domain goes on)'}`);
+    log(`${e.message}; ${what}${required ? '' : ' (not required: the domain goes on)'}`);
     return 0;
   }
 }
