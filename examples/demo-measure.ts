@@ -1,6 +1,7 @@
-// `npm run demo`: the main job end to end, with the real CLI on real binaries of this host.
-// Until the daemon exists this shows the part everything rests on: a measurement that
-// ignores metadata and debug data, but not a single byte the loader maps.
+// `npm run demo:measure`: the measurement alone, with the real CLI on real binaries of this
+// host (`npm run demo`, examples/demo.ts, shows the whole offload with a guest): the part
+// everything rests on, a measurement that ignores metadata and debug data, but not a single
+// byte the loader maps.
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync, closeSync, appendFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';

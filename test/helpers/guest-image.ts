@@ -58,21 +58,30 @@ export interface GuestImage {
 export interface GuestImageOptions {
   /** Add the host's node binary and its libraries (≈100 MB more; boot with ≥ 1024 MiB). */
   withNode?: boolean;
+  /** Told about each slow step (download, extraction, initramfs) before it starts; nothing when all is cached. */
+  progress?: (step: string) => void;
 }
 
 /** Kernel and initramfs of the test guest; downloads and builds only what is missing. */
 export async function ensureGuestImage(options: GuestImageOptions = {}): Promise<GuestImage> {
   const withNode = options.withNode ?? false;
+  const progress = options.progress ?? (() => {});
   const { kernelPkg, kernelVersion, busyboxVersion } = resolvePackages();
   const packages = { [kernelPkg]: kernelVersion, 'busybox-static': busyboxVersion };
 
   const kernelDir = join(guestCacheDir, `kernel-${fileSafe(kernelPkg)}-${fileSafe(kernelVersion)}`);
-  if (!existsSync(join(kernelDir, 'done'))) await extractKernel(kernelPkg, kernelVersion, kernelDir);
+  if (!existsSync(join(kernelDir, 'done'))) {
+    progress(`kernel: apt-get download ${kernelPkg}=${kernelVersion} (~70 MB, once) and extract vmlinux + virtio modules`);
+    await extractKernel(kernelPkg, kernelVersion, kernelDir);
+  }
   const kernelRelease = readFileSync(join(kernelDir, 'done'), 'utf8').trim();
   const kernel = existsSync(join(kernelDir, 'vmlinux')) ? join(kernelDir, 'vmlinux') : join(kernelDir, 'vmlinuz');
 
   const busyboxDir = join(guestCacheDir, `busybox-${fileSafe(busyboxVersion)}`);
-  if (!existsSync(join(busyboxDir, 'done'))) await extractBusybox(busyboxVersion, busyboxDir);
+  if (!existsSync(join(busyboxDir, 'done'))) {
+    progress(`busybox: apt-get download busybox-static=${busyboxVersion} (once)`);
+    await extractBusybox(busyboxVersion, busyboxDir);
+  }
 
   const node = withNode ? hostNode() : undefined;
   const fixtures = ['init', 'vo-port'].map((f) => [f, readFileSync(join(fixturesDir, f))] as const);
@@ -82,6 +91,7 @@ export async function ensureGuestImage(options: GuestImageOptions = {}): Promise
   if (node) key.update(`node\n${node.identity}\n`);
   const initrd = join(guestCacheDir, `initrd-${fileSafe(kernelVersion)}-${key.digest('hex').slice(0, 16)}${withNode ? '-node' : ''}.cpio.gz`);
   if (!existsSync(initrd)) {
+    progress(`initramfs: busybox, modules${node ? ', node and its libraries' : ''} → ${basename(initrd)}`);
     buildInitrd(initrd, { kernelDir, busyboxDir, fixtures, node });
     // Older builds of the same variant (other versions, an edited init) are not used again.
     pruneCache((f) => f !== basename(initrd) && /^initrd-.*\.cpio\.gz$/.test(f) && f.endsWith('-node.cpio.gz') === withNode);
