@@ -9,7 +9,7 @@
 // reported as an empty chunk ("nothing now"), never as the end of the stream; the client
 // decides what it means, and bounds its waits with its own timers.
 import { close, constants, open, read, stat, write } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ChannelError, PortNotFoundError } from './errors.js';
 
@@ -129,22 +129,44 @@ const BACKOFF_MS = [0, 1, 1, 2, 4, 8, 16, 20] as const;
 
 /**
  * A port device, opened O_NONBLOCK. Blocking reads would sit in libuv's thread pool, and a
- * process with a thread blocked in read(2) cannot exit (libuv joins its threads at exit): a
- * client whose host went quiet would hang instead of returning its exit status. So reads and
- * writes that would block (EAGAIN) are retried after a short, growing wait instead.
+ * process with a thread blocked in read(2) cannot exit (libuv joins its threads at exit).
+ *
+ * Reads are event-driven while the host end is connected: the fd is handed to libuv as a pipe
+ * (virtio_console implements poll, so epoll wakes us when the host's bytes arrive). Polling
+ * with a growing wait instead added up to half the host's reply time to every round trip
+ * (a reply after 9 ms was seen after 16), and kept the guest's CPU busy meanwhile, which under
+ * TCG is the host's CPU too. The port reads end-of-file while the host end is not connected:
+ * libuv takes that for the end of the stream and stops, so from then on (and where Node has no
+ * pipe binding) reads that would block are retried after a short, growing wait, as are writes
+ * (a write waits in the kernel until the host connects; as a libuv stream it would spin on
+ * the port's POLLHUP meanwhile).
  */
 class DeviceChannel implements ByteChannel {
   readonly device = true;
   readonly #fd: number;
   readonly #path: string;
   #closed = false;
+  /** The fd in libuv's loop (it owns the fd from then on); undefined where Node has no pipe binding. */
+  readonly #events: EventReader | undefined;
+  /** Reads go through #events until its first end-of-file, then they are polled. */
+  #eventDriven: boolean;
 
   constructor(fd: number, path: string) {
     this.#fd = fd;
     this.#path = path;
+    this.#events = EventReader.open(fd);
+    this.#eventDriven = this.#events !== undefined;
   }
 
   async read(): Promise<Uint8Array | null> {
+    if (this.#eventDriven) {
+      const chunk = await this.#events!.read();
+      if (this.#closed) return null;
+      if (chunk !== 'eof') return chunk;
+      // The host end is not connected (now): nothing to read; poll from here on.
+      this.#eventDriven = false;
+      return new Uint8Array(0);
+    }
     const buf = new Uint8Array(READ_CHUNK);
     for (let attempt = 0; ; attempt++) {
       if (this.#closed) return null;
@@ -182,7 +204,93 @@ class DeviceChannel implements ByteChannel {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    close(this.#fd, () => undefined);
+    // The libuv handle owns the fd once it has it: closing it closes the fd (once).
+    if (this.#events !== undefined) this.#events.close();
+    else close(this.#fd, () => undefined);
+  }
+}
+
+interface PipeHandle {
+  open(fd: number): number;
+}
+interface PipeBinding {
+  Pipe: new (type: number) => PipeHandle;
+  constants: { SOCKET: number };
+}
+
+/**
+ * Node's pipe binding, the one way to get an fd of a character device into libuv's event loop
+ * (net.Socket({fd}) refuses anything but pipes and sockets). Undefined where it is missing.
+ */
+function pipeBinding(): PipeBinding | undefined {
+  try {
+    const binding = (process as unknown as { binding(name: string): unknown }).binding('pipe_wrap') as Partial<PipeBinding> | undefined;
+    return typeof binding?.Pipe === 'function' && typeof binding.constants?.SOCKET === 'number' ? (binding as PipeBinding) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads of an fd through libuv (epoll): chunks as they arrive, 'eof' once at the end. */
+class EventReader {
+  readonly #socket: Socket;
+  readonly #queue: Uint8Array[] = [];
+  #queued = 0;
+  #eof = false;
+  #wake: (() => void) | undefined;
+
+  private constructor(socket: Socket) {
+    this.#socket = socket;
+    socket.on('data', (chunk: Buffer) => {
+      this.#queue.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      this.#queued += chunk.byteLength;
+      if (this.#queued > HIGH_WATER) socket.pause();
+      this.#notify();
+    });
+    const end = (): void => {
+      this.#eof = true;
+      this.#notify();
+    };
+    socket.on('end', end);
+    socket.on('close', end);
+    // A read error ends event-driven reads; the polled read that follows reports it.
+    socket.on('error', end);
+  }
+
+  static open(fd: number): EventReader | undefined {
+    const binding = pipeBinding();
+    if (binding === undefined) return undefined;
+    const handle = new binding.Pipe(binding.constants.SOCKET);
+    if (handle.open(fd) !== 0) return undefined;
+    // The end of what we read is not the end of the fd: allowHalfOpen keeps Node from ending
+    // the writable side (shutdown(2)), and that side, open but never written (writes go
+    // through the fd), keeps Node from destroying the handle, which would close the fd.
+    return new EventReader(new Socket({ handle, readable: true, writable: true, allowHalfOpen: true } as ConstructorParameters<typeof Socket>[0]));
+  }
+
+  async read(): Promise<Uint8Array | 'eof'> {
+    for (;;) {
+      const chunk = this.#queue.shift();
+      if (chunk !== undefined) {
+        this.#queued -= chunk.length;
+        if (this.#queued <= HIGH_WATER / 2 && this.#socket.isPaused()) this.#socket.resume();
+        return chunk;
+      }
+      if (this.#eof) return 'eof';
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+  }
+
+  close(): void {
+    this.#socket.destroy();
+    this.#eof = true;
+    this.#notify();
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
   }
 }
 
