@@ -1,0 +1,145 @@
+// The client loop of bench/offload that runs INSIDE the tiny guest (bundled into one CommonJS
+// file by run.ts and put into the guest's initramfs). Node starts once per phase; every timing
+// is taken in this process with performance.now() around one operation, so node's start-up is
+// never counted. Prints one line `BENCH-RESULT <json>` with the samples (milliseconds).
+//
+//   rtt N          raw channel round trip: write 1 byte to the port, read the 1 byte the
+//                  bench's own listener echoes (no daemon), N times after 3 warm-ups
+//   copy N BYTES   raw byte copy: write BYTES bytes to the port in 64 KiB writes, read the
+//                  listener's 1-byte acknowledgement sent once it has them all, N times
+//   submit N M     `submit --measurement M` through lib/guest's client, N times after 2
+//                  warm-ups (each a whole conversation: port open, marker + HELLO, REQUEST,
+//                  EXIT); the program must exit 0
+//   upload N FILE  `submit FILE` (upload), N times after 1 warm-up; must exit 0
+//   parts N M      the same conversation as `submit M`, driven step by step with lib/protocol
+//                  over one open port, to time its parts: open, marker + HELLO → host HELLO,
+//                  REQUEST → EXIT, PING → PONG (samples are [open, hello, request, ping] rows)
+import { Writable } from 'node:stream';
+import { type ByteChannel, findPort, openChannel, submit } from '../../lib/guest/index.js';
+import { encodeHello, encodePing, encodeRequest, FrameDecoder, type Message, resyncMarker } from '../../lib/protocol/index.js';
+
+const PORT = 'virt-offload.0';
+const CHUNK = 64 * 1024;
+
+const sink = (): Writable =>
+  new Writable({
+    write(_chunk, _enc, done) {
+      done();
+    },
+  });
+
+async function readExactly(channel: ByteChannel, n: number): Promise<void> {
+  let got = 0;
+  while (got < n) {
+    const chunk = await channel.read();
+    if (chunk === null) throw new Error('the host closed the port');
+    got += chunk.length;
+  }
+}
+
+async function rtt(n: number): Promise<number[]> {
+  const channel = await openChannel(findPort(PORT));
+  const one = new Uint8Array([0x2a]);
+  const out: number[] = [];
+  try {
+    for (let i = 0; i < n + 3; i++) {
+      const t = performance.now();
+      await channel.write(one);
+      await readExactly(channel, 1);
+      if (i >= 3) out.push(performance.now() - t);
+    }
+  } finally {
+    channel.close();
+  }
+  return out;
+}
+
+async function copy(n: number, bytes: number): Promise<number[]> {
+  const channel = await openChannel(findPort(PORT));
+  const block = new Uint8Array(CHUNK).map((_, i) => (i * 131) & 0xff);
+  const out: number[] = [];
+  try {
+    for (let i = 0; i < n + 1; i++) {
+      const t = performance.now();
+      for (let at = 0; at < bytes; at += CHUNK) await channel.write(bytes - at >= CHUNK ? block : block.subarray(0, bytes - at));
+      await readExactly(channel, 1);
+      if (i >= 1) out.push(performance.now() - t);
+    }
+  } finally {
+    channel.close();
+  }
+  return out;
+}
+
+async function submits(n: number, warm: number, what: { measurement: string } | { file: string }): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n + warm; i++) {
+    const t = performance.now();
+    const r = await submit({ port: { name: PORT }, ...what, argv: [], stdout: sink(), stderr: process.stderr, timeouts: { handshakeMs: 20_000 } });
+    const ms = performance.now() - t;
+    if (r.status !== 0) throw new Error(`submit ${JSON.stringify(what)} ended with status ${r.status} (${r.outcome}): ${r.message ?? ''}`);
+    if (i >= warm) out.push(ms);
+  }
+  return out;
+}
+
+/** Reads messages from the host until `match` accepts one. */
+async function until(channel: ByteChannel, decoder: FrameDecoder, match: (m: Message) => boolean): Promise<Message> {
+  for (;;) {
+    const chunk = await channel.read();
+    if (chunk === null) throw new Error('the host closed the port');
+    for (const e of decoder.feed(chunk)) if (e.kind === 'message' && match(e.message)) return e.message;
+  }
+}
+
+async function parts(n: number, measurement: string): Promise<number[][]> {
+  const rows: number[][] = [];
+  for (let i = 0; i < n + 2; i++) {
+    let t = performance.now();
+    const channel = await openChannel(findPort(PORT));
+    const open = performance.now() - t;
+    try {
+      const decoder = new FrameDecoder({ from: 'host' });
+      const nonce = `bench${i}x${Math.random().toString(36).slice(2, 10)}`;
+      t = performance.now();
+      await channel.write(resyncMarker());
+      await channel.write(encodeHello({ role: 'guest', versions: [1], nonce }, 4096));
+      await until(channel, decoder, (m) => m.type === 'HELLO' && m.body.role === 'host' && m.body.nonce === nonce);
+      const hello = performance.now() - t;
+      t = performance.now();
+      await channel.write(encodeRequest(1, { argv: [], env: {}, measurement }, 4096));
+      const final = await until(channel, decoder, (m) => m.requestId === 1 && (m.type === 'EXIT' || m.type === 'DENIED' || m.type === 'ERROR'));
+      const request = performance.now() - t;
+      if (final.type !== 'EXIT') throw new Error(`request ended with ${final.type}: ${JSON.stringify('body' in final ? final.body : null)}`);
+      t = performance.now();
+      await channel.write(encodePing(7));
+      await until(channel, decoder, (m) => m.type === 'PONG' && m.requestId === 7);
+      const ping = performance.now() - t;
+      if (i >= 2) rows.push([open, hello, request, ping]);
+    } finally {
+      channel.close();
+    }
+  }
+  return rows;
+}
+
+async function main(): Promise<void> {
+  const [mode, count, arg] = process.argv.slice(2);
+  const n = Number(count);
+  let samples: number[] | number[][];
+  if (mode === 'rtt') samples = await rtt(n);
+  else if (mode === 'copy') samples = await copy(n, Number(arg));
+  else if (mode === 'submit') samples = await submits(n, 2, { measurement: arg! });
+  else if (mode === 'parts') samples = await parts(n, arg!);
+  else if (mode === 'upload') samples = await submits(n, 1, { file: arg! });
+  else throw new Error(`unknown mode ${mode}`);
+  process.stdout.write(`BENCH-RESULT ${JSON.stringify({ mode, samples })}\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stdout.write(`BENCH-FAILED ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);

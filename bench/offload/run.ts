@@ -1,0 +1,319 @@
+// bench/offload: the whole offload path, a real tiny guest (QEMU/TCG, test/helpers/guest-vm)
+// with a real virtio-serial port to a real daemon (`virt-offload serve`, the shipped bundle, in
+// its own process), against baselines measured through the same port in the same run.
+//
+// Method. The client loop runs INSIDE the guest: bench/offload/guest-main.ts, bundled into one
+// file, started once per phase with the guest's node; it times each operation with
+// performance.now() in that one process (node's start-up is never counted) and prints the
+// samples. The guest's port is a chardev that connects (reconnect=1 s) to one unix socket path,
+// the VM socket the daemon creates for the VM. For the raw baselines the bench takes the VM
+// out of the daemon (control socket `remove-vm`) and listens on that path itself; QEMU
+// reconnects to it, so the baselines go through the same QEMU, the same port and the same
+// guest driver as the submits. Each round runs, in this order:
+//   raw:    rtt     1 byte written by the guest, echoed by the bench's listener (no daemon)
+//           copy    BYTES written by the guest in 64 KiB writes, one ack byte back
+//   daemon: submit  `submit --measurement M` of an installed trivial static program (exit 0,
+//                   no libc, 9 KB): marker + HELLO, REQUEST, run in bwrap, EXIT
+//           upload  `submit FILE` of the same program grown to BYTES by a loaded segment
+//                   (measured, installed unchanged, run)
+//   host:   bare    bwrap run of the installed program with lib/exec's flags (bwrapArgs: every
+//                   namespace, binds, uid 65534), spawned from node, no daemon
+//           h-submit submit --measurement from this process over a second VM's unix socket
+//                   (no guest): the low-noise view of the daemon's cost; alternated with bare
+// Figures (p50, p90 in ms; medians over all rounds):
+//   upload ratio     copy p50 / upload p50 (same bytes; target ≥ 0.8)
+//   daemon overhead  submit p50 − (rtt p50 + bare p50)  (target ≤ 3 ms)
+//   host overhead    h-submit p50 − bare p50
+// Also: the daemon's own per-request durationMs from its audit log (integer ms).
+// Usage: node dist/bench/offload/run.js [--rounds 3] [--runs 30] [--bytes 8388608] [--uploads 4]
+// Needs: qemu-system-x86, bubblewrap, gcc, git (the guest image as test/e2e builds it).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { parseArgs } from 'node:util';
+import { build } from 'esbuild';
+import { bwrapArgs, SANDBOX_DIR } from '../../lib/exec/index.js';
+import { submit } from '../../lib/guest/index.js';
+import { measureFile } from '../../lib/io/index.js';
+import { installFile, openStore } from '../../lib/store/index.js';
+import { commitPolicy, control } from '../../test/daemon/helpers.js';
+import { ensureGuestImage } from '../../test/helpers/guest-image.js';
+import { type Guest, startGuest } from '../../test/helpers/guest-vm.js';
+import { repoRoot, requireTool, run, scratchDir } from '../../test/helpers/tools.js';
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    runs: { type: 'string', default: '30' },
+    bytes: { type: 'string', default: String(8 * 1024 * 1024) },
+    uploads: { type: 'string', default: '4' },
+  },
+});
+const rounds = Number(values.rounds);
+const runs = Number(values.runs);
+const bytes = Number(values.bytes);
+const uploads = Number(values.uploads);
+
+const gcc = requireTool('gcc', 'gcc');
+requireTool('bwrap', 'bubblewrap');
+requireTool('git', 'git');
+const node = process.execPath;
+const cli = join(repoRoot, 'dist', 'virt-offload.cjs');
+if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run build`);
+
+const pct = (xs: readonly number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
+const fmt = (ms: number): string => `${ms.toFixed(2).padStart(8)} ms`;
+const line = (name: string, xs: readonly number[], extra = ''): string => `  ${name.padEnd(34)} p50 ${fmt(pct(xs, 0.5))}   p90 ${fmt(pct(xs, 0.9))}${extra}`;
+const nullSink = (): Writable => new Writable({ write: (_c, _e, done) => done() });
+
+const UUID_GUEST = '2f0c6a1e-5b7d-4e58-9a0c-1d2e3f405162';
+const UUID_HOST = '3a9d7c1e-2a3f-4b5c-8d6e-7f8091a2b3c4';
+
+const scratch = scratchDir('vo-bench-offload-');
+// bwrap runs as 65534 and the bare baseline binds the store file in place: it must reach it.
+chmodSync(scratch.dir, 0o711);
+const runDir = join(scratch.dir, 'run');
+const vmSocket = join(runDir, 'vm', 'bench.sock');
+let daemon: ChildProcess | undefined;
+let guest: Guest | undefined;
+let daemonLog = '';
+
+/** A static program without libc: exit(0). `extra` bytes of random data in a loaded segment. */
+function buildProgram(name: string, extra: number): string {
+  const dir = join(scratch.dir, `build-${name}`);
+  mkdirSync(dir);
+  writeFileSync(join(dir, 't.c'), 'void _start(void) { __asm__ volatile("mov $60, %eax\\n xor %edi, %edi\\n syscall"); }\n');
+  const sources = [join(dir, 't.c')];
+  if (extra > 0) {
+    const blob = new Uint8Array(extra);
+    for (let i = 0; i < extra; i += 65536) crypto.getRandomValues(blob.subarray(i, Math.min(extra, i + 65536)));
+    writeFileSync(join(dir, 'blob.bin'), blob);
+    // "a": allocated, so the linker puts it in a PT_LOAD segment: measured, installed, copied.
+    writeFileSync(join(dir, 'blob.s'), `.section .benchblob,"a"\n.incbin "${join(dir, 'blob.bin')}"\n`);
+    sources.push(join(dir, 'blob.s'));
+  }
+  const out = join(scratch.dir, name);
+  run(gcc, ['-O2', '-static', '-nostdlib', '-o', out, ...sources]);
+  return out;
+}
+
+function bareBwrap(path: string): Promise<number> {
+  const args = bwrapArgs({ files: [], roBinds: [], env: { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' }, command: [`${SANDBOX_DIR}/prog`] });
+  args.splice(args.indexOf('--'), 0, '--ro-bind', path, `${SANDBOX_DIR}/prog`);
+  const asRoot = process.getuid?.() === 0;
+  const t = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn('/usr/bin/bwrap', args, { stdio: ['ignore', 'pipe', 'pipe'], env: {}, ...(asRoot ? { uid: 65534, gid: 65534 } : {}) });
+    let err = '';
+    child.stdout.resume();
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(performance.now() - t) : reject(new Error(`bare bwrap failed: exit ${code}: ${err}`))));
+  });
+}
+
+async function hostSubmit(socket: string, measurement: string): Promise<number> {
+  const t = performance.now();
+  const r = await submit({ port: socket, measurement, argv: [], stdout: nullSink(), stderr: process.stderr });
+  const ms = performance.now() - t;
+  if (r.status !== 0) throw new Error(`host submit ended with status ${r.status}: ${r.message ?? ''}`);
+  return ms;
+}
+
+async function startServe(repo: string, storeDir: string, auditLog: string): Promise<void> {
+  const args = [cli, 'serve', '--run-dir', runDir, '--repo', repo, '--store', storeDir, '--audit-log', auditLog, '--log-level', 'warn'];
+  const child = spawn(node, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  daemon = child;
+  child.stderr!.on('data', (d: Buffer) => (daemonLog += d.toString()));
+  const controlPath = join(runDir, 'control.sock');
+  for (let i = 0; i < 200 && !existsSync(controlPath); i++) {
+    if (child.exitCode !== null) throw new Error(`virt-offload serve exited ${child.exitCode}: ${daemonLog}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const status = await control(controlPath, { cmd: 'status' });
+  if ((status.policy as { loaded?: boolean } | undefined)?.loaded !== true) throw new Error(`the daemon loaded no policy: ${JSON.stringify(status)} ${daemonLog}`);
+}
+
+async function ctl(command: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const r = await control(join(runDir, 'control.sock'), command);
+  if (r.ok !== true) throw new Error(`control ${JSON.stringify(command)}: ${JSON.stringify(r)}`);
+  return r;
+}
+
+/** The bench's own end of the port for the raw baselines: echo, or count and acknowledge. */
+class RawListener {
+  mode: 'echo' | 'copy' = 'echo';
+  #server: Server | undefined;
+  #peer: Socket | undefined;
+  #count = 0;
+  #connected: Promise<void> | undefined;
+
+  async listen(path: string): Promise<void> {
+    const server = createServer();
+    this.#server = server;
+    this.#connected = new Promise((done) =>
+      server.on('connection', (s: Socket) => {
+        this.#peer?.destroy();
+        this.#peer = s;
+        s.on('error', () => {});
+        s.on('data', (d: Buffer) => this.#data(s, d));
+        done();
+      }),
+    );
+    await new Promise<void>((done, fail) => {
+      server.once('error', fail);
+      server.listen(path, () => done());
+    });
+  }
+
+  #data(s: Socket, d: Buffer): void {
+    if (this.mode === 'echo') {
+      s.write(d);
+      return;
+    }
+    this.#count += d.length;
+    while (this.#count >= bytes) {
+      this.#count -= bytes;
+      s.write(Buffer.from([1]));
+    }
+  }
+
+  /** QEMU reconnects every second; the first exchange must not wait for that. */
+  async connected(timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#connected, new Promise((_, fail) => (timer = setTimeout(() => fail(new Error(`QEMU did not connect to ${vmSocket} within ${timeoutMs} ms`)), timeoutMs)))]);
+    clearTimeout(timer);
+  }
+
+  async close(path: string): Promise<void> {
+    this.#peer?.destroy();
+    await new Promise<void>((done) => (this.#server === undefined ? done() : this.#server.close(() => done())));
+    if (existsSync(path)) unlinkSync(path);
+    this.#count = 0;
+  }
+}
+
+async function inGuest<T = number[]>(command: string): Promise<T> {
+  const r = await guest!.exec(`node /opt/vo/bench.cjs ${command}`, 300_000);
+  const m = /BENCH-RESULT (\{.*\})/.exec(r.output);
+  if (r.code !== 0 || m === null) throw new Error(`guest: ${command}: exit ${r.code}\n${r.output}\ndaemon log: ${daemonLog}`);
+  return (JSON.parse(m[1]!) as { samples: T }).samples;
+}
+
+try {
+  const trueProg = buildProgram('truetiny', 0);
+  const bigProg = buildProgram('truebig', bytes);
+  const mTrue = (await measureFile(trueProg)).measurement;
+  const mBig = (await measureFile(bigProg)).measurement;
+
+  const repo = join(scratch.dir, 'policy');
+  mkdirSync(join(repo, 'binaries'), { recursive: true });
+  run('git', ['init', '-q', repo]);
+  commitPolicy(
+    repo,
+    {
+      'binaries/truetiny.policy': `binary truetiny\nvms all\nversion 1 approved ${mTrue}\n`,
+      'binaries/truebig.policy': `binary truebig\nlimits memory=256M\nvms all\nversion 1 approved ${mBig}\n`,
+    },
+    'bench: approve the trivial programs',
+  );
+  const storeDir = join(scratch.dir, 'store');
+  const installed = await installFile(openStore(storeDir, { create: true }), { measurement: mTrue, name: 'truetiny', version: '1' }, trueProg);
+  // The store keeps objects 0444; the bare baseline executes the same bytes in place, 0555.
+  const bareCopy = join(scratch.dir, 'truetiny.bare');
+  writeFileSync(bareCopy, readFileSync(installed.path), { mode: 0o555 });
+  const auditLog = join(scratch.dir, 'audit.jsonl');
+  await startServe(repo, storeDir, auditLog);
+  const hostSocket = (await ctl({ cmd: 'add-vm', name: 'bench-host', uuid: UUID_HOST })).socket as string;
+
+  const bundle = join(scratch.dir, 'bench.cjs');
+  await build({ entryPoints: [join(repoRoot, 'dist/bench/offload/guest-main.js')], outfile: bundle, bundle: true, platform: 'node', format: 'cjs', target: 'node20', external: ['hash-wasm', '@ably/vcdiff-decoder'], logLevel: 'warning' });
+  const image = await ensureGuestImage({ withNode: true });
+  guest = await startGuest({
+    image,
+    virtioPorts: [{ name: 'virt-offload.0', socketPath: vmSocket, reconnectSeconds: 1 }],
+    extraFiles: [
+      { path: '/opt/vo/bench.cjs', hostPath: bundle },
+      { path: '/opt/vo/truebig', hostPath: bigProg },
+    ],
+  });
+  // The guest's first node start is slow (page cache): take it out of the first round.
+  await guest.exec('node -e 0', 60_000);
+
+  const partRows: number[][] = [];
+  const s = { rtt: [] as number[], copy: [] as number[], submit: [] as number[], upload: [] as number[], bare: [] as number[], hostSubmit: [] as number[] };
+  const raw = new RawListener();
+  for (let round = 0; round < rounds; round++) {
+    await raw.listen(vmSocket);
+    await raw.connected(5000);
+    raw.mode = 'echo';
+    s.rtt.push(...(await inGuest(`rtt ${runs}`)));
+    raw.mode = 'copy';
+    s.copy.push(...(await inGuest(`copy ${uploads} ${bytes}`)));
+    await raw.close(vmSocket);
+
+    await ctl({ cmd: 'add-vm', name: 'bench', uuid: UUID_GUEST });
+    s.submit.push(...(await inGuest(`submit ${runs} ${mTrue}`)));
+    s.upload.push(...(await inGuest(`upload ${uploads} /opt/vo/truebig`)));
+    partRows.push(...(await inGuest<number[][]>(`parts ${runs} ${mTrue}`)));
+    await ctl({ cmd: 'remove-vm', name: 'bench' });
+
+    for (let i = 0; i < 3; i++) {
+      await bareBwrap(bareCopy);
+      await hostSubmit(hostSocket, mTrue);
+    }
+    for (let i = 0; i < runs; i++) {
+      if (i % 2 === 0) {
+        s.bare.push(await bareBwrap(bareCopy));
+        s.hostSubmit.push(await hostSubmit(hostSocket, mTrue));
+      } else {
+        s.hostSubmit.push(await hostSubmit(hostSocket, mTrue));
+        s.bare.push(await bareBwrap(bareCopy));
+      }
+    }
+  }
+
+  const audit = readFileSync(auditLog, 'utf8')
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((r) => r.event === 'request' && r.measurement === mTrue);
+  const hostSide = (vm: string) => audit.filter((r) => r.vm === vm).map((r) => Number(r.durationMs));
+
+  const mib = bytes / (1024 * 1024);
+  const p50 = (xs: number[]) => pct(xs, 0.5);
+  const overhead = p50(s.submit) - (p50(s.rtt) + p50(s.bare));
+  const hostOverhead = p50(s.hostSubmit) - p50(s.bare);
+  const ratio = p50(s.copy) / p50(s.upload);
+  console.log(`offload bench: ${rounds} rounds; guest ${image.kernelRelease} under QEMU TCG (boot ${guest.bootMs} ms), daemon = virt-offload serve (own process)`);
+  console.log(`upload of ${mib.toFixed(1)} MiB (${uploads} per round after a warm-up):`);
+  console.log(line('raw copy through the port', s.copy, `   ${(mib / (p50(s.copy) / 1000)).toFixed(1)} MiB/s`));
+  console.log(line('submit FILE (upload, measure, run)', s.upload, `   ${(mib / (p50(s.upload) / 1000)).toFixed(1)} MiB/s`));
+  console.log(`  upload throughput ratio            ${ratio.toFixed(2)}x of the raw copy   target ≥ 0.8x  ${ratio >= 0.8 ? 'OK' : 'MISSED'}`);
+  console.log(`round trip of submit --measurement of an installed ${readFileSync(trueProg).length}-byte static program (${runs} per round):`);
+  console.log(line('channel RTT (raw 1-byte echo)', s.rtt));
+  console.log(line('bare bwrap run (host)', s.bare));
+  console.log(line('submit --measurement (in guest)', s.submit));
+  console.log(`  daemon overhead (submit − RTT − bare) p50 ${fmt(overhead)}   target ≤ 3 ms  ${overhead <= 3 ? 'OK' : 'MISSED'}`);
+  const col = (i: number) => partRows.map((r) => r[i]!);
+  console.log(`  its parts, one port kept open (lib/protocol driven by hand in the guest):`);
+  console.log(line('  open the port', col(0)));
+  console.log(line('  marker + HELLO → host HELLO', col(1)));
+  console.log(line('  REQUEST → EXIT', col(2)));
+  console.log(line('  PING → PONG (through the daemon)', col(3)));
+  console.log(`host view, no guest (submit() over the VM's unix socket, alternated with bare bwrap):`);
+  console.log(line('submit --measurement (host)', s.hostSubmit));
+  console.log(`  added to a bare bwrap run            p50 ${fmt(hostOverhead)}   ratio ${(p50(s.hostSubmit) / p50(s.bare)).toFixed(2)}x`);
+  const g = hostSide('bench');
+  const h = hostSide('bench-host');
+  if (g.length > 0 && h.length > 0) console.log(`  daemon's own durationMs (audit, whole ms): guest requests p50 ${p50(g)} p90 ${pct(g, 0.9)}; host requests p50 ${p50(h)} p90 ${pct(h, 0.9)}`);
+} finally {
+  await guest?.stop();
+  if (daemon !== undefined && daemon.exitCode === null) {
+    daemon.kill('SIGTERM');
+    await new Promise((r) => daemon!.once('exit', r));
+  }
+  rmSync(scratch.dir, { recursive: true, force: true });
+}
