@@ -47,6 +47,22 @@ export class HotplugUnsupportedError extends HotplugError {
 }
 
 /**
+ * A libvirt domain without a virtio-serial controller cannot take the offload port live
+ * (libvirt cannot hot-plug the controller): `virt-offload enable DOMAIN` adds one to the
+ * persistent definition, in effect from the next boot.
+ */
+export class HotplugNoSerialControllerError extends HotplugUnsupportedError {
+  readonly domain: string;
+  readonly remedy: string;
+  constructor(vm: string, domain: string) {
+    const remedy = `virt-offload enable ${domain}`;
+    super(vm, `domain ${domain} has no virtio-serial controller, and libvirt cannot hot-plug one: run \`${remedy}\` (it adds one to the persistent definition; it takes effect at the next boot of the domain)`);
+    this.domain = domain;
+    this.remedy = remedy;
+  }
+}
+
+/**
  * Something with one of our ids exists but is not what this spec asks for (our chardev points
  * at another socket, our port has another name): refused rather than silently replaced.
  */
