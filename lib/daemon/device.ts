@@ -125,8 +125,9 @@ export class VmDevice {
       } catch (err) {
         this.#error = message(err);
         const delay = delays[attempt];
-        // A usage error (bad port name, bad socket path) will not heal by waiting.
-        const final = delay === undefined || (err as { code?: unknown }).code === 'EUSAGE';
+        // What will not heal by waiting: a usage error (bad port name, socket path), a domain
+        // without a virtio-serial controller, a port name taken by someone else's channel.
+        const final = delay === undefined || (err as { code?: unknown }).code === 'EUSAGE' || PERMANENT.has((err as Error).name);
         if (final) {
           if (generation !== this.#generation) return;
           this.#set('failed');
@@ -144,6 +145,8 @@ export class VmDevice {
     this.#since = new Date().toISOString();
   }
 }
+
+const PERMANENT = new Set(['HotplugNoSerialControllerError', 'HotplugConflictError', 'UsageError']);
 
 function message(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).slice(0, 2000);
