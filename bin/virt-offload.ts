@@ -223,11 +223,13 @@ policy; a failed reload keeps the last good one. Stops on SIGTERM or SIGINT.`)
   .option('--max-concurrent <n>', 'requests in flight per VM (default 4)')
   .option('--watch-interval <ms>', 'check the policy repository HEAD this often, 0 to only reload on SIGHUP', '5000')
   .option('--patch-dir <dir>', 'VCDIFF deltas (*.vcdiff, between canonical images) a reload may apply to an installed version to install its approved successor')
+  .option('--libvirt', "hot-plug the offload port of the VMs the libvirt hook adds, through libvirt-dbus (the VM's name is the domain's)")
+  .option('--libvirt-timeout <ms>', 'time limit of each libvirt-dbus call (default 10000)')
   .option('--log-level <level>', 'error, warn, info or debug', 'info')
   .option('--json', 'log JSON lines instead of journald-style text')
   .addHelpText('after', `
 Example:
-  virt-offload serve --repo /etc/virt-offload/policy --run-dir /run/virt-offload
+  virt-offload serve --repo /etc/virt-offload/policy --run-dir /run/virt-offload --libvirt
 Exit codes: 0 stopped by a signal, 1 could not start (the message says why), 2 usage.`)
   .action(async (opts: Record<string, unknown>) => {
     const { runServe } = await import('./commands/serve.js');

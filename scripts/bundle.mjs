@@ -13,7 +13,9 @@ const common = {
   platform: 'node',
   format: 'cjs',
   target: 'node20',
-  external: ['hash-wasm', '@ably/vcdiff-decoder'],
+  // dbus-next (serve --libvirt, enable) stays in node_modules: it requires optional modules
+  // (x11, usocket) that esbuild cannot resolve, and the xml2js override applies there.
+  external: ['hash-wasm', '@ably/vcdiff-decoder', 'dbus-next'],
   minifySyntax: true,
   minifyWhitespace: true,
   sourcemap: 'linked',

@@ -1,6 +1,6 @@
 // `virt-offload serve`: the daemon. Runs until SIGTERM/SIGINT; SIGHUP reloads the policy.
 // Logs go to stderr with journald level prefixes (`<3>`…), or as JSON lines with --json.
-import { createLogger, startDaemon, type LogLevel } from '../../lib/daemon/index.js';
+import { createLogger, startDaemon, type DaemonOptions, type LogLevel } from '../../lib/daemon/index.js';
 import { UsageError } from '../../lib/errors.js';
 import type { SandboxChoice } from '../../lib/exec/index.js';
 import { EXIT, reportFailure } from '../exit.js';
@@ -33,6 +33,11 @@ export async function runServe(opts: Record<string, unknown>): Promise<number> {
     const log = createLogger({ json: opts.json === true, level: level as LogLevel });
     if (unsandboxed !== undefined) log.warn(`running WITHOUT a sandbox (profile ${unsandboxed}), as configured by --unsandboxed`);
 
+    const libvirtTimeout = count(opts, 'libvirtTimeout', '--libvirt-timeout', 1, 600_000);
+    if (libvirtTimeout !== undefined && opts.libvirt !== true) throw new UsageError('--libvirt-timeout needs --libvirt', '--libvirt-timeout');
+    // Loaded only with --libvirt: the D-Bus code is not needed otherwise.
+    const routeFor = opts.libvirt === true ? await libvirtRoutes(libvirtTimeout) : undefined;
+
     const daemon = await startDaemon({
       runDir,
       policyRepo,
@@ -44,6 +49,7 @@ export async function runServe(opts: Record<string, unknown>): Promise<number> {
       watchIntervalMs: watch ?? 5000,
       ...(str(opts.requireSigned) === undefined ? {} : { requireSigned: str(opts.requireSigned)! }),
       ...(str(opts.patchDir) === undefined ? {} : { patchDir: str(opts.patchDir)! }),
+      ...(routeFor === undefined ? {} : { routeFor }),
     });
     process.on('SIGHUP', () => {
       log.info('SIGHUP: reloading the policy');
@@ -61,4 +67,10 @@ export async function runServe(opts: Record<string, unknown>): Promise<number> {
   } catch (err) {
     return reportFailure(err);
   }
+}
+
+/** serve --libvirt: each VM the hook adds is the libvirt domain of that name, hot-plugged over libvirt-dbus. */
+async function libvirtRoutes(timeoutMs: number | undefined): Promise<NonNullable<DaemonOptions['routeFor']>> {
+  const { LibvirtRoute } = await import('../../lib/hotplug/index.js');
+  return (vm) => new LibvirtRoute({ domain: vm.name, ...(timeoutMs === undefined ? {} : { timeoutMs }) });
 }

@@ -1,0 +1,123 @@
+// The libvirt path end to end, all real: the hook installed into the real /etc/libvirt/hooks
+// (libvirtd SIGHUPed so it sees it), `virt-offload serve --libvirt` run as a process, a tiny
+// `type='qemu'` domain with our metadata started with virsh: the port appears in the guest with
+// no manual step; destroying it makes the daemon drop the VM and its socket; a domain without
+// the metadata is untouched. The hook is removed (or the previous file put back) at the end.
+// Needs what test/helpers/libvirt.ts needs (libvirt-daemon-system, libvirt-dbus, dbus).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { control } from '../daemon/helpers.js';
+import { offloadMetadata, startLibvirt, type LibvirtStack, type TinyDomain } from '../helpers/libvirt.js';
+import { repoRoot, run, scratchDir } from '../helpers/tools.js';
+import { until } from '../hooks/helpers.js';
+
+const HOOKS_DIR = '/etc/libvirt/hooks';
+const HOOK_FILE = join(HOOKS_DIR, 'qemu.d', 'virt-offload');
+const CLI = join(repoRoot, 'dist/virt-offload.cjs');
+const scratch = scratchDir('vo-lvhook-');
+// QEMU runs as libvirt-qemu: it must reach the daemon's VM sockets under the run dir.
+chmodSync(scratch.dir, 0o711);
+const runDir = join(scratch.dir, 'run');
+const controlPath = join(runDir, 'control.sock');
+const hookLog = join(scratch.dir, 'hook.log');
+const tag = `${process.pid}`;
+
+let stack: LibvirtStack;
+let serve: ChildProcess | undefined;
+const serveLog: string[] = [];
+let previousHook: Buffer | undefined;
+let dropInExisted = true;
+
+type VmInfo = { name: string; socket: string; connected: boolean; device?: { state: string; attempts: number; error?: string; attachMs?: number } };
+async function vms(): Promise<VmInfo[]> {
+  const reply = await control(controlPath, { cmd: 'status' });
+  return reply.vms as VmInfo[];
+}
+
+test.before(async () => {
+  stack = await startLibvirt();
+  // The hook, as an operator installs it (keep a foreign or older copy to put back).
+  dropInExisted = existsSync(join(HOOKS_DIR, 'qemu.d'));
+  if (existsSync(HOOK_FILE)) previousHook = readFileSync(HOOK_FILE);
+  const installed = JSON.parse(run(process.execPath, [CLI, 'hook', 'install', '--run-dir', runDir, '--log-file', hookLog, '--json'])) as Record<string, unknown>;
+  assert.is(installed.path, HOOK_FILE);
+  // Whether or not libvirtd saw a hook at its start (it may be shared with other tests): reload.
+  await stack.reloadLibvirtd();
+
+  const repo = join(scratch.dir, 'policy');
+  mkdirSync(repo);
+  run('git', ['init', '-q', repo]);
+  serve = spawn(
+    process.execPath,
+    [CLI, 'serve', '--libvirt', '--repo', repo, '--run-dir', runDir, '--store', join(scratch.dir, 'store'), '--audit-log', join(scratch.dir, 'audit.jsonl'), '--log-level', 'debug', '--watch-interval', '0'],
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: stack.busAddress } },
+  );
+  serve.stderr!.setEncoding('utf8');
+  serve.stderr!.on('data', (d: string) => serveLog.push(d));
+  await until('the daemon control socket', () => existsSync(controlPath), 20_000);
+});
+
+test.after(async () => {
+  serve?.kill('SIGTERM');
+  if (previousHook !== undefined) writeFileSync(HOOK_FILE, previousHook, { mode: 0o755 });
+  else run(process.execPath, [CLI, 'hook', 'uninstall']);
+  if (!dropInExisted) rmdirSync(join(HOOKS_DIR, 'qemu.d'));
+  await stack?.stop();
+  scratch.cleanup();
+});
+
+let domain: TinyDomain;
+
+test('a domain with our metadata: started with virsh, the port appears in the guest with no manual step', async () => {
+  domain = await stack.defineTinyDomain(`vo-hook-on-${tag}`, { metadata: offloadMetadata() });
+  const started = Date.now();
+  await domain.start();
+  const bootMs = Date.now() - started;
+  let info: VmInfo | undefined;
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    info = (await vms()).find((v) => v.name === domain.name);
+    if (info?.device?.state === 'attached' || info?.device?.state === 'failed') break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(info, `the hook added the VM (hook log: ${existsSync(hookLog) ? readFileSync(hookLog, 'utf8') : 'none'}; daemon: ${serveLog.join('').slice(-2000)})`);
+  assert.is(info!.device?.state, 'attached', `device: ${JSON.stringify(info!.device)}; daemon: ${serveLog.join('').slice(-2000)}`);
+  // In the guest: the port by name, bound to virtio_console.
+  const r = await domain.exec(
+    ['p=$(vo-port virt-offload.0) || exit 3', 'echo "device: $p"', 'd=$(basename "$p")', 'echo "driver: $(basename "$(readlink /sys/class/virtio-ports/$d/device/driver)")"'].join('\n'),
+    20_000,
+  );
+  assert.is(r.code, 0, r.output);
+  assert.match(r.output, /^device: \/dev\/vport\d+p\d+$/m);
+  assert.match(r.output, /^driver: virtio_ports$|^driver: virtio_console$/m);
+  const connected = (await vms()).find((v) => v.name === domain.name);
+  assert.ok(connected?.connected, 'QEMU is connected to the VM socket');
+  console.log(`  libvirt-hook: boot ${bootMs} ms, attach ${info!.device?.attachMs} ms after the hook's request (${info!.device?.attempts} attempt(s))`);
+});
+
+test('destroy: the daemon removed the VM and its socket', async () => {
+  const socket = (await vms()).find((v) => v.name === domain.name)!.socket;
+  assert.ok(existsSync(socket));
+  await domain.destroy();
+  await until('the VM is gone from the daemon', () => !existsSync(socket), 10_000);
+  assert.is((await vms()).find((v) => v.name === domain.name), undefined);
+  await domain.undefine();
+});
+
+test('a domain without the metadata is untouched', async () => {
+  const plain = await stack.defineTinyDomain(`vo-hook-off-${tag}`);
+  await plain.start();
+  await new Promise((r) => setTimeout(r, 500));
+  assert.is((await vms()).find((v) => v.name === plain.name), undefined, 'no add-vm');
+  const xml = stack.virsh(['dumpxml', plain.name]);
+  assert.not.match(xml, /virt-offload/, 'no channel was added');
+  await plain.destroy();
+  await plain.undefine();
+  const log = existsSync(hookLog) ? readFileSync(hookLog, 'utf8') : '';
+  assert.not.match(log, new RegExp(plain.name), 'the hook had nothing to say about it');
+});
+
+test.run();
