@@ -1,0 +1,177 @@
+// One policy file in the compact form a snapshot keeps: the binary's versions packed into
+// one Int32Array and its measurements as bytes (33 per measurement), the file's groups as
+// parsed. Made right after the file is parsed; holds no file text and no per-version
+// objects (a 100k-version repository used to keep ~450 bytes and five objects per version,
+// and most of its load time went to making and then garbage-collecting them). It depends on
+// nothing outside its file (scopes are resolved per snapshot), so one CompiledFile can serve
+// every snapshot built while its file is unchanged.
+import type { BinaryDecl, GroupDecl, VersionStatus, VmsDecl } from './ast.js';
+import type { PolicySyntaxError } from './errors.js';
+import { DEFAULT_LIMITS, resolveLimits, type Limits } from './limits.js';
+import type { Interpreter } from './names.js';
+import type { SupersedeLinks } from './parse.js';
+
+export const STATUS_OF_CODE: readonly VersionStatus[] = Object.freeze(['approved', 'superseded', 'revoked']);
+
+/** Measurement algorithms by their one-byte code in `digests`. */
+export const ALGORITHM_OF_CODE: readonly string[] = Object.freeze(['sha256', 'blake3']);
+
+/** Bytes per measurement in `digests`: the algorithm's code, then the 32 digest bytes. */
+export const DIGEST_STRIDE = 33;
+
+const NO_INTERPRETER: Interpreter = Object.freeze({ kind: 'none' });
+
+/** A parsed file's binary block, compact. */
+export interface CompiledBinary {
+  readonly name: string;
+  /** Repository-relative path of the file. */
+  readonly file: string;
+  readonly line: number;
+  readonly limits: Limits;
+  readonly interpreter: Interpreter;
+  /** The vms lines as parsed (groups in them are resolved per snapshot). */
+  readonly vms: readonly VmsDecl[];
+  /** Versions, in file order. */
+  readonly count: number;
+  readonly measurementCount: number;
+  /** The version strings, in file order. */
+  readonly versions: readonly string[];
+  /** `ints` and `digests` are slabs shared with other files: this binary's part starts at intsAt / digestsAt. */
+  readonly intsAt: number;
+  readonly digestsAt: number;
+  /**
+   * From intsAt, for version i of n: ints[4i] its line, ints[4i+1] its status code, ints[4i+2] the index of
+   * the version its by= names, ints[4i+3] the index of the approved version that ends its
+   * supersede chain (both -1 when none or unknown); then ints[4n+i] the index of its first
+   * measurement (n+1 of these: the last is measurementCount); then ints[5n+1+j] the version
+   * of measurement j.
+   */
+  readonly ints: Int32Array;
+  /** reasons[i] for revoked versions; undefined when no version is revoked. */
+  readonly reasons: readonly (string | undefined)[] | undefined;
+  /** From digestsAt, DIGEST_STRIDE bytes per measurement, in order. */
+  readonly digests: Uint8Array;
+}
+
+/**
+ * Where compiled files are packed: large shared typed arrays, filled from the front. A typed
+ * array per file cost an off-heap allocation each, and the collector tracked 20k of them.
+ * A slab lives as long as any file packed in it is used.
+ */
+class Slabs<T extends Int32Array | Uint8Array> {
+  private slab: T;
+  private used = 0;
+  constructor(private readonly make: (length: number) => T, private readonly length: number) {
+    this.slab = make(length);
+  }
+  /** Room for `n` elements: the slab holding it and where it starts. */
+  take(n: number): { slab: T; at: number } {
+    if (n > this.length / 4) return { slab: this.make(n), at: 0 };
+    if (this.used + n > this.length) {
+      this.slab = this.make(this.length);
+      this.used = 0;
+    }
+    const at = this.used;
+    this.used += n;
+    return { slab: this.slab, at };
+  }
+}
+
+const INT_SLABS = new Slabs((n) => new Int32Array(n), 1 << 18);
+const BYTE_SLABS = new Slabs((n) => new Uint8Array(n), 1 << 20);
+
+/** What a snapshot needs of one parsed file. */
+export interface CompiledFile {
+  readonly path: string;
+  readonly groups: readonly GroupDecl[];
+  readonly binary: CompiledBinary | undefined;
+  /** The file's own errors (a snapshot is made only when every file has none). */
+  readonly errors: readonly PolicySyntaxError[];
+}
+
+/** Compile a parsed binary block; `links` is undefined when its file had errors (by/end are then -1). */
+export function compileBinary(decl: BinaryDecl, file: string, links: SupersedeLinks | undefined): CompiledBinary {
+  const decls = decl.versions;
+  const n = decls.length;
+  let total = 0;
+  for (let i = 0; i < n; i++) total += decls[i]!.measurements.length;
+  const { slab: ints, at: intsAt } = INT_SLABS.take(5 * n + 1 + total);
+  const { slab: digests, at: digestsAt } = BYTE_SLABS.take(DIGEST_STRIDE * total);
+  const versions: string[] = new Array<string>(n);
+  let reasons: (string | undefined)[] | undefined;
+  let j = 0;
+  for (let i = 0; i < n; i++) {
+    const v = decls[i]!;
+    versions[i] = v.version;
+    const o = intsAt + 4 * i;
+    ints[o] = v.line;
+    ints[o + 1] = v.status === 'approved' ? 0 : v.status === 'superseded' ? 1 : 2;
+    const superseded = links !== undefined && v.status === 'superseded';
+    ints[o + 2] = superseded ? links.by[i]! : -1;
+    ints[o + 3] = superseded ? links.end[i]! : -1;
+    if (v.status === 'revoked') (reasons ??= new Array<string | undefined>(n))[i] = v.reason;
+    ints[intsAt + 4 * n + i] = j;
+    const ms = v.measurements;
+    for (let k = 0; k < ms.length; k++) {
+      // The parser took only well-formed measurements: this cannot fail.
+      if (!encodeMeasurement(ms[k]!, digests, digestsAt + DIGEST_STRIDE * j)) throw new Error(`internal: '${ms[k]!}' is not a measurement`);
+      ints[intsAt + 5 * n + 1 + j] = i;
+      j++;
+    }
+  }
+  ints[intsAt + 5 * n] = total;
+  return Object.freeze({
+    name: decl.name,
+    file,
+    line: decl.line,
+    limits: decl.limits === undefined ? DEFAULT_LIMITS : resolveLimits(decl.limits.values),
+    interpreter: decl.interpreter?.value ?? NO_INTERPRETER,
+    vms: decl.vms,
+    count: n,
+    measurementCount: total,
+    versions: Object.freeze(versions),
+    ints,
+    intsAt,
+    reasons: reasons === undefined ? undefined : Object.freeze(reasons),
+    digests,
+    digestsAt,
+  });
+}
+
+/** Lowercase hex digit values by character code; -1 for anything else. */
+const HEX_VALUE = new Int8Array(128).fill(-1);
+for (let c = 0; c < 10; c++) HEX_VALUE[0x30 + c] = c;
+for (let c = 0; c < 6; c++) HEX_VALUE[0x61 + c] = 10 + c;
+
+/**
+ * Write `text`, a measurement as a policy spells it (`sha256:` or `blake3:` and 64 lowercase
+ * hex digits), as DIGEST_STRIDE bytes at `out[at]`. False (with `out` partly written) when
+ * `text` is anything else: uppercase hex, another length, another algorithm.
+ */
+export function encodeMeasurement(text: string, out: Uint8Array, at: number): boolean {
+  if (text.length !== 71 || text.charCodeAt(6) !== 0x3a) return false;
+  const c0 = text.charCodeAt(0);
+  let algorithm: number;
+  if (c0 === 0x73 && text.startsWith('sha256')) algorithm = 0;
+  else if (c0 === 0x62 && text.startsWith('blake3')) algorithm = 1;
+  else return false;
+  out[at] = algorithm;
+  for (let i = 0; i < 32; i++) {
+    const hi = text.charCodeAt(7 + 2 * i);
+    const lo = text.charCodeAt(8 + 2 * i);
+    const h = hi < 128 ? HEX_VALUE[hi]! : -1;
+    const l = lo < 128 ? HEX_VALUE[lo]! : -1;
+    if ((h | l) < 0) return false;
+    out[at + 1 + i] = (h << 4) | l;
+  }
+  return true;
+}
+
+const HEX_PAIRS: readonly string[] = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
+
+/** The measurement written at `bytes[at]` by encodeMeasurement, as text. */
+export function decodeMeasurement(bytes: Uint8Array, at: number): string {
+  let hex = '';
+  for (let i = 1; i <= 32; i++) hex += HEX_PAIRS[bytes[at + i]!]!;
+  return `${ALGORITHM_OF_CODE[bytes[at]!]!}:${hex}`;
+}
