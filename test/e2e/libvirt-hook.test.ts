@@ -9,7 +9,8 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSyn
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { control } from '../daemon/helpers.js';
+import { measureFile } from '../../lib/io/index.js';
+import { commitPolicy, control } from '../daemon/helpers.js';
 import { offloadMetadata, startLibvirt, type LibvirtStack, type TinyDomain } from '../helpers/libvirt.js';
 import { repoRoot, run, scratchDir } from '../helpers/tools.js';
 import { until } from '../hooks/helpers.js';
@@ -24,6 +25,9 @@ const runDir = join(scratch.dir, 'run');
 const controlPath = join(runDir, 'control.sock');
 const hookLog = join(scratch.dir, 'hook.log');
 const tag = `${process.pid}`;
+const ON = `vo-hook-on-${tag}`;
+/** A program the guest submits: a script the policy approves for ON only. */
+const HI = '#!/bin/sh\necho "hi from the host: $1"\n';
 
 let stack: LibvirtStack;
 let serve: ChildProcess | undefined;
@@ -48,8 +52,11 @@ test.before(async () => {
   await stack.reloadLibvirtd();
 
   const repo = join(scratch.dir, 'policy');
-  mkdirSync(repo);
+  mkdirSync(join(repo, 'binaries'), { recursive: true });
   run('git', ['init', '-q', repo]);
+  writeFileSync(join(scratch.dir, 'hi'), HI);
+  const hi = (await measureFile(join(scratch.dir, 'hi'))).measurement;
+  commitPolicy(repo, { 'binaries/hi.policy': `binary hi\ninterpreter /bin/sh\nvms vm:${ON}\nversion 1 approved ${hi}\n` }, 'approve hi for the hook test domain');
   serve = spawn(
     process.execPath,
     [CLI, 'serve', '--libvirt', '--repo', repo, '--run-dir', runDir, '--store', join(scratch.dir, 'store'), '--audit-log', join(scratch.dir, 'audit.jsonl'), '--log-level', 'debug', '--watch-interval', '0'],
@@ -72,7 +79,8 @@ test.after(async () => {
 let domain: TinyDomain;
 
 test('a domain with our metadata: started with virsh, the port appears in the guest with no manual step', async () => {
-  domain = await stack.defineTinyDomain(`vo-hook-on-${tag}`, { metadata: offloadMetadata() });
+  // required="yes": prepare begin pings the daemon (it answers, so the start goes on).
+  domain = await stack.defineTinyDomain(ON, { metadata: offloadMetadata({ required: true }) });
   const started = Date.now();
   await domain.start();
   const bootMs = Date.now() - started;
@@ -98,6 +106,23 @@ test('a domain with our metadata: started with virsh, the port appears in the gu
   console.log(`  libvirt-hook: boot ${bootMs} ms, attach ${info!.device?.attachMs} ms after the hook's request (${info!.device?.attempts} attempt(s))`);
 });
 
+test('a submit round trip through the hot-plugged port (busybox client in the guest)', async () => {
+  // Copy the client and the program in over the console, in chunks (a tty line holds 4 KiB).
+  const payload = Buffer.from(`${readFileSync(join(repoRoot, 'examples', 'busybox-submit.sh'), 'utf8')}`).toString('base64');
+  const prog = Buffer.from(HI).toString('base64');
+  assert.is((await domain.exec('mkdir -p /opt/vo && : > /opt/vo/vo-run.b64')).code, 0);
+  for (let at = 0; at < payload.length; at += 2000) {
+    const r = await domain.exec(`echo '${payload.slice(at, at + 2000)}' >> /opt/vo/vo-run.b64`);
+    assert.is(r.code, 0, r.output);
+  }
+  const r = await domain.exec(
+    [`base64 -d /opt/vo/vo-run.b64 > /opt/vo/vo-run`, `echo '${prog}' | base64 -d > /opt/vo/hi`, 'chmod 755 /opt/vo/hi', 'sh /opt/vo/vo-run /opt/vo/hi there; echo "rc=$?"'].join('\n'),
+    30_000,
+  );
+  assert.match(r.output, /^hi from the host: there$/m, r.output);
+  assert.match(r.output, /^rc=0$/m, r.output);
+});
+
 test('destroy: the daemon removed the VM and its socket', async () => {
   const socket = (await vms()).find((v) => v.name === domain.name)!.socket;
   assert.ok(existsSync(socket));
@@ -118,6 +143,23 @@ test('a domain without the metadata is untouched', async () => {
   await plain.undefine();
   const log = existsSync(hookLog) ? readFileSync(hookLog, 'utf8') : '';
   assert.not.match(log, new RegExp(plain.name), 'the hook had nothing to say about it');
+});
+
+test('daemon down: a domain with required="yes" does not start (prepare begin fails), one with required="no" does', async () => {
+  serve!.kill('SIGTERM');
+  await until('the daemon stopped', () => !existsSync(controlPath), 10_000);
+  const required = await stack.defineTinyDomain(`vo-hook-req-${tag}`, { metadata: offloadMetadata({ required: true }) });
+  const r = stack.virshResult(['start', required.name]);
+  assert.is.not(r.status, 0, 'the start was refused');
+  assert.match(r.stderr, /Hook script execution failed/);
+  assert.match(r.stderr, /required="yes"\): refusing to start it/);
+  assert.is(required.state(), 'shut off');
+  await required.undefine();
+  const optional = await stack.defineTinyDomain(`vo-hook-opt-${tag}`, { metadata: offloadMetadata({ required: false }) });
+  await optional.start();
+  assert.is(optional.state(), 'running');
+  assert.match(readFileSync(hookLog, 'utf8'), new RegExp(`domain "${optional.name}" started begin: the virt-offload daemon is not running`));
+  await optional.undefine();
 });
 
 test.run();
