@@ -167,6 +167,12 @@ export class RunCgroup {
     for (const dir of this.dirs) write(join(dir, 'cgroup.procs'), String(pid));
   }
 
+  /** Whether `pid` is already in every one of the run's cgroups (read from their cgroup.procs). */
+  holds(pid: number): boolean {
+    const text = String(pid);
+    return this.dirs.every((dir) => readOr(join(dir, 'cgroup.procs'), '').split('\n').includes(text));
+  }
+
   /** Pids of the processes in the run (from the pids hierarchy: every task of the run is there). */
   pids(): number[] {
     return readOr(join(this.pidsDir, 'cgroup.procs'), '')

@@ -8,8 +8,12 @@
 //     the named interpreter, WASM under node:wasi), refuse any other pairing
 //  4. create the run's cgroup (memory, pids) and spawn bwrap (argv array, no shell) with
 //     --info-fd and --block-fd: bwrap reports the sandbox's first process (pid 1 of the new pid
-//     namespace) and waits before exec; that process is moved into the cgroup, then released,
-//     so the program and everything it forks are counted from their first instruction
+//     namespace) and waits before exec; that process is in the cgroup before it is released,
+//     so the program and everything it forks are counted from their first instruction. bwrap
+//     itself is moved in right after spawn, while it sets up: a move into a cgroup can wait
+//     for an RCU grace period (cgroup_threadgroup_rwsem, several ms on a busy host), and this
+//     way that wait overlaps bwrap's own start-up instead of following it; pid 1, cloned
+//     afterwards, is born inside and needs no second move
 //  5. stream stdout/stderr (bounded by limits.outputBytes); at the wall limit, at the output
 //     cap or on abort, SIGKILL pid 1 of the namespace (the kernel then kills every process in
 //     it), every process in the cgroup and bwrap itself
@@ -100,8 +104,8 @@ export interface RunResult {
 const BASE_ENV: Readonly<Record<string, string>> = Object.freeze({ PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' });
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-/** bwrap's pid 1 of the namespace reaps orphans; it counts against pids.max. */
-const BWRAP_TASKS = 1;
+/** bwrap outside the sandbox, and its pid 1 of the namespace (which reaps orphans), count against pids.max. */
+const BWRAP_TASKS = 2;
 
 /** Refuse argv/env that break the policy's limits or could steer the loader. */
 export function checkRequest(argv: readonly string[], env: Readonly<Record<string, string>>, limits: Limits): void {
@@ -405,6 +409,13 @@ async function runInBwrap(
   });
   const stdio: StdioOptions = [options.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', ...files.map(() => 'pipe' as const)];
   const child = spawn(bwrapPath, args, { stdio, env: {}, cwd: '/', ...(identity ?? {}) });
+  if (child.pid !== undefined) {
+    try {
+      cgroup.add(child.pid);
+    } catch {
+      // bwrap died already (its stderr says why), or the move failed: pid 1 is moved below
+    }
+  }
   let initPid: number | undefined;
   const killTree = () => {
     // pid 1 of the namespace first: its death makes the kernel kill every process in the
@@ -433,7 +444,8 @@ async function runInBwrap(
   } else {
     initPid = Number(m[1]);
     try {
-      cgroup.add(initPid);
+      // Cloned before bwrap's own move (or that move failed): move it now, before it is released.
+      if (!cgroup.holds(initPid)) cgroup.add(initPid);
       options.onStart?.({ pid: child.pid!, sandboxInitPid: initPid, cgroupDirs: cgroup.dirs });
       blockStream?.end(Buffer.from([1]));
       feedStdin(child, options.stdin);
