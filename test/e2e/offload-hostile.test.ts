@@ -185,7 +185,7 @@ test('a slow sender: its upload trickles in while the other VM is served; then i
   const slow = inGuest(
     a!,
     `${READER_START}; cat /opt/vo/slow-head.bin >&3; n=$(($(wc -c < /opt/vo/slow-data.bin) / 512 + 1)); i=0; ` +
-      `while [ $i -lt $n ]; do dd if=/opt/vo/slow-data.bin bs=512 skip=$i count=1 2>/dev/null >&3; usleep 150000; i=$((i + 1)); done; echo SLOW-DONE`,
+      `while [ $i -lt $n ]; do dd if=/opt/vo/slow-data.bin bs=512 skip=$i count=1 2>/dev/null >&3; usleep 250000; i=$((i + 1)); done; echo SLOW-DONE`,
   );
   let slowDone = false;
   void slow.then(() => (slowDone = true));
