@@ -266,16 +266,20 @@ A program may itself exit with one of these; the message on stderr tells them ap
     process.exit(await runSubmit(operands, opts));
   });
 
-// ---- attach / detach: hot-plug the offload port over QMP -------------------------------
+// ---- attach / detach: hot-plug the offload port over QMP or libvirt ---------------------
 program
   .command('attach')
-  .summary('hot-plug the offload port into a running QEMU over its QMP socket')
+  .summary('hot-plug the offload port into a running VM (QMP socket or libvirt domain)')
   .description(`Give a running VM the virtio-serial port NAME whose chardev connects to the daemon's socket
 for that VM (QEMU is the client and retries every second, so a daemon restart heals). Adds only
 what is missing: our chardev, a virtio-serial-pci controller when the VM has no virtio-serial bus
 (on pc onto pci.0, on q35 behind a free pcie-root-port), the port. Running it again is a no-op.
-A step that fails removes what this run added.`)
-  .option('--qmp <socket>', "the VM's QMP unix socket (required)")
+A step that fails removes what this run added.
+With --libvirt DOMAIN instead: one <channel type='unix'> (mode connect, virtio target NAME) is
+attached live through libvirt-dbus; the domain needs a virtio-serial controller, which libvirt
+cannot hot-plug (\`virt-offload enable DOMAIN\` adds one for the next boot).`)
+  .option('--qmp <socket>', "the VM's QMP unix socket (this or --libvirt)")
+  .option('--libvirt <domain>', 'the running libvirt domain (this or --qmp)')
   .option('--socket <path>', "the daemon's listening socket for this VM, absolute (required)")
   .option('--name <name>', 'port name the guest sees', 'virt-offload.0')
   .option('--timeout <seconds>', 'wait this long for QEMU to confirm a removal when undoing', '10')
@@ -283,8 +287,10 @@ A step that fails removes what this run added.`)
   .addHelpText('after', `
 Example:
   virt-offload attach --qmp /run/vm1/qmp.sock --socket /run/virt-offload/vm/vm1.sock
+  virt-offload attach --libvirt vm1 --socket /run/virt-offload/vm/vm1.sock
 Exit codes: 0 attached (or already was), 1 failed (the QMP command, QEMU's error class and
-description are named; what this run added was removed), 2 usage.`)
+description, or the libvirt call and libvirt's message are named; what this run added was
+removed), 2 usage.`)
   .action(async (opts: Record<string, unknown>) => {
     const { runAttach } = await import('./commands/attach.js');
     process.exitCode = await runAttach(opts);
@@ -292,21 +298,45 @@ description are named; what this run added was removed), 2 usage.`)
 
 program
   .command('detach')
-  .summary('remove the offload port (and our controller and chardev) from a running QEMU')
+  .summary('remove the offload port from a running VM (QMP socket or libvirt domain)')
   .description(`Remove the port NAME that attach added: device_del and wait for QEMU's DEVICE_DELETED, then our
 virtio-serial-pci controller if attach added it and nothing else is on it, then our chardev.
-A VM without them is left alone (exit 0).`)
-  .option('--qmp <socket>', "the VM's QMP unix socket (required)")
+A VM without them is left alone (exit 0). With --libvirt DOMAIN: DetachDevice of our channel,
+then wait for libvirt's DeviceRemoved.`)
+  .option('--qmp <socket>', "the VM's QMP unix socket (this or --libvirt)")
+  .option('--libvirt <domain>', 'the running libvirt domain (this or --qmp)')
   .option('--name <name>', 'port name', 'virt-offload.0')
   .option('--timeout <seconds>', "wait this long for each DEVICE_DELETED (a PCI unplug needs the guest OS's consent)", '10')
   .option('--json', 'print the result (steps carried out) as JSON')
   .addHelpText('after', `
 Example:
   virt-offload detach --qmp /run/vm1/qmp.sock
+  virt-offload detach --libvirt vm1
 Exit codes: 0 detached (or nothing was attached), 1 failed (e.g. no DEVICE_DELETED in time), 2 usage.`)
   .action(async (opts: Record<string, unknown>) => {
     const { runDetach } = await import('./commands/detach.js');
     process.exitCode = await runDetach(opts);
+  });
+
+program
+  .command('enable')
+  .argument('<domain>', 'the libvirt domain')
+  .summary('prepare a libvirt domain for the offload port: virtio-serial controller + our metadata')
+  .description(`Edit the domain's persistent definition (one DomainDefineXML through libvirt-dbus): add a
+virtio-serial controller if it has none (libvirt cannot hot-plug one, so a running domain gets it
+at its next boot), and set the opt-in the libvirt hook reads:
+  <vo:offload xmlns:vo="http://virt-offload.org/xmlns/domain/1.0" enabled="yes" required="no" port="virt-offload.0"/>
+Running it again changes nothing.`)
+  .option('--required', 'the domain must not start without the offload device (required="yes")')
+  .option('--port <name>', 'port name the guest sees', 'virt-offload.0')
+  .option('--json', 'print the result as JSON')
+  .addHelpText('after', `
+Example:
+  virt-offload enable vm1 && virsh shutdown vm1 && virsh start vm1
+Exit codes: 0 enabled (or already was), 1 failed (libvirt's message is named), 2 usage.`)
+  .action(async (domain: string, opts: Record<string, unknown>) => {
+    const { runEnable } = await import('./commands/enable.js');
+    process.exitCode = await runEnable(domain, opts);
   });
 
 // ---- hook: the libvirt qemu hook ---------------------------------------------------------

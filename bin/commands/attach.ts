@@ -1,7 +1,8 @@
-// `virt-offload attach --qmp SOCKET --socket DAEMON_SOCK [--name NAME] [--json]`: hot-plug the
-// offload port into a running QEMU over its QMP socket (lib/hotplug's QMP route).
+// `virt-offload attach (--qmp SOCKET | --libvirt DOMAIN) --socket DAEMON_SOCK [--name NAME]
+// [--json]`: hot-plug the offload port into a running VM, over its QMP socket (lib/hotplug's QMP
+// route) or through libvirt-dbus (the libvirt route: a <channel> libvirt knows about).
 import { UsageError } from '../../lib/errors.js';
-import { QmpHotplugRoute, type HotplugStep } from '../../lib/hotplug/index.js';
+import { LibvirtRoute, QmpHotplugRoute, type HotplugStep, type OffloadDeviceRoute } from '../../lib/hotplug/index.js';
 import { QmpClient } from '../../lib/qmp/index.js';
 import { EXIT, reportFailure } from '../exit.js';
 
@@ -16,6 +17,27 @@ export async function withQmpRoute<T>(qmpSocket: string, unplugTimeoutMs: number
   } finally {
     await qmp.disconnect();
   }
+}
+
+/**
+ * The route the options name: --qmp SOCKET or --libvirt DOMAIN (exactly one); runs `work` with
+ * it and its VM label, then closes the session.
+ */
+export async function withRoute<T>(opts: Record<string, unknown>, timeoutMs: number, work: (route: OffloadDeviceRoute, vm: string) => Promise<T>): Promise<T> {
+  const qmpSocket = str(opts.qmp);
+  const domain = str(opts.libvirt);
+  if (qmpSocket !== undefined && domain !== undefined) throw new UsageError('give either --qmp SOCKET or --libvirt DOMAIN, not both', '--libvirt');
+  if (domain !== undefined) {
+    if (domain === '') throw new UsageError('--libvirt needs a domain name', '--libvirt');
+    const route = new LibvirtRoute({ domain, timeoutMs });
+    try {
+      return await work(route, domain);
+    } finally {
+      await route.close();
+    }
+  }
+  if (qmpSocket === undefined || qmpSocket === '') throw new UsageError('--qmp SOCKET or --libvirt DOMAIN is required', '--qmp');
+  return withQmpRoute(qmpSocket, timeoutMs, (route) => work(route, qmpSocket));
 }
 
 /** --timeout SECONDS → ms (default 10 s), for DEVICE_DELETED waits. */
@@ -38,11 +60,10 @@ export function printSteps(steps: readonly HotplugStep[]): void {
 
 export async function runAttach(opts: Record<string, unknown>): Promise<number> {
   try {
-    const qmpSocket = required(opts, 'qmp', '--qmp');
     const socketPath = required(opts, 'socket', '--socket');
     const portName = str(opts.name);
     const timeout = unplugTimeout(opts.timeout);
-    const result = await withQmpRoute(qmpSocket, timeout, (route) => route.attach({ vm: qmpSocket, socketPath, ...(portName !== undefined ? { portName } : {}) }));
+    const result = await withRoute(opts, timeout, (route, vm) => route.attach({ vm, socketPath, ...(portName !== undefined ? { portName } : {}) }));
     if (opts.json === true) {
       process.stdout.write(`${JSON.stringify(result)}\n`);
     } else if (result.alreadyAttached) {

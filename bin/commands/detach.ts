@@ -1,14 +1,13 @@
-// `virt-offload detach --qmp SOCKET [--name NAME] [--json]`: remove the offload port (and our
-// controller and chardev) from a running QEMU over its QMP socket.
+// `virt-offload detach (--qmp SOCKET | --libvirt DOMAIN) [--name NAME] [--json]`: remove the
+// offload port (over QMP also our controller and chardev) from a running VM.
 import { EXIT, reportFailure } from '../exit.js';
-import { printSteps, required, unplugTimeout, withQmpRoute } from './attach.js';
+import { printSteps, unplugTimeout, withRoute } from './attach.js';
 
 export async function runDetach(opts: Record<string, unknown>): Promise<number> {
   try {
-    const qmpSocket = required(opts, 'qmp', '--qmp');
     const portName = typeof opts.name === 'string' ? opts.name : undefined;
     const timeout = unplugTimeout(opts.timeout);
-    const result = await withQmpRoute(qmpSocket, timeout, (route) => route.detach({ vm: qmpSocket, ...(portName !== undefined ? { portName } : {}) }));
+    const result = await withRoute(opts, timeout, (route, vm) => route.detach({ vm, ...(portName !== undefined ? { portName } : {}) }));
     if (opts.json === true) {
       process.stdout.write(`${JSON.stringify(result)}\n`);
     } else if (result.alreadyDetached) {

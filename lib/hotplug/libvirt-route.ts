@@ -8,6 +8,7 @@
 // - Detach sends the channel's full XML (as the live XML has it) and waits for DeviceRemoved
 //   of its alias, subscribed before the call (the signal can precede the reply).
 // Calls on one route run one at a time, like the QMP route.
+import { statSync } from 'node:fs';
 import { UsageError } from '../errors.js';
 import {
   LibvirtCallError,
@@ -82,6 +83,10 @@ export class LibvirtRoute implements OffloadDeviceRoute {
         );
       }
       if (virtioSerialControllers(live).length === 0) throw new HotplugNoSerialControllerError(spec.vm, this.domain);
+      // libvirt stats (and chowns, for QEMU's user) the socket while attaching: it must exist.
+      if (!isSocket(spec.socketPath)) {
+        throw new HotplugStepError(spec.vm, `attach virtio port ${portName}`, new Error(`${spec.socketPath} is not a listening unix socket yet: libvirt needs it to exist (it hands it to QEMU's user); start the daemon first`));
+      }
 
       const xml = unixChannelXml({ socketPath: spec.socketPath, portName, alias, reconnectSeconds: reconnect });
       const step: HotplugStep = {
@@ -186,6 +191,14 @@ export class LibvirtRoute implements OffloadDeviceRoute {
 /** libvirt user alias of our channel for a port: ua-vo-port0 for virt-offload.0 (ua- + [A-Za-z0-9_-]). */
 export function channelAlias(portName: string): string {
   return `ua-${offloadIds(portName).port.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+}
+
+function isSocket(path: string): boolean {
+  try {
+    return statSync(path).isSocket();
+  } catch {
+    return false;
+  }
 }
 
 function describeChannel(c: ChannelInfo): string {
