@@ -1,6 +1,7 @@
 // One request to the daemon's control socket (line JSON, lib/daemon/control.ts): connect,
 // write one line, read one reply line, close. Short timeouts: libvirt waits for the hook.
 import { connect } from 'node:net';
+import { ControlError } from './control-error.js';
 
 export interface ControlTimeouts {
   /** Give up when the socket does not accept within this (a unix socket accepts at once or fails). */
@@ -12,16 +13,6 @@ export interface ControlTimeouts {
 export const DEFAULT_TIMEOUTS: ControlTimeouts = { connectMs: 1000, replyMs: 3000 };
 /** Longest reply line read (a status reply is far shorter than this). */
 const MAX_REPLY = 256 * 1024;
-
-export class ControlError extends Error {
-  /** unreachable: nobody listens (daemon down); timeout; protocol: a reply we cannot read. */
-  readonly kind: 'unreachable' | 'timeout' | 'protocol';
-  constructor(kind: ControlError['kind'], message: string) {
-    super(message);
-    this.name = 'ControlError';
-    this.kind = kind;
-  }
-}
 
 export function controlRequest(path: string, request: Record<string, unknown>, timeouts: ControlTimeouts = DEFAULT_TIMEOUTS): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {

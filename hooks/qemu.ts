@@ -14,8 +14,8 @@
 // parses XML and writes one line to a unix socket, all of which Node does natively. zx would
 // add ~120 ms to every domain start for nothing. The hook is bundled with sax (its only
 // dependency) into one CommonJS file, so it needs no node_modules where it is installed.
-import { appendFileSync, readSync } from 'node:fs';
-import type { ControlError as ControlErrorType } from './control-client.js';
+import { appendFileSync, readSync, statSync, writeSync } from 'node:fs';
+import { ControlError } from './control-error.js';
 import { decide, type HookAction } from './decide.js';
 import type { DomainFacts } from './domain-xml.js';
 
@@ -41,7 +41,12 @@ const [argName = '', operation = '', subOperation = ''] = process.argv.slice(2);
 
 function log(message: string): void {
   const line = `virt-offload hook: domain ${JSON.stringify(argName.slice(0, 80))} ${operation} ${subOperation}: ${message}`;
-  process.stderr.write(`${line}\n`);
+  // writeSync, not process.stderr: creating the stderr stream object costs ~1–2 ms of start-up.
+  try {
+    writeSync(2, `${line}\n`);
+  } catch {
+    // stderr closed: the log file below still has it.
+  }
   // libvirt drops a hook's stderr when it exits 0: keep a copy where the operator can find it.
   if (config.logFile !== undefined) {
     try {
@@ -117,8 +122,14 @@ async function main(): Promise<number> {
     return action.kind === 'check' || (action.kind === 'add' && action.failStartOnError) ? 1 : 0;
   }
   const uuid = facts.uuid;
-  const { ControlError, controlRequest } = await loadControl();
   try {
+    // No socket file: the daemon is not running; say so without loading the socket code.
+    try {
+      statSync(CONTROL);
+    } catch (err) {
+      throw new ControlError('unreachable', `the virt-offload daemon is not running (no control socket ${CONTROL}: ${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    const { controlRequest } = await loadControl();
     switch (action.kind) {
       case 'check': {
         const reply = await controlRequest(CONTROL, { cmd: 'ping' });
@@ -139,7 +150,7 @@ async function main(): Promise<number> {
     }
   } catch (err) {
     if (!(err instanceof ControlError)) throw err;
-    const e: ControlErrorType = err;
+    const e = err;
     const fatal = action.kind === 'check' || (action.kind === 'add' && action.failStartOnError);
     if (fatal) {
       log(`${e.message}; the domain requires the offload device (required="yes"): refusing to start it`);
