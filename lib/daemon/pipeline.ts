@@ -6,11 +6,11 @@
 // the session ended the request early (cancel, bad upload, new guest session, disconnect).
 import type { AuditLog, AuditRecord } from '../audit/index.js';
 import { VirtOffloadError } from '../errors.js';
-import { ExecError, run, type ExecConfig, type SandboxChoice } from '../exec/index.js';
-import { bufferReader, measure } from '../measure/index.js';
+import { ExecError, run, verifyBytes, type ExecConfig, type SandboxChoice, type VerifiedBinary } from '../exec/index.js';
+import { bufferReader } from '../measure/index.js';
 import { decide, type Decision, type PolicySnapshot, type VmIdentity } from '../policy/index.js';
 import type { ErrorReport, HostSession, RunRequest } from '../protocol/index.js';
-import { install, open, type Store } from '../store/index.js';
+import { install, locate, type Store } from '../store/index.js';
 import type { DaemonLog } from './log.js';
 import type { Mutex } from './mutex.js';
 
@@ -96,11 +96,16 @@ async function pipeline(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: 
   const req = work.request;
   const snapshot = ctx.snapshot();
   let uploaded: Uint8Array | undefined;
+  // An upload is measured once, here: the canonical chunks that were hashed are what is run
+  // (run() does not read the store file back and hash it a third time; install() hashes it
+  // while it writes it, or checks the copy already there).
+  let verified: VerifiedBinary | undefined;
   if (req.upload !== undefined) {
     uploaded = concat(work.chunks, work.received);
     work.chunks.length = 0;
     try {
-      work.measurement = (await measure(bufferReader(uploaded), { algo: 'sha256', profile: 'v1' })).measurement;
+      verified = await verifyBytes(uploaded, '(upload)', { algo: 'sha256', profile: 'v1' });
+      work.measurement = verified.measurement;
     } catch (err) {
       if (!(err instanceof VirtOffloadError)) throw err;
       if (work.done) return;
@@ -141,9 +146,8 @@ async function pipeline(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: 
     }
   } else {
     try {
-      const object = await open(ctx.store, measurement);
-      object.close();
-      path = object.path;
+      // Found, not hashed: run() measures the file and runs only the bytes it hashed.
+      path = locate(ctx.store, measurement).path;
     } catch (err) {
       if (!(err instanceof VirtOffloadError) || work.done) throw err;
       conclude(ctx, vm, work, sink, { decision: 'allow', code: DAEMON_ERROR_CODES.notInstalled, reason: message(err), ...policy }, {
@@ -155,7 +159,7 @@ async function pipeline(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: 
   }
   if (work.done) return;
   const result = await run({
-    binary: { path, measurement },
+    binary: verified === undefined ? { path, measurement } : { verified: { ...verified, path } },
     argv: req.argv,
     env: req.env,
     limits: entry.limits,

@@ -3,7 +3,8 @@
 // Order of a run (bubblewrap):
 //  1. check argv/env against the limits and the rules (nothing is read yet)
 //  2. measure the installed file and keep the canonical bytes that were hashed (verified.ts);
-//     refuse on mismatch; nothing has started
+//     refuse on mismatch; nothing has started (or take the bytes the caller measured in its
+//     own memory: verifyBytes())
 //  3. pick the command for the format and the policy's interpreter (ELF direct, script with
 //     the named interpreter, WASM under node:wasi), refuse any other pairing
 //  4. create the run's cgroup (memory, pids) and spawn bwrap (argv array, no shell) with
@@ -29,7 +30,7 @@ import { bwrapArgs, insideLibraryDirs, probeBwrap, SANDBOX_DIR, systemBinds } fr
 import { hostCgroups, RunCgroup, type CgroupLayout } from './cgroup.js';
 import { ExecError } from './errors.js';
 import { inheritableFds } from './fds.js';
-import { loadVerified, type VerifiedBinary } from './verified.js';
+import { DEFAULT_MAX_BINARY_BYTES, loadVerified, type VerifiedBinary } from './verified.js';
 import { WASI_NODE_FLAGS, WASI_NODE_TASKS, WASI_RUNNER_SOURCE } from './wasi-runner.js';
 
 export type SandboxChoice = 'bwrap' | { readonly unsandboxed: string };
@@ -58,7 +59,11 @@ export interface StartInfo {
 }
 
 export interface RunOptions {
-  readonly binary: { readonly path: string; readonly measurement: string };
+  /**
+   * The installed file to measure now and run (the usual case), or bytes already measured in
+   * the caller's own memory (verifyBytes(): an upload the daemon has just hashed and installed).
+   */
+  readonly binary: { readonly path: string; readonly measurement: string } | { readonly verified: VerifiedBinary };
   /** Arguments after the program name. */
   readonly argv?: readonly string[];
   readonly stdin?: Uint8Array | string;
@@ -235,10 +240,18 @@ export async function run(options: RunOptions): Promise<RunResult> {
     throw new ExecError('no-sandbox', 'no cgroup memory and pids controllers found (v2 at /sys/fs/cgroup or v1 mounts): memory and process limits cannot be enforced; refusing to run');
   }
 
-  const bin = await loadVerified(options.binary.path, options.binary.measurement, {
-    ...(config.profile !== undefined ? { profile: config.profile } : {}),
-    ...(config.maxBinaryBytes !== undefined ? { maxBytes: config.maxBinaryBytes } : {}),
-  });
+  const maxBinaryBytes = config.maxBinaryBytes ?? DEFAULT_MAX_BINARY_BYTES;
+  if ('verified' in options.binary && options.binary.verified.size > maxBinaryBytes) {
+    const { path, measurement, size } = options.binary.verified;
+    throw new ExecError('too-large', `${path} is ${size} bytes; the exec helper copies at most ${maxBinaryBytes} bytes into a sandbox`, { path, measurement });
+  }
+  const bin =
+    'verified' in options.binary
+      ? options.binary.verified
+      : await loadVerified(options.binary.path, options.binary.measurement, {
+          ...(config.profile !== undefined ? { profile: config.profile } : {}),
+          ...(config.maxBinaryBytes !== undefined ? { maxBytes: config.maxBinaryBytes } : {}),
+        });
   const plan = planCommand(bin, options.interpreter ?? { kind: 'none' }, argv, env, config.nodePath ?? process.execPath);
   if (options.signal?.aborted) throw new ExecError('bad-request', 'run aborted before start', { path: bin.path, measurement: bin.measurement });
 

@@ -15,7 +15,7 @@
 // `maxBytes`, and one in the sandbox's tmpfs while it runs.
 import { closeSync, constants, fstatSync, openSync } from 'node:fs';
 import { fileError, openFileReader } from '../io/index.js';
-import { measure, tryParseMeasurement, type BinaryFormat, type MeasureResult, type Profile } from '../measure/index.js';
+import { bufferReader, measure, tryParseMeasurement, type Algorithm, type BinaryFormat, type MeasureResult, type Profile } from '../measure/index.js';
 import { ExecError } from './errors.js';
 
 export interface VerifiedBinary {
@@ -70,6 +70,28 @@ export async function loadVerified(path: string, expected: string, options: { pr
   } finally {
     reader.close();
   }
+}
+
+/**
+ * Measure bytes the caller holds in its own memory (an upload the daemon received) and keep
+ * the canonical chunks that were hashed, as loadVerified() does for a file: run() can execute
+ * exactly these without reading the store file back and hashing it again. `path` names where
+ * the same image is installed (for messages and the audit record); nothing reads it. run()
+ * applies its size ceiling (maxBinaryBytes) to these bytes as it does to a file.
+ */
+export async function verifyBytes(bytes: Uint8Array, path: string, options: { algo?: Algorithm; profile?: Profile } = {}): Promise<VerifiedBinary> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const result = await measure(bufferReader(bytes), {
+    algo: options.algo ?? 'sha256',
+    profile: options.profile ?? 'v1',
+    // A view of the measurement core's scratch buffer: keep a copy of exactly what was hashed.
+    onChunk: (chunk) => {
+      chunks.push(chunk.slice());
+      size += chunk.length;
+    },
+  });
+  return { path, measurement: result.measurement, format: result.format, chunks, size, details: result.details };
 }
 
 /** Refuse symlinks at the last component: the caller names the store object itself. */

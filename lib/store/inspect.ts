@@ -1,12 +1,13 @@
 // Reading the store: list what is installed, verify every object against its name, open one
-// object for execution (only after re-hashing it), and recover after a crash.
+// object for execution (only after re-hashing it) or locate it for a caller that re-measures
+// it anyway, and recover after a crash.
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileError, fsyncDir } from '../io/index.js';
 import { alignedScratch, ALGORITHMS, tryParseMeasurement, type Algorithm, type Measurement } from '../measure/index.js';
 import { StoreError } from './errors.js';
 import { checkObjectFile, closeQuietly, removeAtomically } from './files.js';
-import { lstatOrUndefined, manifestDir, manifestPath, objectDir, objectPath, parseStoreMeasurement, TEMP_PREFIX, unlinkIfPresent, type Store } from './layout.js';
+import { lstatOrUndefined, manifestDir, manifestPath, OBJECT_MODE, objectDir, objectPath, octal, parseStoreMeasurement, TEMP_PREFIX, unlinkIfPresent, type Store } from './layout.js';
 import { readManifest, type Manifest } from './manifest.js';
 
 export interface ListedObject {
@@ -171,6 +172,40 @@ export async function open(store: Store, measurement: string): Promise<VerifiedO
   if (check.problem !== undefined) refuse(`it ${check.problem}`);
   if (check.size !== manifest.size) refuse(`it has ${check.size} bytes, its manifest says ${manifest.size}`);
   return { measurement, path, fd: check.fd, size: check.size, manifest, close: () => closeQuietly(check.fd) };
+}
+
+/** An installed object found by its name, not read: see locate(). */
+export interface LocatedObject {
+  readonly measurement: string;
+  readonly path: string;
+  readonly size: number;
+  readonly manifest: Manifest;
+}
+
+/**
+ * Find an installed object without reading its bytes: its manifest, and an object that is a
+ * 0444 regular file (not a symlink) owned by root or us, of the manifest's size. Refuses
+ * (StoreError) like open() otherwise. For a caller that measures the bytes itself before it
+ * uses them (the exec helper re-measures the file and runs only what it hashed), where open()'s
+ * hash of every byte would be done twice.
+ */
+export function locate(store: Store, measurement: string): LocatedObject {
+  const m = parseStoreMeasurement(measurement);
+  const path = objectPath(store, m);
+  const manifest = readManifest(manifestPath(store, m), m);
+  if (manifest === undefined) throw new StoreError('missing', `${measurement} is not installed in ${store.root}`, { path, measurement });
+  const st = lstatOrUndefined(path);
+  if (st === undefined) throw new StoreError('missing', `${measurement} is not installed in ${store.root} (no object ${path})`, { path, measurement });
+  const refuse = (why: string): never => {
+    throw new StoreError('corrupt', `refusing to use store object ${path}: ${why}`, { path, measurement });
+  };
+  if (!st.isFile()) refuse(st.isSymbolicLink() ? 'it is a symbolic link' : 'it is not a regular file');
+  const mode = st.mode & 0o7777;
+  if (mode !== OBJECT_MODE) refuse(`it has mode ${octal(mode)}, not ${octal(OBJECT_MODE)}`);
+  const euid = process.geteuid?.() ?? 0;
+  if (st.uid !== 0 && st.uid !== euid) refuse(`it is owned by uid ${st.uid}`);
+  if (st.size !== manifest.size) refuse(`it has ${st.size} bytes, its manifest says ${manifest.size}`);
+  return { measurement, path, size: st.size, manifest };
 }
 
 export interface RecoverOptions {

@@ -1,0 +1,55 @@
+// run() with bytes the caller measured in its own memory (verifyBytes(): the daemon's upload
+// path): what runs is the canonical image that was hashed, not the file named as its path,
+// and the size ceiling applies as it does to a file.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { closeInheritedFds, ExecError, run, verifyBytes } from '../../lib/exec/index.js';
+import { measureFile } from '../../lib/io/index.js';
+import { requireTool, scratchDir } from '../helpers/tools.js';
+import { buildProbe, limits } from './helpers.js';
+
+requireTool('bwrap', 'bubblewrap');
+const scratch = scratchDir('vo-exec-bytes-');
+let source = '';
+
+test.before(() => {
+  closeInheritedFds();
+  source = buildProbe(scratch.dir);
+});
+test.after(() => scratch.cleanup());
+
+test('verifyBytes measures like a file (debug data excluded) and run() executes those bytes', async () => {
+  const bytes = readFileSync(source);
+  const v = await verifyBytes(bytes, '/nowhere/probe');
+  assert.is(v.measurement, (await measureFile(source)).measurement);
+  assert.is(v.format, 'elf');
+  assert.ok(v.size < bytes.length, 'the -g build carries debug sections that are not part of the canonical image');
+  assert.is(v.chunks.reduce((n, c) => n + c.length, 0), v.size);
+  // The bytes were copied as they were hashed: changing the caller's buffer afterwards changes nothing.
+  bytes.fill(0);
+  const r = await run({ binary: { verified: v }, argv: ['echo', '0', 'in-memory'], limits: limits(), sandbox: 'bwrap' });
+  assert.is(r.exitCode, 0, r.stderr.toString());
+  assert.is(r.stdout.toString(), '[0][in-memory]\n');
+  assert.is(r.measurement, v.measurement);
+});
+
+test('the size ceiling applies to measured bytes too; nothing starts', async () => {
+  const v = await verifyBytes(readFileSync(source), join(scratch.dir, 'probe.installed'));
+  const err = await run({ binary: { verified: v }, limits: limits(), sandbox: 'bwrap', config: { maxBinaryBytes: v.size - 1 }, onStart: () => assert.unreachable('started') }).catch((e: unknown) => e);
+  assert.instance(err, ExecError);
+  assert.is((err as ExecError).kind, 'too-large');
+  assert.match((err as ExecError).message, /probe\.installed is \d+ bytes/);
+});
+
+test('a file the measurement core refuses gives its typed error, not a run', async () => {
+  const path = join(scratch.dir, 'broken');
+  const bytes = readFileSync(source).subarray(0, 200);
+  writeFileSync(path, bytes);
+  const err = await verifyBytes(bytes, path).catch((e: unknown) => e);
+  assert.instance(err, Error);
+  assert.not.instance(err, ExecError);
+});
+
+test.run();
