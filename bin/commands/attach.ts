@@ -36,7 +36,7 @@ export async function withRoute<T>(opts: Record<string, unknown>, timeoutMs: num
       await route.close();
     }
   }
-  if (qmpSocket === undefined || qmpSocket === '') throw new UsageError('--qmp SOCKET or --libvirt DOMAIN is required', '--qmp');
+  if (qmpSocket === undefined || qmpSocket === '') throw new UsageError('--qmp is required (the VM\'s QMP socket), or --libvirt DOMAIN', '--qmp');
   return withQmpRoute(qmpSocket, timeoutMs, (route) => work(route, qmpSocket));
 }
 

@@ -25,7 +25,7 @@ test('submit and the busybox client in a real guest, through the port found by i
   let host: FakeHost | undefined;
   try {
     const cli = join(dir, 'virt-offload.cjs');
-    await build({ entryPoints: [join(repoRoot, 'dist/bin/virt-offload.js')], outfile: cli, bundle: true, platform: 'node', format: 'cjs', target: 'node20', external: ['hash-wasm', '@ably/vcdiff-decoder'], logLevel: 'warning' });
+    await build({ entryPoints: [join(repoRoot, 'dist/bin/virt-offload.js')], outfile: cli, bundle: true, platform: 'node', format: 'cjs', target: 'node20', external: ['hash-wasm', '@ably/vcdiff-decoder', 'dbus-next'], logLevel: 'warning' });
     const tool = new Uint8Array(150_000).map((_, i) => (i * 131 + (i >> 9)) & 0xff);
     const runs: { argv: readonly string[]; upload: number; same: boolean }[] = [];
     let dropNext = false;
