@@ -192,7 +192,7 @@ export function parsePolicyFile(path: string, text: string): ParsedPolicyFile {
 
 /** parsePolicyFile, plus the supersede links worked out on the way (internal to the policy core). */
 export function parseForSnapshot(path: string, text: string): ParsedForSnapshot {
-  return new FileParser(path).run(text);
+  return new FileParser(path, true).run(text);
 }
 
 class FileParser {
@@ -209,7 +209,14 @@ class FileParser {
   /** Whether the file has a forbidden character somewhere, so lines need checking one by one. */
   private checkCharacters = true;
 
-  constructor(private readonly path: string) {}
+  /**
+   * @param forSnapshot the AST is compiled and dropped at once (measurements are kept as
+   *   bytes): its measurement strings may stay slices of the file's text.
+   */
+  constructor(
+    private readonly path: string,
+    private readonly forSnapshot = false,
+  ) {}
 
   run(text: string): ParsedForSnapshot {
     if (text.length > PARSE_LIMITS.maxFileChars) {
@@ -398,7 +405,7 @@ class FileParser {
     const measurement = match[3]!;
     if (block.keys.get(version) !== undefined || block.keys.get(measurement) !== undefined) return false;
     const kept = ownText(version);
-    const measurements = Object.freeze([ownText(measurement)]);
+    const measurements = Object.freeze([this.forSnapshot ? measurement : ownText(measurement)]);
     const lineNo = this.lineNo;
     // The same shapes as versionDecl makes (same keys, same order).
     block.versions.push(
@@ -501,7 +508,7 @@ class FileParser {
         ok = false;
       } else {
         seen?.add(text);
-        out[n++] = ownText(text);
+        out[n++] = this.forSnapshot ? text : ownText(text);
       }
     }
     return ok ? out : [];
