@@ -25,6 +25,8 @@ export { formatInterpreter, formatMember, isMeasurement, parseMember } from './n
 export type { Interpreter, Member } from './names.js';
 export { KEYWORDS, PARSE_LIMITS, parsePolicyFile } from './parse.js';
 export type { ParsedPolicyFile } from './parse.js';
+export { IncrementalSnapshots } from './incremental.js';
+export type { IncrementalStats } from './incremental.js';
 export { MAX_SCOPE_MEMBERSHIPS } from './scope.js';
 export { buildSnapshot, buildSnapshotOrThrow, tryBuildSnapshot } from './snapshot.js';
 export type { SnapshotResult } from './snapshot.js';

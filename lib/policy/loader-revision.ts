@@ -58,7 +58,7 @@ export function scanRevision(dir: string, rev: string): RevisionFileSet {
   for (const w of wanted) {
     const decoded = decodePolicyFile(w.path, blobs.get(w.entry.object)!);
     if ('error' in decoded) errors.push(decoded.error);
-    else files.push({ path: w.path, text: decoded.text });
+    else files.push({ path: w.path, text: decoded.text, id: w.entry.object });
   }
   files.sort((a, b) => compareStrings(a.path, b.path));
   return { commit, files, errors };

@@ -11,8 +11,9 @@ import { PolicyError, PolicySyntaxError, sortErrors } from './errors.js';
 import { scanRevision, throwIfUnreadable } from './loader-revision.js';
 import { realDirectory, scanWorkTree } from './loader-worktree.js';
 import type { PolicyFileSet } from './loader-files.js';
-import { buildSnapshot } from './snapshot.js';
-import type { PolicySnapshot, PolicySource } from './types.js';
+import { IncrementalSnapshots, type IncrementalStats } from './incremental.js';
+import { buildSnapshot, type SnapshotResult } from './snapshot.js';
+import type { PolicySnapshot, PolicySource, SnapshotMeta } from './types.js';
 
 export { LOADER_LIMITS, isPolicyPath } from './loader-files.js';
 export type { PolicyFileSet } from './loader-files.js';
@@ -76,12 +77,44 @@ export interface LoadPolicyOptions {
  * under requireSigned, or a GitError / FileAccessError when git or the disk fails.
  */
 export function loadPolicySnapshot(dir: string, options: LoadPolicyOptions = {}): PolicySnapshot {
+  return loadWith(buildSnapshot, dir, options);
+}
+
+type Build = (files: readonly PolicySource[], meta: SnapshotMeta) => SnapshotResult;
+
+function loadWith(build: Build, dir: string, options: LoadPolicyOptions): PolicySnapshot {
   if (options.requireSigned !== undefined) {
     const signed = loadSigned(dir, options.requireSigned);
-    return buildOrThrow(signed.files, signed.errors, signed.commit, options.loadedAt);
+    return buildOrThrow(build, signed.files, signed.errors, signed.commit, options.loadedAt);
   }
   const { set, commit } = scanWithStableHead(dir);
-  return buildOrThrow(set.files, set.errors, commit, options.loadedAt);
+  return buildOrThrow(build, set.files, set.errors, commit, options.loadedAt);
+}
+
+/**
+ * Loads one repository again and again (a daemon reloading on every new HEAD): each load is
+ * loadPolicySnapshot's, same checks, same snapshot or same errors, but a file whose text (or
+ * git blob id, under requireSigned) did not change since the last load is not parsed again.
+ * A load still reads every file; what it saves is proportional to what did not change.
+ */
+export class PolicyReloader {
+  private readonly snapshots = new IncrementalSnapshots();
+
+  constructor(readonly dir: string) {}
+
+  load(options: LoadPolicyOptions = {}): PolicySnapshot {
+    return loadWith((files, meta) => this.snapshots.build(files, meta), this.dir, options);
+  }
+
+  loadAtRevision(rev: string, options: { loadedAt?: string } = {}): PolicySnapshot {
+    const set = scanRevision(this.dir, rev);
+    return buildOrThrow((files, meta) => this.snapshots.build(files, meta), set.files, set.errors, set.commit, options.loadedAt, `revision ${rev}`);
+  }
+
+  /** Files parsed by the last load, and files reused. */
+  get stats(): IncrementalStats {
+    return this.snapshots.stats;
+  }
 }
 
 /**
@@ -103,12 +136,12 @@ function scanWithStableHead(dir: string): { set: PolicyFileSet; commit: string |
 /** The snapshot of commit `rev`; throws a PolicyError whose message names `rev`. */
 export function loadPolicySnapshotAtRevision(dir: string, rev: string, options: { loadedAt?: string } = {}): PolicySnapshot {
   const set = scanRevision(dir, rev);
-  return buildOrThrow(set.files, set.errors, set.commit, options.loadedAt, `revision ${rev}`);
+  return buildOrThrow(buildSnapshot, set.files, set.errors, set.commit, options.loadedAt, `revision ${rev}`);
 }
 
-function buildOrThrow(files: readonly PolicySource[], readErrors: readonly PolicySyntaxError[], commit: string | undefined, loadedAt: string | undefined, label?: string): PolicySnapshot {
+function buildOrThrow(build: Build, files: readonly PolicySource[], readErrors: readonly PolicySyntaxError[], commit: string | undefined, loadedAt: string | undefined, label?: string): PolicySnapshot {
   const meta = { ...(commit === undefined ? {} : { commit }), ...(loadedAt === undefined ? {} : { loadedAt }) };
-  const result = buildSnapshot(files, meta);
+  const result = build(files, meta);
   const errors = sortErrors([...readErrors, ...(result.ok ? [] : result.errors)]);
   if (errors.length === 0 && result.ok) return result.snapshot;
   const n = errors.length;

@@ -78,6 +78,11 @@ export interface PolicySource {
   /** Repository-relative path, e.g. `binaries/hello.policy`. */
   readonly path: string;
   readonly text: string;
+  /**
+   * What identifies this text, when the loader knows it (the git blob id at a revision): an
+   * IncrementalSnapshots build reuses a file whose id is unchanged without comparing texts.
+   */
+  readonly id?: string;
 }
 
 export interface SnapshotMeta {
