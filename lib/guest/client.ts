@@ -26,6 +26,7 @@ import {
   type ErrorReport,
   type ExitReport,
   FrameDecoder,
+  HEADER_BYTES,
   type HostHello,
   MEASUREMENT,
   MIN_FRAME,
@@ -96,6 +97,17 @@ export interface SubmitResult {
   readonly error?: ErrorReport;
   /** The host's HELLO limits, once known. */
   readonly limits?: ProtocolLimits;
+}
+
+/** Upload reads from the file are about this large (a multiple of the frame payload). */
+const READ_BLOCK = 1 << 20;
+/** Writes to a virtio port device take at most this much at a time (virtio_console). */
+const PORT_WRITE = 32 * 1024;
+
+/** The payload of a DATA frame: maxFrame, or less so that the frame is a multiple of PORT_WRITE bytes. */
+function framePayload(maxFrame: number): number {
+  const whole = Math.floor((HEADER_BYTES + maxFrame) / PORT_WRITE) * PORT_WRITE - HEADER_BYTES;
+  return whole > 0 ? Math.min(whole, maxFrame) : maxFrame;
 }
 
 /** Our request's id: one request per connection, so always the first. */
@@ -326,15 +338,37 @@ class Conversation {
     }
   }
 
-  /** Send the file in DATA frames, then DATA_END; stops early once the host has replied. */
+  /**
+   * Send the file in DATA frames, then DATA_END; stops early once the host has replied. The
+   * file is read in blocks of about 1 MiB, the next one while the current one is sent (one
+   * thread-pool trip per block, not per frame). A frame's payload is cut so the whole frame is
+   * a multiple of 32 KiB when it can be: virtio_console takes at most 32 KiB per write(2), and
+   * a 65560-byte frame would cost a third write, and a virtqueue round trip, for 24 bytes.
+   */
   async #upload(file: { handle: FileHandle; size: number }, maxFrame: number): Promise<string | undefined> {
+    const payload = framePayload(maxFrame);
+    const blockBytes = payload * Math.max(1, Math.floor(READ_BLOCK / payload));
+    const readBlock = async (at: number): Promise<Uint8Array> => {
+      const block = new Uint8Array(Math.min(blockBytes, file.size - at));
+      const { bytesRead } = await file.handle.read(block, 0, block.length, at);
+      return block.subarray(0, bytesRead);
+    };
     let sent = 0;
-    while (sent < file.size && !this.#final.settled && !this.#aborted.settled) {
-      const chunk = new Uint8Array(Math.min(maxFrame, file.size - sent));
-      const { bytesRead } = await file.handle.read(chunk, 0, chunk.length, sent);
-      if (bytesRead === 0) return `${this.#o.file} shrank while it was uploaded (${sent} of ${file.size} bytes read); request cancelled`;
-      await this.#send(encodeRaw('DATA', REQUEST_ID, chunk.subarray(0, bytesRead), maxFrame));
-      sent += bytesRead;
+    let next: Promise<Uint8Array> | undefined = file.size > 0 ? readBlock(0) : undefined;
+    try {
+      while (next !== undefined && !this.#final.settled && !this.#aborted.settled) {
+        const block = await next;
+        if (block.length === 0) return `${this.#o.file} shrank while it was uploaded (${sent} of ${file.size} bytes read); request cancelled`;
+        const end = sent + block.length;
+        next = end < file.size ? readBlock(end) : undefined;
+        for (let at = 0; at < block.length && !this.#final.settled && !this.#aborted.settled; at += payload) {
+          await this.#send(encodeRaw('DATA', REQUEST_ID, block.subarray(at, Math.min(block.length, at + payload)), maxFrame));
+        }
+        sent = end;
+      }
+    } finally {
+      // A read still running when we stop early: its failure is nobody's business.
+      next?.catch(() => undefined);
     }
     if (this.#final.settled || this.#aborted.settled) return undefined;
     await this.#send(encodeDataEnd(REQUEST_ID));
