@@ -48,16 +48,19 @@ export interface LibvirtRouteOptions {
 export class LibvirtRoute implements OffloadDeviceRoute {
   readonly domain: string;
   readonly #timeoutMs: number;
-  #connection: Promise<LibvirtConnection> | undefined;
-  readonly #ownsConnection: boolean;
+  /** The connection passed in (never closed or replaced here). */
+  readonly #given: LibvirtConnection | undefined;
+  /** The connection opened here; replaced when the bus went away (dbus-daemon restarted…). */
+  #owned: LibvirtConnection | undefined;
   #queue: Promise<unknown> = Promise.resolve();
 
   constructor(options: LibvirtRouteOptions) {
     if (typeof options.domain !== 'string' || options.domain === '') throw new UsageError('a libvirt domain name is needed', '--libvirt');
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) throw new UsageError(`timeout must be a positive whole number of milliseconds, got ${timeoutMs}`, '--timeout');
     this.domain = options.domain;
-    this.#timeoutMs = options.timeoutMs ?? 10_000;
-    this.#ownsConnection = options.connection === undefined;
-    if (options.connection) this.#connection = Promise.resolve(options.connection);
+    this.#timeoutMs = timeoutMs;
+    this.#given = options.connection;
   }
 
   attach(spec: AttachSpec): Promise<AttachResult> {
@@ -149,11 +152,11 @@ export class LibvirtRoute implements OffloadDeviceRoute {
   }
 
   /** Close the connection the route opened itself (not one passed in). */
-  async close(): Promise<void> {
-    if (!this.#ownsConnection || !this.#connection) return;
-    const c = this.#connection;
-    this.#connection = undefined;
-    (await c.catch(() => undefined))?.close();
+  close(): Promise<void> {
+    return this.#serial(async () => {
+      this.#owned?.close();
+      this.#owned = undefined;
+    });
   }
 
   #attachResult(vm: string, portName: string, channel: ChannelInfo, steps: HotplugStep[], started: number): AttachResult {
@@ -164,9 +167,15 @@ export class LibvirtRoute implements OffloadDeviceRoute {
   }
 
   async #lookup(vm: string): Promise<LibvirtDomain> {
-    this.#connection ??= LibvirtConnection.connect({ timeoutMs: this.#timeoutMs });
-    const connection = this.#connection;
-    return this.#step(vm, `look up libvirt domain ${this.domain}`, async () => (await connection).lookupDomain(this.domain, { timeoutMs: this.#timeoutMs }));
+    return this.#step(vm, `look up libvirt domain ${this.domain}`, async () => (await this.#connection()).lookupDomain(this.domain, { timeoutMs: this.#timeoutMs }));
+  }
+
+  /** Calls run one at a time (#serial), so no two callers open a connection at once. */
+  async #connection(): Promise<LibvirtConnection> {
+    if (this.#given) return this.#given;
+    if (this.#owned && !this.#owned.closed) return this.#owned;
+    this.#owned = await LibvirtConnection.connect({ timeoutMs: this.#timeoutMs });
+    return this.#owned;
   }
 
   async #liveXml(vm: string, domain: LibvirtDomain): Promise<ReturnType<typeof parseXml>> {

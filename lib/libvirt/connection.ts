@@ -142,8 +142,14 @@ export class LibvirtConnection {
     return { close: () => (off(), this.#removeMatch(rule)) };
   }
 
+  /** The bus connection ended (close(), or the bus went away): every call now fails. */
+  get closed(): boolean {
+    return this.#closed !== undefined;
+  }
+
   close(): void {
     this.#bus.close();
+    this.#closed ??= new LibvirtConnectError(this.busAddress, 'the connection was closed');
   }
 
   // ---- used by LibvirtDomain ----

@@ -11,7 +11,18 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { HotplugNoSerialControllerError, LibvirtRoute } from '../../lib/hotplug/index.js';
-import { LibvirtConnection, LibvirtFlags, OFFLOAD_NAMESPACE, channels, enableOffload, parseXml, readOffloadMetadata, virtioSerialControllers } from '../../lib/libvirt/index.js';
+import {
+  LibvirtConnection,
+  LibvirtFlags,
+  OFFLOAD_NAMESPACE,
+  OFFLOAD_PREFIX,
+  channels,
+  enableOffload,
+  offloadMetadataXml,
+  parseXml,
+  readOffloadMetadata,
+  virtioSerialControllers,
+} from '../../lib/libvirt/index.js';
 import { type LibvirtStack, type TinyDomain, startLibvirt } from '../helpers/libvirt.js';
 
 const PORT = 'virt-offload.0';
@@ -103,6 +114,15 @@ test('enableOffload on the inactive domain adds the controller and <vo:offload>;
   const twice = await enableOffload(conn, domain.name, { enabled: true, required: false, port: PORT });
   assert.is(twice.unchanged, true, 'a second enable changes nothing');
 
+  // Opt out again before starting: another test may have the libvirt hook installed on this
+  // machine right now, and its daemon would attach to an opted-in domain.
+  await (await conn.lookupDomain(domain.name)).setMetadata(
+    LibvirtFlags.METADATA_ELEMENT,
+    offloadMetadataXml({ enabled: false, required: false, port: PORT }),
+    OFFLOAD_PREFIX,
+    OFFLOAD_NAMESPACE,
+    LibvirtFlags.AFFECT_CONFIG,
+  );
   await domain.start();
   assert.not.ok((await guestPortNames()).includes(PORT), 'no port before attach');
   const daemon = await fakeDaemon(join(domain.dir, 'daemon.sock'));

@@ -73,6 +73,11 @@ test('enable on a running domain → next boot; attach names the remedy; after a
   assert.is(result['running'], true);
   assert.is(result['liveController'], false);
 
+  // Opt out again before the restart (with the command hooks/README.md gives): another test may
+  // have the libvirt hook installed on this machine right now, and its daemon would attach to an
+  // opted-in domain (or, with required="yes", refuse its start when that daemon is down).
+  stack.virsh(['metadata', domain.name, OFFLOAD_NAMESPACE, '--key', 'vo', '--config', '--set', '<offload enabled="no" required="no" port="virt-offload.0"/>']);
+  assert.match(stack.virsh(['dumpxml', '--inactive', domain.name]), /<vo:offload [^>]*enabled="no"/);
   await domain.destroy();
   await domain.start();
   assert.is(virtioSerialControllers(parseXml(stack.virsh(['dumpxml', domain.name]), 'live')).length, 1);
