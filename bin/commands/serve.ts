@@ -1,6 +1,6 @@
 // `virt-offload serve`: the daemon. Runs until SIGTERM/SIGINT; SIGHUP reloads the policy.
 // Logs go to stderr with journald level prefixes (`<3>`…), or as JSON lines with --json.
-import { createLogger, startDaemon, type DaemonOptions, type LogLevel } from '../../lib/daemon/index.js';
+import { createLogger, startDaemon, type Daemon, type DaemonLog, type DaemonOptions, type LogLevel } from '../../lib/daemon/index.js';
 import { UsageError } from '../../lib/errors.js';
 import type { SandboxChoice } from '../../lib/exec/index.js';
 import { EXIT, reportFailure } from '../exit.js';
@@ -51,6 +51,9 @@ export async function runServe(opts: Record<string, unknown>): Promise<number> {
       ...(str(opts.patchDir) === undefined ? {} : { patchDir: str(opts.patchDir)! }),
       ...(routeFor === undefined ? {} : { routeFor }),
     });
+    // The hook speaks only when a domain starts or stops: after a daemon restart, the domains
+    // already running would stay without a device until their next start. Adopt them now.
+    if (routeFor !== undefined) void adoptRunningDomains(daemon, log, libvirtTimeout);
     process.on('SIGHUP', () => {
       log.info('SIGHUP: reloading the policy');
       void daemon.reload();
@@ -73,4 +76,37 @@ export async function runServe(opts: Record<string, unknown>): Promise<number> {
 async function libvirtRoutes(timeoutMs: number | undefined): Promise<NonNullable<DaemonOptions['routeFor']>> {
   const { LibvirtRoute } = await import('../../lib/hotplug/index.js');
   return (vm) => new LibvirtRoute({ domain: vm.name, ...(timeoutMs === undefined ? {} : { timeoutMs }) });
+}
+
+/**
+ * serve --libvirt at start: add every running domain whose metadata opts in and attach its
+ * port; a port still there from before the restart is detached and attached again (libvirt
+ * gives QEMU's user access to the socket only on attach, and the socket is a new file).
+ * Failures are logged; the daemon serves either way.
+ */
+async function adoptRunningDomains(daemon: Daemon, log: DaemonLog, timeoutMs: number | undefined): Promise<void> {
+  const { LibvirtConnection, LibvirtFlags, parseXml, readOffloadMetadata } = await import('../../lib/libvirt/index.js');
+  let conn;
+  try {
+    conn = await LibvirtConnection.connect(timeoutMs === undefined ? {} : { timeoutMs });
+    for (const domain of await conn.listDomains(LibvirtFlags.LIST_ACTIVE)) {
+      try {
+        const root = parseXml(await domain.getXMLDesc(0), `domain ${domain.name}`);
+        const meta = readOffloadMetadata(root);
+        if (meta?.enabled !== true) continue;
+        const uuidElement = root.children.find((c) => c.kind === 'element' && c.uri === '' && c.local === 'uuid');
+        const uuid = uuidElement?.kind === 'element' ? uuidElement.children.map((c) => (c.kind === 'text' ? c.text : '')).join('').trim() : '';
+        await daemon.addVm({ name: domain.name, uuid });
+        // The port may still be there from before the restart, but on the old socket file.
+        daemon.attachVm(domain.name, meta.port, { reattach: true });
+        log.info(`VM ${domain.name}: running domain with virt-offload metadata adopted at start`, { vm: domain.name });
+      } catch (err) {
+        log.error(`VM ${domain.name}: cannot adopt the running domain: ${err instanceof Error ? err.message : String(err)}`, { vm: domain.name });
+      }
+    }
+  } catch (err) {
+    log.warn(`cannot list the running libvirt domains (those with virt-offload metadata get their port at their next start or libvirtd reconnect): ${err instanceof Error ? err.message : String(err)}`);
+  } finally {
+    conn?.close();
+  }
 }

@@ -110,7 +110,7 @@ export interface Daemon {
    * ready): call it after answering whoever asked (the libvirt hook blocks libvirt).
    * Returns what was scheduled.
    */
-  attachVm(name: string, portName: string): 'scheduled' | 'no-route';
+  attachVm(name: string, portName: string, options?: { readonly reattach?: boolean }): 'scheduled' | 'no-route';
   /** Whether attach requests can be served (a route factory was given). */
   canAttach(): boolean;
   /**
@@ -256,7 +256,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     return path;
   };
 
-  const attachVm = (name: string, portName: string): 'scheduled' | 'no-route' => {
+  const attachVm = (name: string, portName: string, attachOptions: { readonly reattach?: boolean } = {}): 'scheduled' | 'no-route' => {
     const entry = vms.get(name);
     if (entry === undefined) throw new VirtOffloadError('EUSAGE', `VM ${name} is not known to the daemon (add-vm first)`);
     if (entry.device !== undefined && entry.device.portName !== portName) {
@@ -270,7 +270,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       log,
       ...(options.attachRetryDelaysMs === undefined ? {} : { retryDelaysMs: options.attachRetryDelaysMs }),
     });
-    entry.device.attach();
+    entry.device.attach(attachOptions);
     return entry.device.status().state === 'no-route' ? 'no-route' : 'scheduled';
   };
 

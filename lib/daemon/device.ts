@@ -58,8 +58,13 @@ export class VmDevice {
     return this.#o.portName;
   }
 
-  /** Start attaching in the background (no-op while attaching or attached, or without a route). */
-  attach(): void {
+  /**
+   * Start attaching in the background (no-op while attaching or attached, or without a route).
+   * `reattach`: when the route finds the port already there, detach and attach it again. After
+   * a daemon restart the VM's socket is a new file: under libvirt only a fresh attach makes
+   * libvirt hand it to QEMU's user (it relabels the socket on attach), so QEMU can reconnect.
+   */
+  attach(options: { readonly reattach?: boolean } = {}): void {
     if (this.#o.route === undefined) {
       this.#o.log.warn(`VM ${this.#o.vm.name}: attach requested, but the daemon has no hot-plug route (start serve with --libvirt)`, { vm: this.#o.vm.name });
       return;
@@ -68,7 +73,7 @@ export class VmDevice {
     const generation = this.#generation;
     this.#set('attaching');
     this.#attempts = 0;
-    this.#running = this.#attachLoop(this.#o.route, generation);
+    this.#running = this.#attachLoop(this.#o.route, generation, options.reattach === true);
   }
 
   /**
@@ -106,7 +111,7 @@ export class VmDevice {
     };
   }
 
-  async #attachLoop(route: OffloadDeviceRoute, generation: number): Promise<void> {
+  async #attachLoop(route: OffloadDeviceRoute, generation: number, reattach: boolean): Promise<void> {
     const { vm, log } = this.#o;
     const delays = this.#o.retryDelaysMs ?? DEFAULT_ATTACH_RETRY_DELAYS_MS;
     const started = Date.now();
@@ -115,7 +120,12 @@ export class VmDevice {
       if (generation !== this.#generation) return;
       this.#attempts = attempt + 1;
       try {
-        const result = await route.attach(spec);
+        let result = await route.attach(spec);
+        if (result.alreadyAttached && reattach && generation === this.#generation) {
+          log.info(`VM ${vm.name}: offload port ${this.#o.portName} found attached; detaching and attaching it again for the new socket`, { vm: vm.name });
+          await route.detach({ vm: vm.name, portName: this.#o.portName });
+          result = await route.attach(spec);
+        }
         if (generation !== this.#generation) return; // removed meanwhile: remove() decides what to undo
         this.#error = undefined;
         this.#attachMs = Date.now() - started;

@@ -57,15 +57,29 @@ test.before(async () => {
   writeFileSync(join(scratch.dir, 'hi'), HI);
   const hi = (await measureFile(join(scratch.dir, 'hi'))).measurement;
   commitPolicy(repo, { 'binaries/hi.policy': `binary hi\ninterpreter /bin/sh\nvms vm:${ON}\nversion 1 approved ${hi}\n` }, 'approve hi for the hook test domain');
+  policyRepo = repo;
+  await startServe();
+});
+
+let policyRepo = '';
+async function startServe(): Promise<void> {
   serve = spawn(
     process.execPath,
-    [CLI, 'serve', '--libvirt', '--repo', repo, '--run-dir', runDir, '--store', join(scratch.dir, 'store'), '--audit-log', join(scratch.dir, 'audit.jsonl'), '--log-level', 'debug', '--watch-interval', '0'],
+    [CLI, 'serve', '--libvirt', '--repo', policyRepo, '--run-dir', runDir, '--store', join(scratch.dir, 'store'), '--audit-log', join(scratch.dir, 'audit.jsonl'), '--log-level', 'debug', '--watch-interval', '0'],
     { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: stack.busAddress } },
   );
   serve.stderr!.setEncoding('utf8');
   serve.stderr!.on('data', (d: string) => serveLog.push(d));
   await until('the daemon control socket', () => existsSync(controlPath), 20_000);
-});
+}
+
+async function stopServe(): Promise<void> {
+  const exited = new Promise((done) => serve!.once('exit', done));
+  serve!.kill('SIGTERM');
+  await exited;
+}
+
+const submitHi = (arg: string) => domain.exec(`sh /opt/vo/vo-run /opt/vo/hi ${arg}; echo "rc=$?"`, 30_000);
 
 test.after(async () => {
   serve?.kill('SIGTERM');
@@ -123,6 +137,28 @@ test('a submit round trip through the hot-plugged port (busybox client in the gu
   assert.match(r.output, /^rc=0$/m, r.output);
 });
 
+test('a daemon restart while the domain runs: serve --libvirt adopts it, re-attaches the port on the new socket, submit works again', async () => {
+  await stopServe();
+  serveLog.length = 0;
+  await startServe();
+  let info: VmInfo | undefined;
+  await until(
+    'the running domain adopted',
+    () => {
+      void vms().then((list) => (info = list.find((v) => v.name === domain.name)), () => {});
+      return info?.device?.state === 'attached' && info.connected;
+    },
+    20_000,
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}: ${JSON.stringify(info)}; daemon: ${serveLog.join('').slice(-3000)}`);
+  });
+  assert.match(serveLog.join(''), new RegExp(`VM ${domain.name}: running domain with virt-offload metadata adopted at start`));
+  assert.match(serveLog.join(''), /found attached; detaching and attaching it again for the new socket/);
+  const r = await submitHi('again');
+  assert.match(r.output, /^hi from the host: again$/m, r.output);
+  assert.match(r.output, /^rc=0$/m, r.output);
+});
+
 test('destroy: the daemon removed the VM and its socket', async () => {
   const socket = (await vms()).find((v) => v.name === domain.name)!.socket;
   assert.ok(existsSync(socket));
@@ -146,8 +182,8 @@ test('a domain without the metadata is untouched', async () => {
 });
 
 test('daemon down: a domain with required="yes" does not start (prepare begin fails), one with required="no" does', async () => {
-  serve!.kill('SIGTERM');
-  await until('the daemon stopped', () => !existsSync(controlPath), 10_000);
+  await stopServe();
+  assert.not.ok(existsSync(controlPath));
   const required = await stack.defineTinyDomain(`vo-hook-req-${tag}`, { metadata: offloadMetadata({ required: true }) });
   const r = stack.virshResult(['start', required.name]);
   assert.is.not(r.status, 0, 'the start was refused');
