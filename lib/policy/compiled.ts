@@ -8,7 +8,7 @@
 import type { BinaryDecl, GroupDecl, VersionStatus, VmsDecl } from './ast.js';
 import type { PolicySyntaxError } from './errors.js';
 import { DEFAULT_LIMITS, resolveLimits, type Limits } from './limits.js';
-import type { Interpreter } from './names.js';
+import { formatMember, type Interpreter, type Member } from './names.js';
 import type { SupersedeLinks } from './parse.js';
 
 export const STATUS_OF_CODE: readonly VersionStatus[] = Object.freeze(['approved', 'superseded', 'revoked']);
@@ -31,6 +31,16 @@ export interface CompiledBinary {
   readonly interpreter: Interpreter;
   /** The vms lines as parsed (groups in them are resolved per snapshot). */
   readonly vms: readonly VmsDecl[];
+  /** Worked out from `vms` here, once per file, not per snapshot: */
+  readonly vmsAll: boolean;
+  /** Every member of every vms line, in order. */
+  readonly vmsMembers: readonly Member[];
+  /** As written: ['all'] or the members as `kind:value` (frozen). */
+  readonly vmsWritten: readonly string[];
+  /** vmsWritten joined with spaces (binaries that write the same list share one). */
+  readonly vmsKey: string;
+  /** The members sorted and joined (binaries with the same members share one scope). */
+  readonly scopeKey: string;
   /** Versions, in file order. */
   readonly count: number;
   readonly measurementCount: number;
@@ -95,7 +105,7 @@ export function compileBinary(decl: BinaryDecl, file: string, links: SupersedeLi
   const n = decls.length;
   let total = 0;
   for (let i = 0; i < n; i++) total += decls[i]!.measurements.length;
-  const { slab: ints, at: intsAt } = INT_SLABS.take(5 * n + 1 + total);
+  const { slab: ints, at: intsAt } = INT_SLABS.take(5 * n + 1 + 2 * total);
   const { slab: digests, at: digestsAt } = BYTE_SLABS.take(DIGEST_STRIDE * total);
   const versions: string[] = new Array<string>(n);
   let reasons: (string | undefined)[] | undefined;
@@ -120,6 +130,12 @@ export function compileBinary(decl: BinaryDecl, file: string, links: SupersedeLi
     }
   }
   ints[intsAt + 5 * n] = total;
+  // Hashed here, in the loop that runs for every file, rather than once per snapshot.
+  const hashAt = intsAt + 5 * n + 1 + total;
+  for (let k = 0; k < total; k++) ints[hashAt + k] = digestHash(digests, digestsAt + DIGEST_STRIDE * k);
+  const vmsAll = decl.vms.some((v) => v.all);
+  const vmsMembers = decl.vms.length === 1 ? decl.vms[0]!.members : decl.vms.flatMap((v) => v.members);
+  const vmsWritten = Object.freeze(vmsAll ? ['all'] : vmsMembers.map(formatMember));
   return Object.freeze({
     name: decl.name,
     file,
@@ -127,6 +143,11 @@ export function compileBinary(decl: BinaryDecl, file: string, links: SupersedeLi
     limits: decl.limits === undefined ? DEFAULT_LIMITS : resolveLimits(decl.limits.values),
     interpreter: decl.interpreter?.value ?? NO_INTERPRETER,
     vms: decl.vms,
+    vmsAll,
+    vmsMembers,
+    vmsWritten,
+    vmsKey: vmsWritten.join(' '),
+    scopeKey: vmsWritten.length === 1 ? vmsWritten[0]! : [...vmsWritten].sort().join(' '),
     count: n,
     measurementCount: total,
     versions: Object.freeze(versions),
@@ -136,6 +157,31 @@ export function compileBinary(decl: BinaryDecl, file: string, links: SupersedeLi
     digests,
     digestsAt,
   });
+}
+
+/**
+ * Multipliers of the keyed digest hash, drawn once per process: every compiled file hashes
+ * its measurements with them, and every table and lookup uses the same.
+ */
+const DIGEST_KEYS = new Int32Array(9);
+for (let i = 0; i < 9; i++) DIGEST_KEYS[i] = (Math.random() * 0x1_0000_0000) | 1;
+
+/**
+ * Keyed hash of the measurement at `bytes[at]`: the sum of its eight 32-bit words (and its
+ * algorithm) times random odd multipliers; a table takes its top bits (vector
+ * multiply-shift: two digests share a slot with probability about 2/slots). Measurements come
+ * from policy files anyone may propose; with multipliers drawn per process no file can be
+ * written to collide, so building a table stays linear in the worst case too (a hash of the
+ * first bytes alone could be flooded with digests that share them).
+ */
+export function digestHash(bytes: Uint8Array, at: number): number {
+  const keys = DIGEST_KEYS;
+  let h = Math.imul(bytes[at]! + 1, keys[8]!);
+  for (let w = 0, p = at + 1; w < 8; w++, p += 4) {
+    const word = bytes[p]! | (bytes[p + 1]! << 8) | (bytes[p + 2]! << 16) | (bytes[p + 3]! << 24);
+    h = (h + Math.imul(word, keys[w]!)) | 0;
+  }
+  return h;
 }
 
 /** Lowercase hex digit values by character code; -1 for anything else. */

@@ -1,29 +1,12 @@
-// A snapshot's index, measurement → entry, over the compiled files' packed digests: an
-// open-addressing table of measurement numbers (one Int32Array) and entries made on first
+// A snapshot's index, measurement → entry, over the compiled files' packed digests (and the
+// keyed hashes compiled with them, see digestHash): an open-addressing table of measurement numbers (one Int32Array) and entries made on first
 // read. Measurements are numbered in file order, binary by binary, as the files are sorted.
-import { decodeMeasurement, DIGEST_STRIDE, encodeMeasurement, STATUS_OF_CODE, type CompiledBinary } from './compiled.js';
+import { decodeMeasurement, DIGEST_STRIDE, digestHash, encodeMeasurement, STATUS_OF_CODE, type CompiledBinary } from './compiled.js';
 import type { PolicyEntry } from './types.js';
 
 const refuse = (): never => {
   throw new TypeError('Cannot change a frozen policy map or set');
 };
-
-/**
- * Keyed hash of the measurement at `bytes[at]`: the sum of its eight 32-bit words (and its
- * algorithm) times random odd multipliers, whose top bits pick the slot (vector
- * multiply-shift: any two digests collide with probability about 2/slots). The digests come
- * from policy files that anyone may propose; with multipliers drawn per table, no file can be
- * written to collide, so a build stays linear in the worst case too (a hash of the first bytes
- * alone could be flooded with digests that share them).
- */
-function hashAt(bytes: Uint8Array, at: number, keys: Int32Array): number {
-  let h = Math.imul(bytes[at]! + 1, keys[8]!);
-  for (let w = 0, p = at + 1; w < 8; w++, p += 4) {
-    const word = bytes[p]! | (bytes[p + 1]! << 8) | (bytes[p + 2]! << 16) | (bytes[p + 3]! << 24);
-    h = (h + Math.imul(word, keys[w]!)) | 0;
-  }
-  return h >>> 0;
-}
 
 function sameDigest(a: Uint8Array, at: number, b: Uint8Array, bt: number): boolean {
   for (let i = 0; i < DIGEST_STRIDE; i++) if (a[at + i] !== b[bt + i]) return false;
@@ -39,7 +22,6 @@ export class DigestTable {
   private readonly slots: Int32Array;
   private readonly shift: number;
   private readonly mask: number;
-  private readonly keys = new Int32Array(9);
   /** Per measurement number: the index of its binary. */
   readonly binaryOf: Int32Array;
   /** Per binary: the number of its first measurement. */
@@ -64,17 +46,17 @@ export class DigestTable {
     this.slots = new Int32Array(1 << bits);
     this.shift = 32 - bits;
     this.mask = (1 << bits) - 1;
-    for (let i = 0; i < 9; i++) this.keys[i] = (Math.random() * 0x1_0000_0000) | 1;
     this.binaryOf = new Int32Array(total);
-    const { slots, shift, mask, keys } = this;
+    const { slots, shift, mask } = this;
     let size = 0;
     for (let b = 0; b < binaries.length; b++) {
-      const { digests, digestsAt, measurementCount } = binaries[b]!;
+      const { digests, digestsAt, measurementCount, ints, intsAt, count } = binaries[b]!;
       const base = this.measurementBase[b]!;
+      const hashes = intsAt + 5 * count + 1 + measurementCount;
       for (let j = 0; j < measurementCount; j++) {
         const at = digestsAt + j * DIGEST_STRIDE;
         this.binaryOf[base + j] = b;
-        let s = hashAt(digests, at, keys) >>> shift;
+        let s = ints[hashes + j]! >>> shift;
         let found = -1;
         for (let k = slots[s]!; k !== 0; k = slots[s]!) {
           if (this.sameAs(k - 1, digests, at)) {
@@ -105,7 +87,7 @@ export class DigestTable {
   find(measurement: string): number {
     if (!encodeMeasurement(measurement, QUERY, 0)) return -1;
     const { slots, mask } = this;
-    for (let s = hashAt(QUERY, 0, this.keys) >>> this.shift, k = slots[s]!; k !== 0; s = (s + 1) & mask, k = slots[s]!) {
+    for (let s = digestHash(QUERY, 0) >>> this.shift, k = slots[s]!; k !== 0; s = (s + 1) & mask, k = slots[s]!) {
       if (this.sameAs(k - 1, QUERY, 0)) return k - 1;
     }
     return -1;

@@ -144,11 +144,10 @@ export class PendingScopes {
   private readonly cache = new Map<string, VmScope>();
   private readonly pending: { members: readonly Member[]; scope: { readonly names: FrozenSet<string>; readonly uuids: FrozenSet<string> } }[] = [];
 
-  /** `written` is members.map(formatMember). */
-  scopeOf(all: boolean, members: readonly Member[], written: readonly string[]): VmScope {
+  /** `key` is members.map(formatMember), sorted and joined with spaces. */
+  scopeOf(all: boolean, members: readonly Member[], key: string): VmScope {
     if (all) return ALL_VMS;
     if (members.length === 0) return NO_VMS;
-    const key = written.length === 1 ? written[0]! : [...written].sort().join(' ');
     let scope = this.cache.get(key);
     if (scope === undefined) {
       const sets = { names: FrozenSet.open<string>(), uuids: FrozenSet.open<string>() };

@@ -151,19 +151,15 @@ export function tryBuildSnapshot(files: readonly PolicySource[], meta: SnapshotM
  * and its vms lines as written; group references are collected for checking.
  */
 function sharedOf(bin: CompiledBinary, scopes: PendingScopes, groupRefs: GroupReference[], vmsLists: Map<string, readonly string[]>): { shared: BinaryShared; vms: readonly string[] } {
-  const all = bin.vms.some((v) => v.all);
-  const members = bin.vms.length === 1 ? bin.vms[0]!.members : bin.vms.flatMap((v) => v.members);
   for (const v of bin.vms) {
     for (const m of v.members) if (m.kind === 'group') groupRefs.push({ file: bin.file, line: v.line, member: m });
   }
-  const written = all ? ['all'] : members.map(formatMember);
   // Binaries that write the same vms share one frozen list (most name one group).
-  const listKey = written.join(' ');
-  let vms = vmsLists.get(listKey);
+  let vms = vmsLists.get(bin.vmsKey);
   if (vms === undefined) {
-    vms = Object.freeze(written);
-    vmsLists.set(listKey, vms);
+    vms = bin.vmsWritten;
+    vmsLists.set(bin.vmsKey, vms);
   }
-  const shared: BinaryShared = { name: bin.name, file: bin.file, limits: bin.limits, interpreter: bin.interpreter, scope: scopes.scopeOf(all, members, written) };
+  const shared: BinaryShared = { name: bin.name, file: bin.file, limits: bin.limits, interpreter: bin.interpreter, scope: scopes.scopeOf(bin.vmsAll, bin.vmsMembers, bin.scopeKey) };
   return { shared, vms };
 }
