@@ -20,6 +20,8 @@
 //                   namespace, binds, uid 65534), spawned from node, no daemon
 //           h-submit submit --measurement from this process over a second VM's unix socket
 //                   (no guest): the low-noise view of the daemon's cost; alternated with bare
+//           cgroup  one move of a sleeping process into a fresh run cgroup, alone (run() does
+//                   one per run, and bwrap cannot be released before it completes)
 //   parts:  the submit conversation driven by hand in the guest over one open port (open,
 //           marker + HELLO -> host HELLO, REQUEST -> EXIT, PING -> PONG), to see where it goes
 // The guest loops warm up first (10 submits; under TCG the guest's JIT makes a process's first
@@ -39,7 +41,8 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
-import { bwrapArgs, SANDBOX_DIR } from '../../lib/exec/index.js';
+import { bwrapArgs, hostCgroups, SANDBOX_DIR } from '../../lib/exec/index.js';
+import { RunCgroup } from '../../lib/exec/cgroup.js';
 import { submit } from '../../lib/guest/index.js';
 import { measureFile } from '../../lib/io/index.js';
 import { installFile, openStore } from '../../lib/store/index.js';
@@ -117,6 +120,22 @@ function bareBwrap(path: string): Promise<number> {
     child.on('error', reject);
     child.on('close', (code) => (code === 0 ? resolve(performance.now() - t) : reject(new Error(`bare bwrap failed: exit ${code}: ${err}`))));
   });
+}
+
+/** One move of a process into a fresh run cgroup (what run() does once per run), alone. */
+async function cgroupMove(): Promise<number> {
+  const child = spawn('/bin/sleep', ['10'], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 20));
+  const group = RunCgroup.create(hostCgroups()!, { memoryBytes: 64 << 20, pids: 8 });
+  const t = performance.now();
+  try {
+    group.add(child.pid!);
+    return performance.now() - t;
+  } finally {
+    group.killAll();
+    child.kill('SIGKILL');
+    await group.removeWhenEmpty();
+  }
 }
 
 async function hostSubmit(socket: string, measurement: string): Promise<number> {
@@ -249,7 +268,7 @@ try {
   await guest.exec('node -e 0', 60_000);
 
   const partRows: number[][] = [];
-  const s = { rtt: [] as number[], copy: [] as number[], submit: [] as number[], upload: [] as number[], bare: [] as number[], hostSubmit: [] as number[] };
+  const s = { cgroup: [] as number[], rtt: [] as number[], copy: [] as number[], submit: [] as number[], upload: [] as number[], bare: [] as number[], hostSubmit: [] as number[] };
   const raw = new RawListener();
   for (let round = 0; round < rounds; round++) {
     await raw.listen(vmSocket);
@@ -266,6 +285,7 @@ try {
     partRows.push(...(await inGuest<number[][]>(`parts ${runs} ${mTrue}`)));
     await ctl({ cmd: 'remove-vm', name: 'bench' });
 
+    for (let i = 0; i < 10; i++) s.cgroup.push(await cgroupMove());
     for (let i = 0; i < 3; i++) {
       await bareBwrap(bareCopy);
       await hostSubmit(hostSocket, mTrue);
@@ -313,6 +333,7 @@ try {
   console.log(line('  PING → PONG (through the daemon)', col(3)));
   console.log(`host view, no guest (submit() over the VM's unix socket, alternated with bare bwrap):`);
   console.log(line('submit --measurement (host)', s.hostSubmit));
+  console.log(line('part: a move into a run cgroup', s.cgroup, `   (cgroup v${hostCgroups()!.version}; waits for an RCU grace period on a busy host)`));
   console.log(`  added to a bare bwrap run            p50 ${fmt(hostOverhead)}   ratio ${(p50(s.hostSubmit) / p50(s.bare)).toFixed(2)}x`);
   const g = hostSide('bench');
   const h = hostSide('bench-host');
