@@ -12,8 +12,8 @@
 //
 // Not zx: the hook runs no command at all (no shell, no child process); it reads stdin,
 // parses XML and writes one line to a unix socket, all of which Node does natively. zx would
-// add ~120 ms to every domain start for nothing. The hook is bundled with sax (its only
-// dependency) into one CommonJS file, so it needs no node_modules where it is installed.
+// add ~120 ms to every domain start for nothing. The hook is bundled into one CommonJS file
+// (no dependency), so it needs no node_modules where it is installed.
 import { appendFileSync, readSync, statSync, writeSync } from 'node:fs';
 import { ControlError } from './control-error.js';
 import { decide, type HookAction } from './decide.js';
@@ -25,7 +25,7 @@ const loadXml = () => import('./domain-xml.js');
 const loadControl = () => import('./control-client.js');
 /** Our namespace, as text: a document without it cannot opt in (libvirt writes it verbatim). */
 const NAMESPACE_TEXT = 'http://virt-offload.org/xmlns/domain/1.0';
-/** Same value as domain-xml.ts's MAX_DOMAIN_XML (not imported: that would load sax eagerly). */
+/** Same value as domain-xml.ts's MAX_DOMAIN_XML (not imported: that would load the XML reader eagerly). */
 const MAX_DOMAIN_XML = 1024 * 1024;
 
 /** Written by the installer in front of the bundle (see bin/commands/hook.ts). */

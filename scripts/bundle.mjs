@@ -57,25 +57,14 @@ await build({
 });
 chmodSync('dist/virt-offload.cjs', 0o755);
 
-// sax requires node:stream at load time, only for its createStream() API, which the hook does
-// not use (and sax copes with an empty module). node:stream costs ~5 ms of start-up.
-const saxWithoutStream = {
-  name: 'sax-without-stream',
-  setup(b) {
-    b.onResolve({ filter: /^stream$/ }, (args) => (/[\\/]sax[\\/]/.test(args.importer) ? { path: 'stream', namespace: 'empty-stream' } : undefined));
-    b.onLoad({ filter: /.*/, namespace: 'empty-stream' }, () => ({ contents: 'module.exports = {};', loader: 'js' }));
-  },
-};
-
-// The libvirt hook: one self-contained CommonJS file (sax inside, nothing from node_modules at
-// run time) that `virt-offload hook install` copies under /etc/libvirt/hooks/qemu.d/.
+// The libvirt hook: one self-contained CommonJS file (nothing from node_modules at run time)
+// that `virt-offload hook install` copies under /etc/libvirt/hooks/qemu.d/.
 await build({
   ...common,
   external: [],
   sourcemap: false,
-  // Every domain start compiles this file: fully minified it is half the bytes to compile.
+  // Every domain start compiles this file: keep it small.
   minify: true,
-  plugins: [saxWithoutStream],
   entryPoints: ['dist/hooks/qemu.js'],
   outfile: 'dist/hooks/virt-offload-qemu.cjs',
 });

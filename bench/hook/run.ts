@@ -3,17 +3,18 @@
 //   hook:     the installed hook file (the CLI's `hook install` output), real domain XML on stdin:
 //             - plain:   a domain without our metadata (what most domains cost)
 //             - absent:  an opted-in domain at `started begin`, no daemon (one stderr line, exit 0)
-//             - present: an opted-in domain at `started begin` / `stopped end` with a real daemon
+//             - present: an opted-in domain at `started begin` / `stopped end` with the real
+//                        daemon (`virt-offload serve`, its own process as in production)
 //                        answering add-vm / remove-vm on its control socket
 //   target:   ≤ 1.5× the baseline's median (libvirt waits for the hook on every domain start)
 // Iterations rotate through the cases so load on this shared 2-core machine hits all alike.
 // Usage: node dist/bench/hook/run.js [--runs N]
-import { mkdirSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startDaemon } from '../../lib/daemon/index.js';
-import { domainXml, installHook, optIn, runHook } from '../../test/hooks/helpers.js';
-import { run, scratchDir } from '../../test/helpers/tools.js';
+import { domainXml, installHook, optIn, runHook, until } from '../../test/hooks/helpers.js';
+import { repoRoot, run, scratchDir } from '../../test/helpers/tools.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '40' } } });
 const runs = Number(values.runs);
@@ -31,7 +32,12 @@ try {
   mkdirSync(repo);
   run('git', ['init', '-q', repo]);
   const runDir = join(scratch.dir, 'run');
-  const daemon = await startDaemon({ runDir, policyRepo: repo, storeDir: join(scratch.dir, 'store'), auditLog: join(scratch.dir, 'audit.jsonl'), sandbox: 'bwrap' });
+  const daemon = spawn(
+    process.execPath,
+    [join(repoRoot, 'dist/virt-offload.cjs'), 'serve', '--repo', repo, '--run-dir', runDir, '--store', join(scratch.dir, 'store'), '--audit-log', join(scratch.dir, 'audit.jsonl'), '--log-level', 'error', '--watch-interval', '0'],
+    { stdio: 'ignore' },
+  );
+  await until('the daemon control socket', () => existsSync(join(runDir, 'control.sock')), 20_000);
   const present = installHook(join(scratch.dir, 'hooks'), runDir, ['--no-log-file']);
   const absent = installHook(join(scratch.dir, 'hooks-absent'), join(scratch.dir, 'no-daemon'), ['--no-log-file']);
   const plainXml = domainXml({ name: 'bench' });
@@ -79,7 +85,9 @@ try {
   // Warm the page cache and the daemon.
   for (const c of cases) await c.once();
   for (let i = 0; i < runs; i++) for (const [k, c] of cases.entries()) times[k]!.push(await c.once());
-  await daemon.close();
+  const exited = new Promise((done) => daemon.once('exit', done));
+  daemon.kill('SIGTERM');
+  await exited;
 
   const base = median(times[0]!);
   console.log(`bench/hook: ${runs} runs per case, wall time per invocation (spawn → exit), node ${process.version}`);
