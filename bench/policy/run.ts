@@ -9,7 +9,8 @@
 // own once full GCs stop shrinking it; the median of --runs processes is shown. "load" is
 // loadPolicyWorkTree + the first buildSnapshot in a fresh process (cold JIT, warm page cache:
 // what a daemon start costs); "warm rebuild" is buildSnapshot alone, repeated in the same
-// process (what a reload on a new commit costs).
+// process; "reload, 1 file changed" is a PolicyReloader's load after one file gained a version
+// (what the daemon's reload on a new commit costs with the incremental loader).
 // Usage: npm run bench:policy [-- --runs N --files N --versions N --big-runs N --big-files N --big-versions N --no-big]
 // The default run takes about a minute here: 3 processes each side at 100k, 1 at 1M.
 import { spawnSync } from 'node:child_process';
@@ -55,6 +56,7 @@ interface PolicyRun {
   buildMs: number;
   loadMs: number;
   warmBuildMs: number;
+  reloadMs: number;
   after: Mem;
   lookups: Lookups;
   outcomes: Record<string, number>;
@@ -108,6 +110,7 @@ function scenario(work: string, label: string, files: number, versions: number, 
   console.log('                               policy (loader + buildSnapshot, decide)    floor (Set from one sums file)   ratio');
   console.log(`   load                      ${ms(load)}   (read ${ms(med(pol, (r) => r.readMs)).trim()} + build ${ms(med(pol, (r) => r.buildMs)).trim()})   ${ms(fLoad)}                    ${ratio(load, fLoad)}`);
   console.log(`   warm rebuild (build only) ${ms(med(pol, (r) => r.warmBuildMs))}`);
+  console.log(`   reload, 1 file changed    ${ms(med(pol, (r) => r.reloadMs))}   (PolicyReloader: every file read, only the changed one parsed)`);
   console.log(`   RSS after load, GC'd      ${mb(rss)}                                ${mb(fRss)}                    ${ratio(rss, fRss)}`);
   console.log(`     of which over bare Node ${mb(rss - idle)}                                ${mb(fRss - idle)}                    ${ratio(rss - idle, fRss - idle)}`);
   console.log(`   peak RSS during load      ${mb(med(pol, (r) => r.after.peakRssMb))}                                ${mb(med(flo, (r) => r.after.peakRssMb))}`);
