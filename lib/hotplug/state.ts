@@ -52,67 +52,64 @@ async function rootPort(qmp: QmpPort, id: string): Promise<RootPort | undefined>
   const props = await qomList(qmp, path);
   const bus = props.find((p) => p.type === 'child<PCIE>' || p.type === 'child<PCI>');
   if (bus === undefined) return undefined;
-  const free = childCount(await qomList(qmp, `${path}/${bus.name}`)) === 0;
-  const hotplug = props.some((p) => p.name === 'hotplug') ? (await qomGet(qmp, path, 'hotplug')) !== false : true;
-  return { id, bus: bus.name, free, hotplug };
+  const [children, hotplugValue] = await Promise.all([
+    qomList(qmp, `${path}/${bus.name}`),
+    props.some((p) => p.name === 'hotplug') ? qomGet(qmp, path, 'hotplug') : true,
+  ]);
+  return { id, bus: bus.name, free: childCount(children) === 0, hotplug: hotplugValue !== false };
 }
 
+// QEMU answers QMP commands one at a time, but the client pipelines them (ids + a pending
+// map): the independent reads below are sent together so the round trips overlap instead of
+// adding up (bench/hotplug compares the route with a script sending the bare attach commands).
 export async function gatherState(qmp: QmpPort, ids: OffloadIds): Promise<VmState> {
-  const machineType = String(await qomGet(qmp, '/machine', 'type'));
-
+  const [machineTypeValue, listed, named, anonymous] = await Promise.all([
+    qomGet(qmp, '/machine', 'type'),
+    qmp.execute<unknown>('query-chardev'),
+    qomList(qmp, '/machine/peripheral'),
+    qomList(qmp, '/machine/peripheral-anon').catch((err: unknown) => {
+      // Absent until the first device without an id exists.
+      if (!isNotFound(err)) throw err;
+      return [] as QomProperty[];
+    }),
+  ]);
+  const machineType = String(machineTypeValue);
   const chardevs = new Map<string, string>();
-  const listed = await qmp.execute<unknown>('query-chardev');
   for (const c of Array.isArray(listed) ? listed : []) {
     if (typeof c?.label === 'string') chardevs.set(c.label, typeof c.filename === 'string' ? c.filename : '');
   }
 
-  const named = await qomList(qmp, '/machine/peripheral');
-  let anonymous: QomProperty[] = [];
-  try {
-    anonymous = await qomList(qmp, '/machine/peripheral-anon');
-  } catch (err) {
-    // Absent until the first device without an id exists.
-    if (!isNotFound(err)) throw err;
-  }
-
   const byId = (a: QomProperty, b: QomProperty): number => a.name.localeCompare(b.name, 'en', { numeric: true });
-  const serialBuses: SerialBus[] = [];
   const controllers = [
     ...named.filter((p) => SERIAL_TYPES.test(p.type)).sort((a, b) => (a.name === ids.controller ? -1 : b.name === ids.controller ? 1 : byId(a, b))).map((p) => [`/machine/peripheral/${p.name}`, p.name] as const),
     ...anonymous.filter((p) => SERIAL_TYPES.test(p.type)).sort(byId).map((p) => [`/machine/peripheral-anon/${p.name}`, undefined] as const),
   ];
-  for (const [path, id] of controllers) {
-    const bus = await serialBus(qmp, path, id);
-    if (bus !== undefined) serialBuses.push(bus);
-  }
-
-  const rootPorts: RootPort[] = [];
-  for (const p of named.filter((p) => ROOT_PORT_TYPES.test(p.type)).sort(byId)) {
-    const r = await rootPort(qmp, p.name);
-    if (r !== undefined) rootPorts.push(r);
-  }
-
-  let port: PortState | undefined;
-  if (named.some((p) => p.name === ids.port)) {
-    const path = `/machine/peripheral/${ids.port}`;
-    port = {
-      id: ids.port,
-      name: String(await qomGet(qmp, path, 'name')),
-      chardev: String(await qomGet(qmp, path, 'chardev')),
-      busPath: String(await qomGet(qmp, path, 'parent_bus')),
-    };
-  }
-  let chardev: ChardevState | undefined;
+  const portNamed = named.some((p) => p.name === ids.port);
+  const portPath = `/machine/peripheral/${ids.port}`;
   const filename = chardevs.get(ids.chardev);
-  if (filename !== undefined) {
-    const path = `/chardevs/${ids.chardev}`;
-    const props = await qomList(qmp, path);
-    let unixPath: string | undefined;
-    if (props.some((p) => p.name === 'addr' && p.type === 'SocketAddress')) {
-      const addr = (await qomGet(qmp, path, 'addr')) as { type?: unknown; path?: unknown } | null;
-      if (addr?.type === 'unix' && typeof addr.path === 'string') unixPath = addr.path;
-    }
-    chardev = { id: ids.chardev, filename, unixPath };
-  }
+  // Promise.all keeps the order of its inputs: the planner sees buses and ports sorted as above.
+  const [buses, ports, port, chardev] = await Promise.all([
+    Promise.all(controllers.map(([path, id]) => serialBus(qmp, path, id))),
+    Promise.all(named.filter((p) => ROOT_PORT_TYPES.test(p.type)).sort(byId).map((p) => rootPort(qmp, p.name))),
+    portNamed
+      ? Promise.all([qomGet(qmp, portPath, 'name'), qomGet(qmp, portPath, 'chardev'), qomGet(qmp, portPath, 'parent_bus')]).then(
+          ([name, chardevId, busPath]): PortState => ({ id: ids.port, name: String(name), chardev: String(chardevId), busPath: String(busPath) }),
+        )
+      : undefined,
+    filename === undefined ? undefined : chardevState(qmp, ids.chardev, filename),
+  ]);
+  const serialBuses = buses.filter((b): b is SerialBus => b !== undefined);
+  const rootPorts = ports.filter((r): r is RootPort => r !== undefined);
   return { machineType, chardevs, serialBuses, rootPorts, port, chardev };
+}
+
+async function chardevState(qmp: QmpPort, id: string, filename: string): Promise<ChardevState> {
+  const path = `/chardevs/${id}`;
+  const props = await qomList(qmp, path);
+  let unixPath: string | undefined;
+  if (props.some((p) => p.name === 'addr' && p.type === 'SocketAddress')) {
+    const addr = (await qomGet(qmp, path, 'addr')) as { type?: unknown; path?: unknown } | null;
+    if (addr?.type === 'unix' && typeof addr.path === 'string') unixPath = addr.path;
+  }
+  return { id, filename, unixPath };
 }
