@@ -5,7 +5,7 @@ import { UsageError } from '../errors.js';
 import { QmpExecuteError } from '../qmp/index.js';
 import { HotplugError, HotplugStepError, HotplugTimeoutError } from './errors.js';
 import { planAttach, planDetach, removeStep, type AttachPlan, type VmState } from './plan.js';
-import { gatherState, type QmpPort } from './state.js';
+import { gatherState, quickAttachState, type QmpPort } from './state.js';
 import {
   checkSocketPath,
   DEFAULT_PORT_NAME,
@@ -47,16 +47,23 @@ export class QmpHotplugRoute implements OffloadDeviceRoute {
       const started = Date.now();
       const portName = spec.portName ?? DEFAULT_PORT_NAME;
       const ids = offloadIds(portName);
-      const plan = await this.planAttach(spec);
-      const done: HotplugStep[] = [];
-      for (const step of plan.steps) {
-        try {
-          await this.#apply(spec.vm, step);
-        } catch (err) {
-          throw await this.#rollBack(spec.vm, step, err, done);
-        }
-        done.push(step);
+      const { reconnect } = checkAttachSpec(spec);
+      // The usual first attach is planned from one round of reads; if that plan fails (the
+      // guessed bus is not there or is full), it has been rolled back and the full state decides.
+      let attached: { plan: AttachPlan; done: HotplugStep[] } | undefined;
+      const quick = await this.#quickState(spec.vm, ids);
+      if (quick !== undefined) {
+        const plan = planAttach(spec.vm, quick, ids, portName, spec.socketPath, reconnect);
+        attached = await this.#applyAll(spec.vm, plan.steps).then(
+          (done) => ({ plan, done }),
+          () => undefined,
+        );
       }
+      if (attached === undefined) {
+        const plan = await this.planAttach(spec);
+        attached = { plan, done: await this.#applyAll(spec.vm, plan.steps) };
+      }
+      const { plan, done } = attached;
       return {
         vm: spec.vm,
         portName,
@@ -85,6 +92,28 @@ export class QmpHotplugRoute implements OffloadDeviceRoute {
       }
       return { vm: spec.vm, portName, steps, alreadyDetached: steps.length === 0, elapsedMs: Date.now() - started };
     });
+  }
+
+  /** Apply the steps in order; on a failure undo those done and throw what failed. */
+  async #applyAll(vm: string, steps: readonly HotplugStep[]): Promise<HotplugStep[]> {
+    const done: HotplugStep[] = [];
+    for (const step of steps) {
+      try {
+        await this.#apply(vm, step);
+      } catch (err) {
+        throw await this.#rollBack(vm, step, err, done);
+      }
+      done.push(step);
+    }
+    return done;
+  }
+
+  async #quickState(vm: string, ids: ReturnType<typeof offloadIds>): Promise<VmState | undefined> {
+    try {
+      return await quickAttachState(this.#qmp, ids);
+    } catch (err) {
+      throw new HotplugStepError(vm, 'reading the VM’s devices and chardevs', err);
+    }
   }
 
   #serial<T>(work: () => Promise<T>): Promise<T> {

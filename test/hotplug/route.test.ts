@@ -201,6 +201,41 @@ test('a failed step rolls back what this call added, newest first, and names the
   assert.equal(err.toJSON()['errorClass'], 'GenericError', '--json shows the class');
 });
 
+test('an existing controller with an id: one round of reads, then the two commands onto its bus', async () => {
+  const vm = new FakeVm();
+  vm.devices.set('ser0', { driver: 'virtio-serial-pci', bus: 'pci.0' });
+  const a = await new QmpHotplugRoute(vm).attach({ vm: 'vm1', socketPath: SOCK });
+  assert.equal(vm.calls, ['read', 'read', 'chardev-add vo-chr0', 'device_add vo-port0']);
+  assert.is(a.bus, 'ser0.0');
+  assert.is(vm.devices.get('vo-port0')?.bus, 'ser0.0');
+});
+
+test('the one-round plan failing is rolled back and the full state decides', async () => {
+  const vm = new FakeVm();
+  vm.devices.set('ser0', { driver: 'virtio-serial-pci', bus: 'pci.0' });
+  let failures = 1;
+  vm.fail = (command, args) => (command === 'device_add' && args['driver'] === 'virtserialport' && failures-- > 0 ? qmpError(command, 'GenericError', "Bus 'ser0.0' does not support hotplugging") : undefined);
+  const a = await new QmpHotplugRoute(vm).attach({ vm: 'vm1', socketPath: SOCK });
+  assert.equal(changes(vm), ['chardev-add vo-chr0', 'device_add vo-port0', 'chardev-remove vo-chr0', 'chardev-add vo-chr0', 'device_add vo-port0']);
+  assert.is(a.alreadyAttached, false);
+  assert.equal(a.steps.map((s) => s.kind), ['add-chardev', 'add-port']);
+
+  // A failure that persists: the full path's error is thrown and nothing is left behind.
+  const vm2 = new FakeVm();
+  vm2.devices.set('ser0', { driver: 'virtio-serial-pci', bus: 'pci.0' });
+  vm2.fail = (command, args) => (command === 'device_add' && args['driver'] === 'virtserialport' ? qmpError(command, 'GenericError', "Bus 'ser0.0' is full") : undefined);
+  let caught: unknown;
+  try {
+    await new QmpHotplugRoute(vm2).attach({ vm: 'vm2', socketPath: SOCK });
+  } catch (err) {
+    caught = err;
+  }
+  assert.instance(caught, HotplugStepError);
+  assert.match((caught as Error).message, /is full.*rolled back: remove chardev vo-chr0/);
+  assert.is(vm2.chardevs.size, 0);
+  assert.equal([...vm2.devices.keys()], ['ser0']);
+});
+
 test('a rollback that cannot finish says what is left', async () => {
   const vm = new FakeVm();
   vm.stuck.add('vo-serial0');
