@@ -8,6 +8,7 @@
 import type { BinaryDecl, GroupDecl, VersionStatus, VmsDecl } from './ast.js';
 import type { PolicySyntaxError } from './errors.js';
 import { DEFAULT_LIMITS, resolveLimits, type Limits } from './limits.js';
+import { ownText } from './lexer.js';
 import { formatMember, type Interpreter, type Member } from './names.js';
 import type { SupersedeLinks } from './parse.js';
 
@@ -44,8 +45,8 @@ export interface CompiledBinary {
   /** Versions, in file order. */
   readonly count: number;
   readonly measurementCount: number;
-  /** The version strings, in file order. */
-  readonly versions: readonly string[];
+  /** The versions, in file order, written one after another (see versionAt). */
+  readonly versionText: string;
   /** `ints` and `digests` are slabs shared with other files: this binary's part starts at intsAt / digestsAt. */
   readonly intsAt: number;
   readonly digestsAt: number;
@@ -105,14 +106,12 @@ export function compileBinary(decl: BinaryDecl, file: string, links: SupersedeLi
   const n = decls.length;
   let total = 0;
   for (let i = 0; i < n; i++) total += decls[i]!.measurements.length;
-  const { slab: ints, at: intsAt } = INT_SLABS.take(5 * n + 1 + 2 * total);
+  const { slab: ints, at: intsAt } = INT_SLABS.take(6 * n + 2 + 2 * total);
   const { slab: digests, at: digestsAt } = BYTE_SLABS.take(DIGEST_STRIDE * total);
-  const versions: string[] = new Array<string>(n);
   let reasons: (string | undefined)[] | undefined;
   let j = 0;
   for (let i = 0; i < n; i++) {
     const v = decls[i]!;
-    versions[i] = v.version;
     const o = intsAt + 4 * i;
     ints[o] = v.line;
     ints[o + 1] = v.status === 'approved' ? 0 : v.status === 'superseded' ? 1 : 2;
@@ -133,6 +132,14 @@ export function compileBinary(decl: BinaryDecl, file: string, links: SupersedeLi
   // Hashed here, in the loop that runs for every file, rather than once per snapshot.
   const hashAt = intsAt + 5 * n + 1 + total;
   for (let k = 0; k < total; k++) ints[hashAt + k] = digestHash(digests, digestsAt + DIGEST_STRIDE * k);
+  // One string for the file's versions, not one each (10 strings and an array less per file).
+  let versionText = '';
+  const offsets = hashAt + total;
+  for (let i = 0; i < n; i++) {
+    ints[offsets + i] = versionText.length;
+    versionText += decls[i]!.version;
+  }
+  ints[offsets + n] = versionText.length;
   const vmsAll = decl.vms.some((v) => v.all);
   const vmsMembers = decl.vms.length === 1 ? decl.vms[0]!.members : decl.vms.flatMap((v) => v.members);
   const vmsWritten = Object.freeze(vmsAll ? ['all'] : vmsMembers.map(formatMember));
@@ -150,7 +157,8 @@ export function compileBinary(decl: BinaryDecl, file: string, links: SupersedeLi
     scopeKey: vmsWritten.length === 1 ? vmsWritten[0]! : [...vmsWritten].sort().join(' '),
     count: n,
     measurementCount: total,
-    versions: Object.freeze(versions),
+    // Built with +=, a chain of pieces until flattened: ownText makes it one string.
+    versionText: ownText(versionText),
     ints,
     intsAt,
     reasons: reasons === undefined ? undefined : Object.freeze(reasons),
@@ -182,6 +190,12 @@ export function digestHash(bytes: Uint8Array, at: number): number {
     h = (h + Math.imul(word, keys[w]!)) | 0;
   }
   return h;
+}
+
+/** The string of version `i` of `bin`. */
+export function versionAt(bin: CompiledBinary, i: number): string {
+  const o = bin.intsAt + 5 * bin.count + 1 + 2 * bin.measurementCount + i;
+  return bin.versionText.slice(bin.ints[o]!, bin.ints[o + 1]!);
 }
 
 /** Lowercase hex digit values by character code; -1 for anything else. */

@@ -1,7 +1,7 @@
 // A snapshot's index, measurement → entry, over the compiled files' packed digests (and the
 // keyed hashes compiled with them, see digestHash): an open-addressing table of measurement numbers (one Int32Array) and entries made on first
 // read. Measurements are numbered in file order, binary by binary, as the files are sorted.
-import { decodeMeasurement, DIGEST_STRIDE, digestHash, encodeMeasurement, STATUS_OF_CODE, type CompiledBinary } from './compiled.js';
+import { decodeMeasurement, DIGEST_STRIDE, digestHash, encodeMeasurement, STATUS_OF_CODE, versionAt, type CompiledBinary } from './compiled.js';
 import type { PolicyEntry } from './types.js';
 
 const refuse = (): never => {
@@ -139,7 +139,10 @@ export class SnapshotEntries {
   versionsOf(b: number): [string, PolicyEntry][] {
     const bin = this.binaries[b]!;
     const pairs: [string, PolicyEntry][] = [];
-    for (let i = 0; i < bin.count; i++) pairs.push([bin.versions[i]!, this.entry(b, i)]);
+    for (let i = 0; i < bin.count; i++) {
+      const e = this.entry(b, i);
+      pairs.push([e.version, e]);
+    }
     return pairs;
   }
 }
@@ -148,7 +151,7 @@ export class SnapshotEntries {
 function makeEntry(bin: CompiledBinary, s: BinaryShared, i: number): PolicyEntry {
   const { name, file, limits, interpreter, scope } = s;
   const { ints, intsAt, count } = bin;
-  const version = bin.versions[i]!;
+  const version = versionAt(bin, i);
   const o = intsAt + 4 * i;
   const line = ints[o]!;
   const status = STATUS_OF_CODE[ints[o + 1]!]!;
@@ -159,9 +162,9 @@ function makeEntry(bin: CompiledBinary, s: BinaryShared, i: number): PolicyEntry
   if (status === 'revoked') return Object.freeze({ name, version, status, reason: bin.reasons?.[i], measurements, limits, interpreter, scope, file, line });
   const by = ints[o + 2]!;
   const end = ints[o + 3]!;
-  const supersededBy = by < 0 ? undefined : bin.versions[by];
+  const supersededBy = by < 0 ? undefined : versionAt(bin, by);
   if (end < 0) return Object.freeze({ name, version, status, supersededBy, measurements, limits, interpreter, scope, file, line });
-  return Object.freeze({ name, version, status, supersededBy, replacement: bin.versions[end], measurements, limits, interpreter, scope, file, line });
+  return Object.freeze({ name, version, status, supersededBy, replacement: versionAt(bin, end), measurements, limits, interpreter, scope, file, line });
 }
 
 /**

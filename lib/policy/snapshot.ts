@@ -2,7 +2,7 @@
 // repository: parse and compile each file, apply the rules that span files, then index every
 // measurement. Nothing is built unless every file parses and every rule holds (fail closed).
 import type { Member } from './names.js';
-import { compileBinary, decodeMeasurement, DIGEST_STRIDE, type CompiledBinary, type CompiledFile } from './compiled.js';
+import { compileBinary, decodeMeasurement, DIGEST_STRIDE, versionAt, type CompiledBinary, type CompiledFile } from './compiled.js';
 import { DigestTable, PolicyIndex, SnapshotEntries, type BinaryShared } from './digest-index.js';
 import { compareStrings, PolicyError, PolicySyntaxError, sortErrors } from './errors.js';
 import { FrozenMap } from './frozen.js';
@@ -20,11 +20,21 @@ interface GroupReference {
   readonly member: Member;
 }
 
+const NONE: readonly never[] = Object.freeze([]);
+
 /** Parse one file and compile its binary: all a snapshot needs of it, whatever the other files say. */
 export function compileFile(path: string, text: string): CompiledFile {
   const parsed = parseForSnapshot(path, text);
   const decl = parsed.ast.binary;
-  return Object.freeze({ path, groups: parsed.ast.groups, binary: decl === undefined ? undefined : compileBinary(decl, path, parsed.links), errors: parsed.errors });
+  const { groups } = parsed.ast;
+  const errors = parsed.errors;
+  return Object.freeze({
+    path,
+    // Most files have neither: one shared empty list instead of two arrays per file.
+    groups: groups.length === 0 ? NONE : groups,
+    binary: decl === undefined ? undefined : compileBinary(decl, path, parsed.links),
+    errors: errors.length === 0 ? NONE : errors,
+  });
 }
 
 /**
@@ -102,7 +112,7 @@ export function assembleSnapshot(files: readonly CompiledFile[], meta: SnapshotM
     const measurement = decodeMeasurement(at.digests, at.digestsAt + j * DIGEST_STRIDE);
     const line = at.ints[at.intsAt + 4 * i]!;
     const firstLine = first.ints[first.intsAt + 4 * fi]!;
-    errors.push(new PolicySyntaxError(at.file, line, `version ${at.versions[i]!}: ${measurement} is already listed for ${first.name} ${first.versions[fi]!} at ${first.file}:${firstLine}`));
+    errors.push(new PolicySyntaxError(at.file, line, `version ${versionAt(at, i)}: ${measurement} is already listed for ${first.name} ${versionAt(first, fi)} at ${first.file}:${firstLine}`));
   });
 
   const resolver = new ScopeResolver(groups, errors);
