@@ -17,7 +17,7 @@
 //                  over one open port, to time its parts: open, marker + HELLO → host HELLO,
 //                  REQUEST → EXIT, PING → PONG (samples are [open, hello, request, ping] rows)
 import { Writable } from 'node:stream';
-import { type ByteChannel, findPort, openChannel, submit } from '../../lib/guest/index.js';
+import { type ByteChannel, findPort, openChannel, submit, useNativeCrc32 } from '../../lib/guest/index.js';
 import { encodeHello, encodePing, encodeRequest, FrameDecoder, type Message, resyncMarker } from '../../lib/protocol/index.js';
 
 const PORT = 'virt-offload.0';
@@ -129,6 +129,8 @@ async function parts(n: number, measurement: string): Promise<number[][]> {
 async function main(): Promise<void> {
   const [mode, count, arg] = process.argv.slice(2);
   const n = Number(count);
+  // What submit() does first; `parts` drives lib/protocol by hand and must checksum alike.
+  useNativeCrc32();
   let samples: number[] | number[][];
   if (mode === 'rtt') samples = await rtt(n);
   else if (mode === 'copy') samples = await copy(n, Number(arg));

@@ -13,6 +13,7 @@
 import type { Socket } from 'node:net';
 import type { VmIdentity } from '../policy/index.js';
 import { type DecoderEvent, encodeMessage, ERROR_CODES, FrameDecoder, type HostAction, HostSession, MAX_FRAME_CEILING, type Message, type ProtocolLimits } from '../protocol/index.js';
+import { useNativeCrc32 } from './native-crc32.js';
 import { conclude, errorBody, type FinalReply, type PipelineContext, processWork, record, type Work, type WorkSink } from './pipeline.js';
 
 export interface ConnectionBounds {
@@ -58,6 +59,8 @@ export class VmConnection {
     this.#ctx = ctx;
     this.#bounds = bounds;
     this.#onClosed = onClosed;
+    // Before the first frame is verified (once per process; idempotent).
+    useNativeCrc32();
     this.#decoder = new FrameDecoder({ from: 'guest', maxFrame: limits.maxFrame });
     this.#session = new HostSession({ limits, ...(software === undefined ? {} : { software }) });
     this.#sink = {

@@ -38,6 +38,7 @@ import {
 } from '../protocol/index.js';
 import { VERSION } from '../version.js';
 import { type ByteChannel, openChannel } from './channel.js';
+import { useNativeCrc32 } from './native-crc32.js';
 import { findPort, type FindPortOptions } from './port.js';
 
 export const EXIT_STATUS = Object.freeze({
@@ -120,6 +121,7 @@ const REQUEST_ID = 1;
  */
 export async function submit(options: SubmitOptions): Promise<SubmitResult> {
   const base = checkOptions(options);
+  useNativeCrc32();
   let file: { handle: FileHandle; size: number } | undefined;
   if (options.file !== undefined) {
     try {

@@ -1,6 +1,7 @@
 // Public face of the guest channel protocol (pure: bytes in, bytes and actions out; no I/O).
 // docs/protocol.md is the specification this implements.
-export { crc32 } from './crc32.js';
+export { crc32, crc32Implementation, crc32Portable, useCrc32Implementation } from './crc32.js';
+export type { Crc32Function } from './crc32.js';
 export { FrameDecoder } from './decoder.js';
 export type { DecoderEvent, DecoderOptions } from './decoder.js';
 export { ProtocolError } from './errors.js';
