@@ -169,6 +169,7 @@ export class VmConnection {
         case 'data': {
           const work = this.#works.get(a.ticket);
           if (work === undefined) break;
+          work.uploadStarted ??= performance.now();
           work.chunks.push(a.chunk);
           work.received += a.chunk.length;
           break;
@@ -177,6 +178,7 @@ export class VmConnection {
           const work = this.#works.get(a.ticket);
           if (work === undefined) break;
           clearTimeout(work.uploadTimer);
+          if (work.request.upload !== undefined) work.uploadMs = Math.round((performance.now() - (work.uploadStarted ?? performance.now())) * 10) / 10;
           void processWork(this.#ctx, this.vm, work, this.#sink);
           break;
         }

@@ -57,6 +57,10 @@ export interface Work {
   measurement?: string;
   decision?: Decision;
   uploadTimer?: NodeJS.Timeout;
+  /** performance.now() when the request's first DATA frame arrived. */
+  uploadStarted?: number;
+  /** From the first DATA frame to DATA_END, ms (0.1 ms resolution); set at DATA_END. */
+  uploadMs?: number;
 }
 
 export type FinalReply = Parameters<HostSession['finish']>[1];
@@ -230,6 +234,7 @@ function appendRecord(ctx: PipelineContext, vm: VmIdentity, work: Work, entry: {
     guestName: work.request.name ?? null,
     bytes: work.request.upload ?? 0,
     argc: work.request.argv.length,
+    ...(work.uploadMs === undefined ? {} : { uploadMs: work.uploadMs }),
     ...facts,
     durationMs: Math.round(performance.now() - work.started),
   });

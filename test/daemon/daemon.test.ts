@@ -113,12 +113,19 @@ test('an approved ELF uploaded by a VM runs sandboxed: stdout, stderr and exit c
   assert.is(recs[0]!.vm, 'vm-a');
   assert.is(recs[0]!.exitCode, 7);
   assert.is(recs[0]!.bytes, bin.hello!.bytes.length);
+  // The time the upload took to arrive (first DATA → DATA_END), 0.1 ms resolution.
+  const uploadMs = recs[0]!.uploadMs as number;
+  assert.type(uploadMs, 'number');
+  assert.ok(uploadMs >= 0 && uploadMs <= (recs[0]!.durationMs as number) + 1 && Math.round(uploadMs * 10) === uploadMs * 10, `uploadMs ${uploadMs}`);
   assert.is(recs[0]!.commit, run('git', ['-C', repo, 'rev-parse', 'HEAD']).trim());
   // Installed: `submit --measurement` now runs it without an upload.
   assert.ok(list(openStore(storeDir)).some((o) => o.measurement === bin.hello!.m));
   const again = await g.submit({ measurement: bin.hello!.m }, ['0']);
   assert.is(again.final.type, 'EXIT');
   assert.is(again.stdout, 'hello 0\n');
+  const byMeasurement = requestRecords().filter((x) => x.measurement === bin.hello!.m);
+  assert.is(byMeasurement.length, 2);
+  assert.not.ok('uploadMs' in byMeasurement[1]!, 'no uploadMs without an upload');
   g.close();
 });
 
