@@ -94,15 +94,25 @@ export interface Header {
 /** Build a frame. The caller has checked the payload length against the peer's maxFrame. */
 export function encodeFrame(type: number, requestId: number, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
   const out = new Uint8Array(HEADER_BYTES + payload.length);
-  out.set(magicBytes(), 0);
-  const view = new DataView(out.buffer);
-  view.setUint8(4, type);
-  view.setUint32(8, requestId);
-  view.setUint32(12, payload.length);
-  view.setUint32(16, crc32(payload));
-  view.setUint32(20, crc32(out.subarray(0, 20)));
   out.set(payload, HEADER_BYTES);
-  return out;
+  return sealFrame(out, type, requestId);
+}
+
+/**
+ * Write the header of `frame` (its first HEADER_BYTES bytes) for the payload already in the
+ * rest of it: a sender that reads its data straight into place needs no copy. Returns `frame`.
+ */
+export function sealFrame(frame: Uint8Array, type: number, requestId: number): Uint8Array {
+  frame.set(magicBytes(), 0);
+  const view = new DataView(frame.buffer, frame.byteOffset, HEADER_BYTES);
+  view.setUint8(4, type);
+  view.setUint8(5, 0);
+  view.setUint16(6, 0);
+  view.setUint32(8, requestId);
+  view.setUint32(12, frame.length - HEADER_BYTES);
+  view.setUint32(16, crc32(frame.subarray(HEADER_BYTES)));
+  view.setUint32(20, crc32(frame.subarray(0, 20)));
+  return frame;
 }
 
 /** True when `bytes[at..]` starts with the magic (the caller made sure 4 bytes are there). */

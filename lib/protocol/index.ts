@@ -46,6 +46,7 @@ export {
   parseFrame,
   PROTOCOL_VERSIONS,
   resyncMarker,
+  sealRaw,
   SIGNAL,
   utf8Length,
   VERSION,

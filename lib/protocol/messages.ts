@@ -14,11 +14,13 @@ import {
   type Frame,
   FrameType,
   type FrameTypeName,
+  HEADER_BYTES,
   MAX_FRAME_CEILING,
   MAX_PING_BYTES,
   MIN_FRAME,
   RESYNC_BYTE,
   RESYNC_BYTES,
+  sealFrame,
   typeName,
 } from './frame.js';
 import { type JsonObject, type JsonValue, parseJsonObject } from './json.js';
@@ -425,6 +427,22 @@ export function encodeError(requestId: number, body: ErrorReport, maxFrame = DEF
 export function encodeRaw(type: 'DATA' | 'STDOUT' | 'STDERR', requestId: number, bytes: Uint8Array, maxFrame = DEFAULT_MAX_FRAME): Uint8Array {
   if (requestId === 0) throw new ProtocolError('bad-id', `${type} frame needs a non-zero request id`, { type: FrameType[type] });
   return checkedFrame(type, requestId, bytes, maxFrame);
+}
+
+/**
+ * Seal a raw frame built in place: `frame` is HEADER_BYTES of room followed by the payload
+ * (at most maxFrame bytes); the header is written, nothing is copied. Returns `frame`.
+ */
+export function sealRaw(type: 'DATA' | 'STDOUT' | 'STDERR', requestId: number, frame: Uint8Array, maxFrame = DEFAULT_MAX_FRAME): Uint8Array {
+  if (requestId === 0) throw new ProtocolError('bad-id', `${type} frame needs a non-zero request id`, { type: FrameType[type] });
+  if (!Number.isInteger(requestId) || requestId < 0 || requestId > 0xffffffff) {
+    throw new ProtocolError('bad-id', `request id ${requestId} is not a 32-bit unsigned integer`, { type: FrameType[type] });
+  }
+  if (frame.length < HEADER_BYTES) throw new ProtocolError('truncated', `a ${type} frame needs ${HEADER_BYTES} bytes of header room, got ${frame.length}`, { type: FrameType[type], requestId });
+  if (frame.length - HEADER_BYTES > maxFrame) {
+    throw new ProtocolError('too-large', `${type} payload of ${frame.length - HEADER_BYTES} bytes is over maxFrame ${maxFrame}`, { type: FrameType[type], requestId });
+  }
+  return sealFrame(frame, FrameType[type], requestId);
 }
 
 /** Split `bytes` into frames of at most maxFrame payload bytes (none for an empty input). */

@@ -8,6 +8,7 @@ import {
   encodeFrame,
   encodeHello,
   encodeMessage,
+  encodeRaw,
   encodeRequest,
   FrameType,
   HEADER_BYTES,
@@ -16,6 +17,7 @@ import {
   ProtocolError,
   resyncMarker,
   RESYNC_BYTES,
+  sealRaw,
   MEASUREMENT,
   VERSION,
 } from '../../lib/protocol/index.js';
@@ -184,6 +186,20 @@ test('the measurement and version shapes equal the policy ones (protocol may not
   for (const text of ['1', '1.2.3', '2024.01~rc1+git_x-y', '', '-1', 'a'.repeat(64), 'a'.repeat(65), '1 2']) {
     assert.is(VERSION.test(text), POLICY_VERSION.test(text), text);
   }
+});
+
+test('sealRaw: a frame built in place (header room + payload, inside a larger buffer) is the frame encodeRaw builds', () => {
+  const payload = new Uint8Array(1000).map((_, i) => (i * 7) & 0xff);
+  const block = new Uint8Array(16 + HEADER_BYTES + payload.length + 8).fill(0xaa);
+  const frame = block.subarray(16, 16 + HEADER_BYTES + payload.length);
+  frame.set(payload, HEADER_BYTES);
+  assert.is(sealRaw('DATA', 3, frame, 4096), frame);
+  assert.equal([...frame], [...encodeRaw('DATA', 3, payload, 4096)]);
+  assert.ok(block.subarray(0, 16).every((b) => b === 0xaa) && block.subarray(16 + frame.length).every((b) => b === 0xaa), 'nothing outside the frame written');
+  assert.throws(() => sealRaw('DATA', 0, frame), (e: unknown) => e instanceof ProtocolError && e.kind === 'bad-id');
+  assert.throws(() => sealRaw('DATA', 1, frame, 999), (e: unknown) => e instanceof ProtocolError && e.kind === 'too-large');
+  assert.throws(() => sealRaw('DATA', 1, new Uint8Array(HEADER_BYTES - 1)), (e: unknown) => e instanceof ProtocolError);
+  assert.equal([...sealRaw('STDOUT', 9, new Uint8Array(HEADER_BYTES))], [...encodeRaw('STDOUT', 9, new Uint8Array(0))]);
 });
 
 test.run();
