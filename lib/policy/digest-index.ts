@@ -1,6 +1,8 @@
-// A snapshot's index, measurement → entry, over the compiled files' packed digests (and the
-// keyed hashes compiled with them, see digestHash): an open-addressing table of measurement numbers (one Int32Array) and entries made on first
-// read. Measurements are numbered in file order, binary by binary, as the files are sorted.
+// A snapshot's index, measurement → entry, over the compiled files' packed digests and the
+// keyed hashes compiled with them (see digestHash): an open-addressing table of measurement
+// numbers (one Int32Array), and entries made on first read. Measurements are numbered in file
+// order, binary by binary, as the files are sorted; a snapshot exists only when no
+// measurement repeats, so its numbers run 0..size-1 (what iteration relies on).
 import { decodeMeasurement, DIGEST_STRIDE, digestHash, encodeMeasurement, STATUS_OF_CODE, versionAt, type CompiledBinary } from './compiled.js';
 import type { PolicyEntry } from './types.js';
 
