@@ -246,6 +246,7 @@ program
   .option('--name <name>', 'what to call the binary in the host logs (default: the file name)')
   .option('--port <name|path>', 'port name under /dev/virtio-ports or in /sys/class/virtio-ports/*/name, or a path (with a /)', 'virt-offload.0')
   .option('--wait <seconds>', 'give up when the host does not answer within this time', '30')
+  .option('--resync', 'send the 64 KiB resync marker before the first HELLO (after a client was killed mid-upload: saves the 1 s wait for the retry that sends it)')
   .addHelpText('after', `
 Examples:
   virt-offload submit ./tool -- --verbose input.txt

@@ -8,17 +8,17 @@
 //   copy N BYTES   raw byte copy: write BYTES bytes to the port in 64 KiB writes, read the
 //                  listener's 1-byte acknowledgement sent once it has them all, N times
 //   submit N M     `submit --measurement M` through lib/guest's client, N times after 10
-//                  warm-ups (each a whole conversation: port open, marker + HELLO, REQUEST,
+//                  warm-ups (each a whole conversation: port open, HELLO, REQUEST,
 //                  EXIT); the program must exit 0. Under TCG the guest's JIT needs those
 //                  warm-ups: the first submits of a process take 2-5x longer (steady state is
 //                  what is measured; a one-shot CLI pays the cold path)
 //   upload N FILE  `submit FILE` (upload), N times after 1 warm-up; must exit 0
 //   parts N M      the same conversation as `submit M`, driven step by step with lib/protocol
-//                  over one open port, to time its parts: open, marker + HELLO → host HELLO,
+//                  over one open port, to time its parts: open, HELLO → host HELLO,
 //                  REQUEST → EXIT, PING → PONG (samples are [open, hello, request, ping] rows)
 import { Writable } from 'node:stream';
 import { type ByteChannel, findPort, openChannel, submit, useNativeCrc32 } from '../../lib/guest/index.js';
-import { encodeHello, encodePing, encodeRequest, FrameDecoder, type Message, resyncMarker } from '../../lib/protocol/index.js';
+import { encodeHello, encodePing, encodeRequest, FrameDecoder, type Message } from '../../lib/protocol/index.js';
 
 const PORT = 'virt-offload.0';
 const CHUNK = 64 * 1024;
@@ -105,7 +105,7 @@ async function parts(n: number, measurement: string): Promise<number[][]> {
       const decoder = new FrameDecoder({ from: 'host' });
       const nonce = `bench${i}x${Math.random().toString(36).slice(2, 10)}`;
       t = performance.now();
-      await channel.write(resyncMarker());
+      // As submit() does by default: HELLO alone (the marker only on a retry).
       await channel.write(encodeHello({ role: 'guest', versions: [1], nonce }, 4096));
       await until(channel, decoder, (m) => m.type === 'HELLO' && m.body.role === 'host' && m.body.nonce === nonce);
       const hello = performance.now() - t;

@@ -13,7 +13,7 @@
 //   raw:    rtt     1 byte written by the guest, echoed by the bench's listener (no daemon)
 //           copy    BYTES written by the guest in 64 KiB writes, one ack byte back
 //   daemon: submit  `submit --measurement M` of an installed trivial static program (exit 0,
-//                   no libc, 9 KB): marker + HELLO, REQUEST, run in bwrap, EXIT
+//                   no libc, 9 KB): HELLO, REQUEST, run in bwrap, EXIT
 //           upload  `submit FILE` of the same program grown to BYTES by a loaded segment
 //                   (measured, installed unchanged, run)
 //   host:   bare    bwrap run of the installed program with lib/exec's flags (bwrapArgs: every
@@ -23,7 +23,7 @@
 //           cgroup  one move of a sleeping process into a fresh run cgroup, alone (run() does
 //                   one per run, and bwrap cannot be released before it completes)
 //   parts:  the submit conversation driven by hand in the guest over one open port (open,
-//           marker + HELLO -> host HELLO, REQUEST -> EXIT, PING -> PONG), to see where it goes
+//           HELLO -> host HELLO, REQUEST -> EXIT, PING -> PONG), to see where it goes
 // The guest loops warm up first (10 submits; under TCG the guest's JIT makes a process's first
 // submits 2-5x slower), so the figures are a long-running client's steady state.
 // Figures (p50, p90 in ms, over all rounds):
@@ -352,7 +352,7 @@ try {
   const col = (i: number) => partRows.map((r) => r[i]!);
   console.log(`  its parts, one port kept open (lib/protocol driven by hand in the guest):`);
   console.log(line('  open the port', col(0)));
-  console.log(line('  marker + HELLO → host HELLO', col(1)));
+  console.log(line('  HELLO → host HELLO', col(1)));
   console.log(line('  REQUEST → EXIT', col(2)));
   console.log(line('  PING → PONG (through the daemon)', col(3)));
   console.log(`host view, no guest (submit() over the VM's unix socket, alternated with bare bwrap):`);

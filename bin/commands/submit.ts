@@ -45,6 +45,7 @@ export async function runSubmit(operands: string[], opts: Record<string, unknown
         stdout: process.stdout,
         stderr: process.stderr,
         signal: ac.signal,
+        ...(opts.resync === true ? { resyncFirst: true } : {}),
         ...(waitMs === undefined ? {} : { timeouts: { handshakeMs: waitMs } }),
       });
       return result.status;

@@ -1,8 +1,9 @@
-// `submit`: the guest side of one offload over the channel (docs/protocol.md): resync marker
-// and HELLO with a fresh nonce (sent again with a new nonce while the host does not answer:
-// it may not be connected yet), the host's limits checked before anything is sent, REQUEST
-// and the binary in DATA frames of at most maxFrame bytes, then the program's output streamed
-// to our own stdout/stderr until its one final reply.
+// `submit`: the guest side of one offload over the channel (docs/protocol.md): HELLO with a
+// fresh nonce (sent again, after the resync marker and with a new nonce, while the host does
+// not answer: it may not be connected yet, or a killed client left it inside a frame), the
+// host's limits checked before anything is sent, REQUEST and the binary in DATA frames of at
+// most maxFrame bytes, then the program's output streamed to our own stdout/stderr until its
+// one final reply.
 //
 // Exit statuses (EXIT_STATUS) follow the busybox client of docs/protocol.md and sysexits.h:
 // the program's own exit code, 125 when a signal ended it, 77 denied by the policy, 70 the
@@ -83,6 +84,13 @@ export interface SubmitOptions {
   /** Abort (Ctrl-C): CANCEL the request and return 130. */
   readonly signal?: AbortSignal;
   readonly timeouts?: SubmitTimeouts;
+  /**
+   * Send the 64 KiB resync marker before the first HELLO too. By default the first HELLO goes
+   * alone and the marker precedes only the HELLOs sent again after helloRetryMs without an
+   * answer (docs/protocol.md, "Resync"): after a client that died mid-frame, that costs one
+   * retry wait; when that is likely (a client was just killed), this saves it.
+   */
+  readonly resyncFirst?: boolean;
 }
 
 export type SubmitOutcome = 'exit' | 'signal' | 'denied' | 'error' | 'refused' | 'channel' | 'no-input' | 'interrupted';
@@ -303,6 +311,7 @@ class Conversation {
     const deadline = Date.now() + this.#handshakeMs;
     let sent: Promise<void> | undefined;
     let sentDone = true;
+    let marker = this.#o.resyncFirst === true;
     for (;;) {
       // A HELLO still stuck in the write queue (the host is not reading) is not sent again:
       // retries must not pile up 64 KiB markers in memory.
@@ -310,9 +319,12 @@ class Conversation {
         this.#nonce = randomBytes(12).toString('base64url');
         this.#hello = deferred();
         const hello = encodeHello({ role: 'guest', versions: [...PROTOCOL_VERSIONS], nonce: this.#nonce, software: `virt-offload/${VERSION}` }, MIN_FRAME);
-        // The marker first: a client killed mid-frame may have left the host inside a frame.
+        // The first HELLO alone (the usual case: the last client ended cleanly); every later
+        // one after the marker: a client killed mid-frame may have left the host inside a frame
+        // that swallowed our HELLO.
         sentDone = false;
-        sent = this.#send(resyncMarker()).then(() => this.#send(hello));
+        sent = marker ? this.#send(resyncMarker()).then(() => this.#send(hello)) : this.#send(hello);
+        marker = true;
         sent.then(() => (sentDone = true), () => undefined);
       }
       const wait = Math.max(0, Math.min(this.#retryMs, deadline - Date.now()));

@@ -41,6 +41,12 @@ export interface FakeHostOptions {
   readonly onRun?: (ctx: RunContext) => void;
   /** Bytes written as soon as a guest connects (leftovers of an earlier client's conversation). */
   readonly preamble?: Uint8Array;
+  /**
+   * Bytes the host's decoder has taken in before the guest's first byte: on a real port the
+   * host's side outlives a client, so a client killed mid-frame leaves the next one's HELLO
+   * inside its frame.
+   */
+  readonly leftover?: Uint8Array;
 }
 
 export interface FakeHost {
@@ -51,6 +57,8 @@ export interface FakeHost {
   readonly actions: HostAction[];
   /** Bytes dropped while deaf. */
   dropped: number;
+  /** Bytes the decoder skipped as garbage (a resync marker is RESYNC_BYTES). */
+  garbage: number;
   /** Connections accepted so far. */
   connections: number;
   close(): Promise<void>;
@@ -69,6 +77,7 @@ export async function startFakeHost(options: FakeHostOptions = {}): Promise<Fake
     received: [],
     actions: [],
     dropped: 0,
+    garbage: 0,
     connections: 0,
     close: () =>
       new Promise<void>((resolve) => {
@@ -88,6 +97,7 @@ export async function startFakeHost(options: FakeHostOptions = {}): Promise<Fake
     if (options.preamble !== undefined) socket.write(options.preamble);
     const decoder = new FrameDecoder({ from: 'guest', maxFrame: limits.maxFrame });
     const session = new HostSession({ limits, software: 'fake-host/1' });
+    if (options.leftover !== undefined) decoder.feed(options.leftover);
     const uploads = new Map<number, { request: RunRequest; chunks: Uint8Array[] }>();
     const write = (messages: readonly Message[]): void => {
       for (const m of messages) if (!socket.destroyed) socket.write(encodeMessage(m));
@@ -136,6 +146,7 @@ export async function startFakeHost(options: FakeHostOptions = {}): Promise<Fake
           host.received.push(event.message);
           act(session.onMessage(event.message));
         } else if (event.kind === 'error') act(session.onError(event.error));
+        else host.garbage += event.length;
       }
     });
   });

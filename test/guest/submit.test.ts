@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { submit, type SubmitOptions } from '../../lib/guest/index.js';
 import { UsageError } from '../../lib/errors.js';
-import { encodeMessage, type Message, RESYNC_BYTES } from '../../lib/protocol/index.js';
+import { encodeMessage, encodeRaw, type Message, RESYNC_BYTES } from '../../lib/protocol/index.js';
 import { scratchDir } from '../helpers/tools.js';
 import { collector, type FakeHost, LIMITS, startFakeHost } from './fake-host.js';
 
@@ -150,6 +150,35 @@ test('a host that connects late: HELLO retried with the marker and a new nonce u
   const hellos = h.received.filter((m) => m.type === 'HELLO');
   assert.ok(hellos.length >= 1);
   assert.equal(h.received.slice(-2).map((m) => m.type), ['HELLO', 'REQUEST'], 'the request follows the answered HELLO');
+});
+
+test('the first HELLO goes alone (no 64 KiB marker) when the host is ready; resyncFirst sends the marker first', async () => {
+  const plain = await host({ onRun: (ctx) => ctx.exit(0) });
+  const r = await go(plain, { measurement: M1 });
+  assert.is(r.result.status, 0, r.stderr);
+  assert.is(plain.garbage, 0, 'no marker');
+  assert.equal(plain.received.map((m) => m.type), ['HELLO', 'REQUEST']);
+  const marked = await host({ onRun: (ctx) => ctx.exit(0) });
+  const m = await go(marked, { measurement: M1, resyncFirst: true });
+  assert.is(m.result.status, 0, m.stderr);
+  assert.is(marked.garbage, RESYNC_BYTES, 'one marker before the HELLO');
+});
+
+test('after a client killed mid-frame, the HELLO sent alone is swallowed; the retry after the marker is answered', async () => {
+  // What a client killed 100 bytes into a 4096-byte DATA frame left in the host's decoder.
+  const cut = encodeRaw('DATA', 1, new Uint8Array(4096).fill(7)).subarray(0, 124);
+  const h = await host({ leftover: cut, onRun: (ctx) => ctx.exit(0) });
+  const started = Date.now();
+  const r = await go(h, { measurement: M1, timeouts: { helloRetryMs: 300, handshakeMs: 5000 } });
+  assert.is(r.result.status, 0, r.stderr);
+  assert.ok(Date.now() - started >= 300, 'answered after one retry');
+  assert.equal(h.received.map((m) => m.type), ['HELLO', 'REQUEST'], 'the first HELLO was lost in the unfinished frame');
+  // With the marker first, no wait.
+  const k = await host({ leftover: cut, onRun: (ctx) => ctx.exit(0) });
+  const t = Date.now();
+  const again = await go(k, { measurement: M1, resyncFirst: true, timeouts: { helloRetryMs: 3000, handshakeMs: 5000 } });
+  assert.is(again.result.status, 0, again.stderr);
+  assert.ok(Date.now() - t < 3000, 'no retry needed');
 });
 
 test('no host answer within the handshake time → 71', async () => {
