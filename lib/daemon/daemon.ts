@@ -12,7 +12,7 @@ import { openAuditLog, type AuditLog } from '../audit/index.js';
 import { VirtOffloadError } from '../errors.js';
 import { closeInheritedFds, hostCgroups, removeStaleRuns, type ExecConfig, type SandboxChoice } from '../exec/index.js';
 import type { PolicySnapshot, VmIdentity } from '../policy/index.js';
-import { headCommit, loadPolicySnapshot } from '../policy/loader.js';
+import { headCommit, PolicyReloader } from '../policy/loader.js';
 import { DEFAULT_MAX_FRAME, type ProtocolLimits } from '../protocol/index.js';
 import { openStore, reconcile, recover, type Store } from '../store/index.js';
 import { VERSION } from '../version.js';
@@ -185,10 +185,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       return { ok: false, commit: snapshot?.commit, error };
     });
 
+  // Every reload reads every file, but parses only those whose text (or blob id) changed since
+  // the last load: a one-file commit in a 10k-file repository costs a fraction of a full load.
+  // The snapshot and its errors are exactly a full load's (test/policy/incremental).
+  const reloader = new PolicyReloader(options.policyRepo);
   const reloadOnce = async (): Promise<ReloadResult> => {
     let next: PolicySnapshot;
     try {
-      next = loadPolicySnapshot(options.policyRepo, { loadedAt: new Date().toISOString(), ...(options.requireSigned === undefined ? {} : { requireSigned: options.requireSigned }) });
+      next = reloader.load({ loadedAt: new Date().toISOString(), ...(options.requireSigned === undefined ? {} : { requireSigned: options.requireSigned }) });
     } catch (err) {
       if (!(err instanceof VirtOffloadError)) throw err;
       lastError = policyErrorText(err);
@@ -203,7 +207,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     lastError = undefined;
     lastFailedHead = undefined;
     appendAudit({ event: 'policy-reload', ok: true, commit: next.commit ?? null, previous: previous ?? null, files: next.files.length });
-    log.info(`policy loaded: commit ${next.commit ?? '(not a git commit)'}, ${next.binaries.size} binaries, ${next.index.size} measurements`, { commit: next.commit });
+    log.info(`policy loaded: commit ${next.commit ?? '(not a git commit)'}, ${next.binaries.size} binaries, ${next.index.size} measurements (${reloader.stats.compiled} of ${reloader.stats.files} files parsed)`, { commit: next.commit });
     if (next.files.length === 0) {
       // Like `store gc`: an empty repository is far more likely a wrong --repo than a wish to uninstall everything.
       log.warn(`policy repository ${options.policyRepo} has no *.policy files: everything is denied, the store is left as it is`);
