@@ -16,9 +16,13 @@
 //   parts N M      the same conversation as `submit M`, driven step by step with lib/protocol
 //                  over one open port, to time its parts: open, HELLO → host HELLO,
 //                  REQUEST → EXIT, PING → PONG (samples are [open, hello, request, ping] rows)
+//   cost N FILE    the guest CPU an upload of FILE spends besides the port writes, N times after
+//                  1 warm-up: reading it in ~1 MiB blocks (two buffers in turn, as the client), and
+//                  the CRC-32 of its 64 KiB frames (samples are [read, crc] rows)
+import { open } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { type ByteChannel, findPort, openChannel, submit, useNativeCrc32 } from '../../lib/guest/index.js';
-import { encodeHello, encodePing, encodeRequest, FrameDecoder, type Message } from '../../lib/protocol/index.js';
+import { crc32, encodeHello, encodePing, encodeRequest, FrameDecoder, type Message } from '../../lib/protocol/index.js';
 
 const PORT = 'virt-offload.0';
 const CHUNK = 64 * 1024;
@@ -126,6 +130,36 @@ async function parts(n: number, measurement: string): Promise<number[][]> {
   return rows;
 }
 
+async function cost(n: number, file: string): Promise<number[][]> {
+  const rows: number[][] = [];
+  const handle = await open(file, 'r');
+  try {
+    const { size } = await handle.stat();
+    // Two 1 MiB buffers taking turns, as the client's.
+    const buffers = [new Uint8Array(1 << 20), new Uint8Array(1 << 20)];
+    for (let i = 0; i < n + 1; i++) {
+      let read = 0;
+      let crc = 0;
+      let c = 0;
+      for (let at = 0, turn = 0; at < size; turn++) {
+        const block = buffers[turn % 2]!.subarray(0, Math.min(1 << 20, size - at));
+        let t = performance.now();
+        const { bytesRead } = await handle.read(block, 0, block.length, at);
+        read += performance.now() - t;
+        t = performance.now();
+        for (let p = 0; p < bytesRead; p += 65512) c ^= crc32(block.subarray(p, Math.min(bytesRead, p + 65512)));
+        crc += performance.now() - t;
+        at += bytesRead;
+      }
+      if (c === 0x12345678) process.stdout.write('');
+      if (i >= 1) rows.push([read, crc]);
+    }
+  } finally {
+    await handle.close();
+  }
+  return rows;
+}
+
 async function main(): Promise<void> {
   const [mode, count, arg] = process.argv.slice(2);
   const n = Number(count);
@@ -137,6 +171,7 @@ async function main(): Promise<void> {
   else if (mode === 'submit') samples = await submits(n, WARM_UPS, { measurement: arg! });
   else if (mode === 'parts') samples = await parts(n, arg!);
   else if (mode === 'upload') samples = await submits(n, 1, { file: arg! });
+  else if (mode === 'cost') samples = await cost(n, arg!);
   else throw new Error(`unknown mode ${mode}`);
   process.stdout.write(`BENCH-RESULT ${JSON.stringify({ mode, samples })}\n`);
 }

@@ -18,7 +18,7 @@ export interface ByteChannel {
   readonly device: boolean;
   /** The next bytes; an empty array when a device has nothing (host not connected); null at the end of a stream. */
   read(): Promise<Uint8Array | null>;
-  /** Write all of `bytes` (callers serialize their writes). */
+  /** Write all of `bytes` (callers serialize their writes); once it resolves the kernel has them and `bytes` may be reused. */
   write(bytes: Uint8Array): Promise<void>;
   close(): void;
 }

@@ -357,7 +357,9 @@ class Conversation {
    * file is read in blocks of about 1 MiB, the next one while the current one is sent, each
    * with one readv(2) straight into the payloads of its frames, laid out back to back with
    * room for their headers: the frames are sealed in place (no copy of the data, no buffer
-   * per frame) and the block goes to the channel in one write call. A frame's payload is cut
+   * per frame) and the block goes to the channel in one write call. Two block buffers take
+   * turns (a write has returned before its buffer is read into again): fresh ones would cost
+   * a page fault and a page of zeroes per 4 KiB, which under TCG is as much as the read. A frame's payload is cut
    * so the whole frame is a multiple of 32 KiB when it can be: virtio_console takes at most
    * 32 KiB per write(2), and a 65560-byte frame would cost a third write, and a virtqueue
    * round trip, for 24 bytes.
@@ -367,10 +369,15 @@ class Conversation {
     const frameBytes = HEADER_BYTES + payload;
     const framesPerBlock = Math.max(1, Math.floor(READ_BLOCK / frameBytes));
     /** Frames holding the file's bytes from `at` on (a block): how many bytes of the file they hold. */
+    const buffers: Uint8Array[] = [];
+    let turn = 0;
     const readBlock = async (at: number): Promise<{ frames: Uint8Array; bytes: number }> => {
       const want = Math.min(framesPerBlock * payload, file.size - at);
       const count = Math.ceil(want / payload);
-      const block = new Uint8Array(want + count * HEADER_BYTES);
+      // The block before last was written (awaited) before this read was started.
+      const index = turn++ % 2;
+      buffers[index] ??= new Uint8Array(Math.min(framesPerBlock * payload, file.size) + framesPerBlock * HEADER_BYTES);
+      const block = buffers[index].subarray(0, want + count * HEADER_BYTES);
       const slots: Uint8Array[] = [];
       for (let i = 0; i < count; i++) {
         const start = i * frameBytes + HEADER_BYTES;
