@@ -39,7 +39,7 @@ import {
 } from '../protocol/index.js';
 import { VERSION } from '../version.js';
 import { type ByteChannel, openChannel } from './channel.js';
-import { useNativeCrc32 } from './native-crc32.js';
+import { useNativeCrc32 } from '../transport/index.js';
 import { findPort, type FindPortOptions } from './port.js';
 
 export const EXIT_STATUS = Object.freeze({

@@ -5,12 +5,11 @@
 import * as zlib from 'node:zlib';
 import { crc32Implementation, useCrc32Implementation } from '../protocol/index.js';
 
-let tried = false;
-
-/** Register zlib.crc32 with the protocol core once; returns the implementation in use. */
+/** Register zlib.crc32 with the protocol core (the guest client and the daemon do, at start); returns the implementation in use. */
 export function useNativeCrc32(): string {
-  if (!tried) {
-    tried = true;
+  // Checked each time rather than once per process: a test (or a caller) may have put the
+  // portable one back, and registering runs the core's vector checks (microseconds).
+  if (crc32Implementation() !== 'zlib') {
     const native = (zlib as { crc32?: (data: Uint8Array, value?: number) => number }).crc32;
     if (typeof native === 'function') {
       try {
