@@ -164,6 +164,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     ...(options.execConfig === undefined ? {} : { execConfig: options.execConfig }),
     snapshot: () => snapshot,
     storeLock,
+    installed: (measurement) => afterUploadInstalled(measurement),
   };
   const vms = new Map<string, VmEntry>();
   let closing = false;
@@ -184,6 +185,32 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       log.error(`POLICY RELOAD FAILED unexpectedly: ${err instanceof Error ? (err.stack ?? error) : error}`);
       return { ok: false, commit: snapshot?.commit, error };
     });
+
+  /** Bring the store in line with `snap` (under the store lock); returns how many changes were logged. */
+  const reconcileStore = async (snap: PolicySnapshot): Promise<number> => {
+    let changes = 0;
+    await storeLock.run(() =>
+      reconcile(store, snap, {
+        ...(sources === undefined ? {} : { sources }),
+        log: (r) => {
+          changes++;
+          appendAudit({ event: 'store', ...r });
+          const text = `store: ${r.action} ${r.measurement} ${r.name ?? ''} ${r.version ?? ''} (${r.reason})`;
+          if (r.action.endsWith('failed')) log.error(text, { measurement: r.measurement });
+          else log.info(text, { measurement: r.measurement });
+        },
+      }),
+    );
+    return changes;
+  };
+
+  // An upload installed a new object: a superseded version that was kept until its successor
+  // arrived (reconcile's keep-until-successor rule) can go now. After the request, not in it.
+  const afterUploadInstalled = (measurement: string): void => {
+    const snap = snapshot;
+    if (snap === undefined || closing) return;
+    reconcileStore(snap).catch((err: unknown) => log.error(`store reconciliation after installing ${measurement} failed: ${err instanceof Error ? err.message : String(err)}`, { measurement }));
+  };
 
   // Every reload reads every file, but parses only those whose text (or blob id) changed since
   // the last load: a one-file commit in a 10k-file repository costs a fraction of a full load.
@@ -213,19 +240,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       log.warn(`policy repository ${options.policyRepo} has no *.policy files: everything is denied, the store is left as it is`);
       return { ok: true, commit: next.commit, storeChanges: 0 };
     }
-    let changes = 0;
-    await storeLock.run(() =>
-      reconcile(store, next, {
-        ...(sources === undefined ? {} : { sources }),
-        log: (r) => {
-          changes++;
-          appendAudit({ event: 'store', ...r });
-          const text = `store: ${r.action} ${r.measurement} ${r.name ?? ''} ${r.version ?? ''} (${r.reason})`;
-          if (r.action.endsWith('failed')) log.error(text, { measurement: r.measurement });
-          else log.info(text, { measurement: r.measurement });
-        },
-      }),
-    );
+    const changes = await reconcileStore(next);
     return { ok: true, commit: next.commit, storeChanges: changes };
   };
 

@@ -41,6 +41,12 @@ export interface PipelineContext {
   snapshot(): PolicySnapshot | undefined;
   /** Serializes store writers: installs here and the reconciliation after a reload. */
   readonly storeLock: Mutex;
+  /**
+   * Called after an upload put a new object into the store: the daemon reconciles the store
+   * then, so a superseded version whose successor was waiting for its bytes is uninstalled
+   * now rather than at the next reload. Never awaited by the request.
+   */
+  readonly installed?: (measurement: string) => void;
 }
 
 /** The per-request state the connection keeps; the pipeline fills in what it learns. */
@@ -139,7 +145,9 @@ async function pipeline(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: 
   if (uploaded !== undefined) {
     const bytes = uploaded;
     try {
-      path = (await ctx.storeLock.run(() => install(ctx.store, { measurement, name: entry.name, version: entry.version }, bufferReader(bytes)))).path;
+      const result = await ctx.storeLock.run(() => install(ctx.store, { measurement, name: entry.name, version: entry.version }, bufferReader(bytes)));
+      path = result.path;
+      if (result.action === 'installed' || result.action === 'repaired') ctx.installed?.(measurement);
     } catch (err) {
       if (!(err instanceof VirtOffloadError) || work.done) throw err;
       conclude(ctx, vm, work, sink, { decision: 'allow', code: DAEMON_ERROR_CODES.installFailed, reason: message(err), ...policy }, {

@@ -211,6 +211,35 @@ test('revoke: a policy commit + reload denies the next request and removes the b
   g.close();
 });
 
+test('an update uploaded by the guest: the superseded version kept until then is uninstalled right after', async () => {
+  const v1 = compile('upd1', '#include <stdio.h>\nint main(void) { puts("upd 1"); return 0; }\n');
+  const v2 = compile('upd2', '#include <stdio.h>\nint main(void) { puts("upd 2"); return 0; }\n');
+  const m1 = (await measureFile(v1)).measurement;
+  const m2 = (await measureFile(v2)).measurement;
+  const inStore = (m: string) => list(openStore(storeDir)).some((o) => o.measurement === m);
+  const g = await Guest.connect(join(runDir, 'vm', 'vm-a.sock'));
+  await g.hello();
+  commitPolicy(repo, { 'binaries/upd.policy': `binary upd\nvms all\nversion 1 approved ${m1}\n` }, 'approve upd 1');
+  assert.is((await control(daemon.controlPath, { cmd: 'reload' })).ok, true);
+  assert.is((await g.submit({ bytes: readFileSync(v1) })).stdout, 'upd 1\n');
+  assert.ok(inStore(m1));
+
+  // Version 2 approved, 1 superseded: the host has no bytes of 2 yet, so 1 stays installed.
+  commitPolicy(repo, { 'binaries/upd.policy': `binary upd\nvms all\nversion 1 superseded by=2 ${m1}\nversion 2 approved ${m2}\n` }, 'upd 2');
+  assert.is((await control(daemon.controlPath, { cmd: 'reload' })).ok, true);
+  assert.ok(inStore(m1), 'kept until its successor is installed');
+  const old = await g.submit({ measurement: m1 });
+  assert.is(old.final.type, 'DENIED', 'but no longer runs');
+
+  // The guest uploads 2: it runs, and 1 leaves the store without another reload.
+  assert.is((await g.submit({ bytes: readFileSync(v2) })).stdout, 'upd 2\n');
+  for (let i = 0; i < 100 && inStore(m1); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.not.ok(inStore(m1), 'superseded version uninstalled once its successor was installed');
+  assert.ok(inStore(m2));
+  assert.ok(audit().some((r) => r.event === 'store' && r.action === 'uninstall' && r.measurement === m1 && /superseded/.test(String(r.reason))), 'the uninstall is audited');
+  g.close();
+});
+
 test('a broken policy commit: reload fails loudly, the last good snapshot stays in force', async () => {
   const good = run('git', ['-C', repo, 'rev-parse', 'HEAD']).trim();
   commitPolicy(repo, { 'binaries/broken.policy': 'binary broken\nversion 1 aproved sha256:00\n' }, 'a typo');
