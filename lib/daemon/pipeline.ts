@@ -97,7 +97,7 @@ async function handleFailure(ctx: PipelineContext, vm: VmIdentity, work: Work, s
     const code = err instanceof ExecError ? (err.kind === 'bad-request' ? DAEMON_ERROR_CODES.limit : DAEMON_ERROR_CODES.execFailed) : DAEMON_ERROR_CODES.internal;
     conclude(ctx, vm, work, sink, { decision: work.decision === undefined ? 'error' : work.decision.allow ? 'allow' : 'deny', code, reason: message(err) }, {
       type: 'ERROR',
-      body: errorBody(code, known ? message(err) : 'the host failed to handle the request (see its log)'),
+      body: errorBody(code, guestText(err, vm, work)),
     });
   }
 }
@@ -152,7 +152,7 @@ async function pipeline(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: 
       if (!(err instanceof VirtOffloadError) || work.done) throw err;
       conclude(ctx, vm, work, sink, { decision: 'allow', code: DAEMON_ERROR_CODES.installFailed, reason: message(err), ...policy }, {
         type: 'ERROR',
-        body: errorBody(DAEMON_ERROR_CODES.installFailed, `the host could not install ${entry.name} ${entry.version}: ${message(err)}`),
+        body: errorBody(DAEMON_ERROR_CODES.installFailed, `the host could not install ${entry.name} ${entry.version}; the reason is in the host's audit log (VM ${vm.name}, request ${work.requestId})`),
       });
       return;
     }
@@ -264,6 +264,17 @@ function message(err: unknown): string {
 }
 
 /** ERROR bodies are capped at 4096 characters by the protocol. */
+/**
+ * What the guest is told about a failure. A request the policy's limits refuse is the guest's
+ * to fix, so it gets the reason (argument counts and sizes, no host facts). Anything else is the
+ * host's business: store and sandbox errors name host paths, cgroups and tools, which a guest
+ * has no need to learn; it gets the code and where the admin finds the reason.
+ */
+function guestText(err: unknown, vm: VmIdentity, work: Work): string {
+  if (err instanceof ExecError && err.kind === 'bad-request') return message(err);
+  return `the host could not run the request; the reason is in the host's audit log (VM ${vm.name}, request ${work.requestId})`;
+}
+
 export function errorBody(code: string, text: string): ErrorReport {
   return { code, message: text.length > 4096 ? `${text.slice(0, 4095)}…` : text };
 }

@@ -240,6 +240,25 @@ test('an update uploaded by the guest: the superseded version kept until then is
   g.close();
 });
 
+test('a run the host cannot start: the guest gets the code and where to look, not host paths; the audit has the reason', async () => {
+  const script = join(scratch.dir, 'badint.sh');
+  writeFileSync(script, '#!/bin/sh\necho never\n');
+  const m = (await measureFile(script)).measurement;
+  commitPolicy(repo, { 'binaries/badint.policy': `binary badint\ninterpreter /opt/vo-missing/sh\nvms all\nversion 1 approved ${m}\n` }, 'approve badint');
+  assert.is((await control(daemon.controlPath, { cmd: 'reload' })).ok, true);
+  const g = await Guest.connect(join(runDir, 'vm', 'vm-a.sock'));
+  await g.hello();
+  const r = await g.submit({ bytes: readFileSync(script) });
+  g.close();
+  if (r.final.type !== 'ERROR') return assert.unreachable(`expected ERROR, got ${r.final.type}`);
+  const text = JSON.stringify(r.final.body);
+  assert.not.match(text, /\/opt\/vo-missing|\/sys\/fs\/cgroup/, `no host facts for the guest: ${text}`);
+  assert.not.ok(text.includes(scratch.dir), `no host paths for the guest: ${text}`);
+  assert.match(text, /audit log \(VM vm-a, request \d+\)/);
+  const record = requestRecords().find((x) => x.measurement === m);
+  assert.match(String(record?.reason), /\/opt\/vo-missing\/sh/, 'the admin gets the reason');
+});
+
 test('a broken policy commit: reload fails loudly, the last good snapshot stays in force', async () => {
   const good = run('git', ['-C', repo, 'rev-parse', 'HEAD']).trim();
   commitPolicy(repo, { 'binaries/broken.policy': 'binary broken\nversion 1 aproved sha256:00\n' }, 'a typo');
