@@ -8,10 +8,26 @@ import { endQuietlyOnClosedPipe, EXIT, reportFailure } from './exit.js';
 
 endQuietlyOnClosedPipe();
 
+/** Join the source-wrapped lines of each paragraph; blank and indented lines stay as they are. */
+function unwrapParagraphs(text: string): string {
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    const previous = out[out.length - 1];
+    const prose = (l: string | undefined): l is string => l !== undefined && l !== '' && !/^\s/.test(l);
+    if (prose(previous) && prose(line)) out[out.length - 1] = `${previous} ${line}`;
+    else out.push(line);
+  }
+  return out.join('\n');
+}
+
 const program = new Command('virt-offload')
   .description('Measure binaries handed over by virtual machines and run them only if a git-kept allowlist approves them.')
   .version(`virt-offload ${VERSION} (measurement profile v1)`, '-V, --version')
   .showHelpAfterError('(run with --help for usage)')
+  // Descriptions are written as source-wrapped paragraphs; let commander wrap them to the
+  // terminal instead (a lone newline before a non-blank line becomes a space; blank lines and
+  // indented lines such as examples stay). Subcommands inherit this.
+  .configureHelp({ commandDescription: (cmd) => unwrapParagraphs(cmd.description()) })
   .exitOverride()
   // Root options only before the subcommand, so `policy add --version 1.2` is the subcommand's.
   .enablePositionalOptions()
@@ -326,7 +342,8 @@ program
   .description(`Edit the domain's persistent definition (one DomainDefineXML through libvirt-dbus): add a
 virtio-serial controller if it has none (libvirt cannot hot-plug one, so a running domain gets it
 at its next boot), and set the opt-in the libvirt hook reads:
-  <vo:offload xmlns:vo="http://virt-offload.org/xmlns/domain/1.0" enabled="yes" required="no" port="virt-offload.0"/>
+  <vo:offload enabled="yes" required="no" port="virt-offload.0"/>
+(namespace vo = http://virt-offload.org/xmlns/domain/1.0).
 Running it again changes nothing.`)
   .option('--required', 'the domain must not start without the offload device (required="yes")')
   .option('--port <name>', 'port name the guest sees', 'virt-offload.0')
@@ -344,11 +361,12 @@ Exit codes: 0 enabled (or already was), 1 failed (libvirt's message is named), 2
 const hook = program
   .command('hook')
   .summary('install or remove the libvirt qemu hook that tells the daemon about opted-in domains')
-  .description(`The hook (hooks/README.md) runs when libvirt starts or stops a domain. For a domain whose
-<metadata> has <vo:offload enabled="yes"/> (namespace http://virt-offload.org/xmlns/domain/1.0)
-it asks the daemon (serve) to add the VM and hot-plug its offload port, and to remove it when
-the domain stops. It never calls libvirt and never blocks a start when the daemon is down,
-unless the domain's metadata says required="yes".`)
+  .description(
+    'The hook (hooks/README.md) runs when libvirt starts or stops a domain. For a domain whose <metadata> has ' +
+      '<vo:offload enabled="yes"/> (namespace http://virt-offload.org/xmlns/domain/1.0) it asks the daemon (serve) ' +
+      'to add the VM and hot-plug its offload port, and to remove it when the domain stops. It never calls libvirt ' +
+      'and never blocks a start when the daemon is down, unless the domain\'s metadata says required="yes".',
+  )
   .addHelpText('after', `
 Exit codes: 0 done (or nothing to do), 1 failed (the file and why are named), 2 usage.`);
 
