@@ -275,6 +275,7 @@ Exit codes: the program's own exit code, or
    71 the channel failed (no port, no answer within --wait, the host went away)
    66 FILE cannot be read
   130 interrupted (Ctrl-C); the request was cancelled on the host
+  141 stdout was closed by its reader (e.g. | head); the request was cancelled on the host
     2 usage error
 A program may itself exit with one of these; the message on stderr tells them apart.`)
   .action(async (operands: string[], opts: Record<string, unknown>) => {

@@ -7,6 +7,9 @@ import { DEFAULT_PORT_NAME, submit } from '../../lib/guest/index.js';
 import { BINARY_NAME } from '../../lib/protocol/index.js';
 import { reportFailure } from '../exit.js';
 
+/** stdout was closed by its reader (EPIPE): the request was cancelled on the host. */
+const EXIT_STDOUT_CLOSED = 141;
+
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
 /** `operands`: FILE then ARGS, or only ARGS with --measurement. */
@@ -35,6 +38,17 @@ export async function runSubmit(operands: string[], opts: Record<string, unknown
     const onSigint = (): void => ac.abort();
     process.once('SIGINT', onSigint);
     process.once('SIGTERM', onSigint);
+    // `submit … | head`: when our stdout closes, CANCEL too (the host would otherwise run the
+    // program to its wall limit for nobody), instead of the CLI's usual quiet exit on EPIPE.
+    let stdoutClosed = false;
+    const quietExit = process.stdout.listeners('error');
+    process.stdout.removeAllListeners('error');
+    const onStdoutError = (err: NodeJS.ErrnoException): void => {
+      if (err.code !== 'EPIPE') throw err;
+      stdoutClosed = true;
+      ac.abort();
+    };
+    process.stdout.on('error', onStdoutError);
     try {
       const result = await submit({
         port,
@@ -48,10 +62,13 @@ export async function runSubmit(operands: string[], opts: Record<string, unknown
         ...(opts.resync === true ? { resyncFirst: true } : {}),
         ...(waitMs === undefined ? {} : { timeouts: { handshakeMs: waitMs } }),
       });
-      return result.status;
+      // 141 (128 + SIGPIPE) as a shell reports a program that wrote into a closed pipe.
+      return stdoutClosed ? EXIT_STDOUT_CLOSED : result.status;
     } finally {
       process.off('SIGINT', onSigint);
       process.off('SIGTERM', onSigint);
+      process.stdout.off('error', onStdoutError);
+      for (const l of quietExit) process.stdout.on('error', l as (err: Error) => void);
     }
   } catch (err) {
     return reportFailure(err);
