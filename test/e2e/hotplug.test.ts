@@ -4,7 +4,6 @@
 // idempotent attach work, 20 attach/detach cycles leak nothing, the same on q35 behind a root
 // port, and a q35 VM without a free root port gets a clear error.
 // Needs qemu-system-x86 and what test/e2e/guest-boot.test.ts needs (the guest image cache).
-import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -12,6 +11,7 @@ import { HotplugUnsupportedError, QmpHotplugRoute, type AttachResult } from '../
 import { QmpClient } from '../../lib/qmp/index.js';
 import { ensureGuestImage, type GuestImage } from '../helpers/guest-image.js';
 import { type Guest, startGuest } from '../helpers/guest-vm.js';
+import { type PingPongDaemon, startPingPongDaemon } from '../helpers/ping-pong-daemon.js';
 import { startQemu } from '../helpers/qemu.js';
 import { scratchDir } from '../helpers/tools.js';
 
@@ -20,75 +20,6 @@ const PORT = 'virt-offload.0';
 let imagePromise: Promise<GuestImage> | undefined;
 const guestImage = (): Promise<GuestImage> => (imagePromise ??= ensureGuestImage());
 
-/** The "daemon": listens on a unix socket; answers each line `ping X` with `pong X`. */
-interface FakeDaemon {
-  socketPath: string;
-  server: Server;
-  /** Connections accepted so far. */
-  accepted(): number;
-  /** Resolves once `n` connections have been accepted. */
-  waitAccepted(n: number, timeoutMs: number): Promise<void>;
-  lines: string[];
-  open(): Promise<number>;
-  /** Stop listening and drop every connection (a daemon that died). */
-  close(): Promise<void>;
-}
-
-async function fakeDaemon(dir: string, socketPath = join(dir, 'daemon.sock')): Promise<FakeDaemon> {
-  let accepted = 0;
-  const lines: string[] = [];
-  const wakers = new Set<() => void>();
-  const sockets = new Set<Socket>();
-  const server = createServer((sock: Socket) => {
-    accepted++;
-    sockets.add(sock);
-    sock.on('close', () => sockets.delete(sock));
-    for (const w of [...wakers]) w();
-    let buf = '';
-    sock.setEncoding('utf8');
-    sock.on('error', () => {});
-    sock.on('data', (d: string) => {
-      buf += d;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        lines.push(line);
-        const m = /^ping (.*)$/.exec(line);
-        if (m) sock.write(`pong ${m[1]}\n`);
-      }
-    });
-  });
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(socketPath, resolve));
-  const waitAccepted = (n: number, timeoutMs: number): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const check = (): void => {
-        if (accepted < n) return;
-        clearTimeout(timer);
-        wakers.delete(check);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        wakers.delete(check);
-        reject(new Error(`QEMU did not connect to the daemon socket (${accepted} of ${n} connections) within ${timeoutMs} ms`));
-      }, timeoutMs);
-      wakers.add(check);
-      check();
-    });
-  return {
-    socketPath,
-    server,
-    accepted: () => accepted,
-    waitAccepted,
-    lines,
-    open: () => new Promise((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n)))),
-    close: () =>
-      new Promise((resolve) => {
-        server.close(() => resolve());
-        for (const sock of sockets) sock.destroy();
-      }),
-  };
-}
 
 async function chardevLabels(qmp: QmpClient): Promise<string[]> {
   const list = await qmp.execute<{ label: string }[]>('query-chardev');
@@ -134,16 +65,16 @@ interface Rig {
   guest: Guest;
   qmp: QmpClient;
   route: QmpHotplugRoute;
-  daemon: FakeDaemon;
+  daemon: PingPongDaemon;
   /** Kill the daemon and start a new one on the same socket path. */
-  restartDaemon(): Promise<FakeDaemon>;
+  restartDaemon(): Promise<PingPongDaemon>;
   done(): Promise<void>;
 }
 
 async function rig(machine: 'pc' | 'q35', pcieRootPorts = 0): Promise<Rig> {
   const image = await guestImage();
   const { dir, cleanup } = scratchDir('vo-hotplug-');
-  const daemon = await fakeDaemon(dir);
+  const daemon = await startPingPongDaemon(join(dir, 'daemon.sock'));
   const qmpSocket = join(dir, 'qmp.sock');
   const guest = await startGuest({ image, machine, qmpSocket, ...(pcieRootPorts > 0 ? { pcieRootPorts } : {}) });
   const qmp = new QmpClient();
@@ -155,7 +86,7 @@ async function rig(machine: 'pc' | 'q35', pcieRootPorts = 0): Promise<Rig> {
     daemon,
     restartDaemon: async () => {
       await rigged.daemon.close();
-      rigged.daemon = await fakeDaemon(dir, rigged.daemon.socketPath);
+      rigged.daemon = await startPingPongDaemon(rigged.daemon.socketPath);
       return rigged.daemon;
     },
     done: async () => {

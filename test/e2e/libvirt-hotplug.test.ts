@@ -6,7 +6,6 @@
 //    metadata to the inactive definition; started again: attach → the guest's virtio_console
 //    binds the port by name and data flows both ways through the "daemon" socket; a second
 //    attach is a no-op; detach removes the port from libvirt's live XML and from the guest.
-import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -24,47 +23,13 @@ import {
   virtioSerialControllers,
 } from '../../lib/libvirt/index.js';
 import { type LibvirtStack, type TinyDomain, startLibvirt } from '../helpers/libvirt.js';
+import { startPingPongDaemon } from '../helpers/ping-pong-daemon.js';
 
 const PORT = 'virt-offload.0';
 let stack: LibvirtStack;
 let conn: LibvirtConnection;
 let domain: TinyDomain;
 
-/** The "daemon": answers each line `ping X` with `pong X`. */
-async function fakeDaemon(socketPath: string): Promise<{ lines: string[]; accepted: () => number; close: () => Promise<void> }> {
-  const lines: string[] = [];
-  const sockets = new Set<Socket>();
-  let accepted = 0;
-  const server = createServer((sock) => {
-    accepted++;
-    sockets.add(sock);
-    sock.on('close', () => sockets.delete(sock));
-    sock.on('error', () => {});
-    sock.setEncoding('utf8');
-    let buf = '';
-    sock.on('data', (d: string) => {
-      buf += d;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        lines.push(line);
-        const m = /^ping (.*)$/.exec(line);
-        if (m) sock.write(`pong ${m[1]}\n`);
-      }
-    });
-  });
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(socketPath, resolve));
-  return {
-    lines,
-    accepted: () => accepted,
-    close: () =>
-      new Promise((resolve) => {
-        server.close(() => resolve());
-        for (const s of sockets) s.destroy();
-      }),
-  };
-}
 
 async function guestPortNames(): Promise<string[]> {
   const r = await domain.exec('for f in /sys/class/virtio-ports/*/name; do [ -r "$f" ] && cat "$f"; done; true', 10_000);
@@ -125,7 +90,7 @@ test('enableOffload on the inactive domain adds the controller and <vo:offload>;
   );
   await domain.start();
   assert.not.ok((await guestPortNames()).includes(PORT), 'no port before attach');
-  const daemon = await fakeDaemon(join(domain.dir, 'daemon.sock'));
+  const daemon = await startPingPongDaemon(join(domain.dir, 'daemon.sock'));
   try {
     const route = new LibvirtRoute({ domain: domain.name, connection: conn });
     const spec = { vm: domain.name, socketPath: join(domain.dir, 'daemon.sock') };

@@ -257,11 +257,8 @@ export async function startGuest(options: StartGuestOptions = {}): Promise<Guest
       const n = ++commands;
       const from = consoleText.length;
       child.stdin!.write(`${line}\n`);
-      const end = await waitForConsole(new RegExp(`(?:^|\\n)VO-END ${n} (\\d+)\\n`), timeoutMs, from);
-      const all = consoleText.slice(from);
-      const begin = new RegExp(`(?:^|\\n)VO-BEGIN ${n}\\n`).exec(all);
-      const output = begin ? all.slice(begin.index + begin[0].length, end.index + (end[0].startsWith('\n') ? 1 : 0)) : '';
-      return { output, code: Number(end[1]) };
+      const end = await waitForConsole(commandEnd(n), timeoutMs, from);
+      return commandResult(consoleText.slice(from), n, end);
     });
     queue = result.catch(() => {});
     return result;
@@ -299,4 +296,19 @@ function installExitHook(): void {
   process.on('exit', () => {
     for (const child of live) child.kill('SIGKILL');
   });
+}
+
+/** The console line the guest's command loop prints when command `n` ends: `VO-END n STATUS`. */
+export function commandEnd(n: number): RegExp {
+  return new RegExp(`(?:^|\\n)VO-END ${n} (\\d+)\\n`);
+}
+
+/**
+ * Command `n`'s output and exit status, cut from the console text since it was sent (`all`)
+ * between its `VO-BEGIN n` line and the `VO-END` match `end` (found in the same text).
+ */
+export function commandResult(all: string, n: number, end: RegExpExecArray): ExecResult {
+  const begin = new RegExp(`(?:^|\\n)VO-BEGIN ${n}\\n`).exec(all);
+  const output = begin ? all.slice(begin.index + begin[0].length, end.index + (end[0].startsWith('\n') ? 1 : 0)) : '';
+  return { output, code: Number(end[1]) };
 }

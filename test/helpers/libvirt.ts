@@ -26,6 +26,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ensureGuestImage, type GuestImage } from './guest-image.js';
+import { commandEnd, commandResult } from './guest-vm.js';
 import { requireTool } from './tools.js';
 
 /** The libvirt connection URI of the stack. */
@@ -455,11 +456,8 @@ async function defineDomain(
         const n = ++commands;
         const from = text.length;
         conn.write(`${line}\n`);
-        const end = await waitForConsole(new RegExp(`(?:^|\\n)VO-END ${n} (\\d+)\\n`), timeoutMs, from);
-        const all = text.slice(from);
-        const begin = new RegExp(`(?:^|\\n)VO-BEGIN ${n}\\n`).exec(all);
-        const output = begin ? all.slice(begin.index + begin[0].length, end.index + (end[0].startsWith('\n') ? 1 : 0)) : '';
-        return { output, code: Number(end[1]) };
+        const end = await waitForConsole(commandEnd(n), timeoutMs, from);
+        return commandResult(text.slice(from), n, end);
       });
       queue = result.catch(() => {});
       return result;
