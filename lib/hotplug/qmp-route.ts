@@ -4,7 +4,7 @@
 import { UsageError } from '../errors.js';
 import { QmpExecuteError } from '../qmp/index.js';
 import { HotplugError, HotplugStepError, HotplugTimeoutError } from './errors.js';
-import { planAttach, planDetach, removeStep, type AttachPlan, type VmState } from './plan.js';
+import { chardevStep, planAttach, planDetach, removeStep, type AttachPlan, type VmState } from './plan.js';
 import { gatherState, quickAttachState, type QmpPort } from './state.js';
 import {
   checkSocketPath,
@@ -48,20 +48,46 @@ export class QmpHotplugRoute implements OffloadDeviceRoute {
       const portName = spec.portName ?? DEFAULT_PORT_NAME;
       const ids = offloadIds(portName);
       const { reconnect } = checkAttachSpec(spec);
-      // The usual first attach is planned from one round of reads; if that plan fails (the
-      // guessed bus is not there or is full), it has been rolled back and the full state decides.
+      // The usual first attach takes the round trips of the bare command sequence: our chardev
+      // is added in the same round as the one read that checks the VM (the peripheral list;
+      // a refused chardev-add means ours exists), then the port goes onto the bus found. Anything else (our chardev or port already there, no controller with an
+      // id, a failed step) undoes what this did and lets the full state decide.
       let attached: { plan: AttachPlan; done: HotplugStep[] } | undefined;
-      const quick = await this.#quickState(spec.vm, ids);
-      if (quick !== undefined) {
-        const plan = planAttach(spec.vm, quick, ids, portName, spec.socketPath, reconnect);
-        attached = await this.#applyAll(spec.vm, plan.steps).then(
+      const early = chardevStep(ids, spec.socketPath, reconnect);
+      const [quick, added] = await Promise.all([
+        this.#quickState(spec.vm, ids).then(
+          (state) => ({ state }),
+          (error: unknown) => ({ error }),
+        ),
+        this.#qmp.execute(early.command, early.arguments).then(
+          () => true,
+          () => false,
+        ),
+      ]);
+      // Undone by a failed full plan too, when that plan builds on it (no controller yet).
+      let keptEarly: HotplugStep[] = [];
+      if ('error' in quick || quick.state === undefined) {
+        if (added) await this.#apply(spec.vm, removeStep('remove-chardev', ids.chardev));
+        if ('error' in quick) throw quick.error;
+      } else if (quick.state === 'no-controller') {
+        if (added) keptEarly = [early];
+      } else if (added) {
+        const plan = planAttach(spec.vm, quick.state, ids, portName, spec.socketPath, reconnect);
+        const rest = plan.steps.filter((step) => step.kind !== 'add-chardev');
+        attached = await this.#applyAll(spec.vm, rest, [early]).then(
           (done) => ({ plan, done }),
           () => undefined,
         );
       }
       if (attached === undefined) {
-        const plan = await this.planAttach(spec);
-        attached = { plan, done: await this.#applyAll(spec.vm, plan.steps) };
+        let plan: AttachPlan;
+        try {
+          plan = await this.planAttach(spec);
+        } catch (err) {
+          for (const step of keptEarly) await this.#apply(spec.vm, removeStep('remove-chardev', step.id)).catch(() => {});
+          throw err;
+        }
+        attached = { plan, done: await this.#applyAll(spec.vm, plan.steps, keptEarly) };
       }
       const { plan, done } = attached;
       return {
@@ -95,8 +121,8 @@ export class QmpHotplugRoute implements OffloadDeviceRoute {
   }
 
   /** Apply the steps in order; on a failure undo those done and throw what failed. */
-  async #applyAll(vm: string, steps: readonly HotplugStep[]): Promise<HotplugStep[]> {
-    const done: HotplugStep[] = [];
+  async #applyAll(vm: string, steps: readonly HotplugStep[], already: readonly HotplugStep[] = []): Promise<HotplugStep[]> {
+    const done: HotplugStep[] = [...already];
     for (const step of steps) {
       try {
         await this.#apply(vm, step);
@@ -108,7 +134,7 @@ export class QmpHotplugRoute implements OffloadDeviceRoute {
     return done;
   }
 
-  async #quickState(vm: string, ids: ReturnType<typeof offloadIds>): Promise<VmState | undefined> {
+  async #quickState(vm: string, ids: ReturnType<typeof offloadIds>): Promise<VmState | 'no-controller' | undefined> {
     try {
       return await quickAttachState(this.#qmp, ids);
     } catch (err) {

@@ -115,24 +115,20 @@ async function chardevState(qmp: QmpPort, id: string, filename: string): Promise
 }
 
 /**
- * The common attach (neither our chardev nor our port exists, a controller with an id is
- * there) in one round of reads instead of gatherState's three or four: query-chardev and the
- * peripheral list, with the bus name worked out the way QEMU names it (virtio-serial-pci with
- * id X puts its ports on bus "X.0"). Undefined when anything else holds: the caller then
- * gathers the full state. A wrong guess costs nothing unsafe: device_add onto a bus that does
- * not exist (or is full) fails, the chardev is rolled back, and the caller plans again from the
- * full state.
+ * The common attach in one read instead of gatherState's three or four rounds: the peripheral
+ * list, with the bus name worked out the way QEMU names it (virtio-serial-pci with id X puts
+ * its ports on bus "X.0"). Whether our chardev exists is not read here: the caller adds it in
+ * the same round, and QEMU refusing a duplicate id says so. 'no-controller' when there is no
+ * controller with an id; undefined when our port is already there. The caller then gathers the
+ * full state. A wrong guess costs nothing unsafe: device_add onto a bus that does not exist (or
+ * is full) fails, what was added is rolled back, and the full state decides.
  */
-export async function quickAttachState(qmp: QmpPort, ids: OffloadIds): Promise<VmState | undefined> {
-  const [listed, named] = await Promise.all([qmp.execute<unknown>('query-chardev'), qomList(qmp, '/machine/peripheral')]);
-  const chardevs = new Map<string, string>();
-  for (const c of Array.isArray(listed) ? listed : []) {
-    if (typeof c?.label === 'string') chardevs.set(c.label, typeof c.filename === 'string' ? c.filename : '');
-  }
-  if (chardevs.has(ids.chardev) || named.some((p) => p.name === ids.port)) return undefined;
+export async function quickAttachState(qmp: QmpPort, ids: OffloadIds): Promise<VmState | 'no-controller' | undefined> {
+  const named = await qomList(qmp, '/machine/peripheral');
+  if (named.some((p) => p.name === ids.port)) return undefined;
   const byId = (a: QomProperty, b: QomProperty): number => a.name.localeCompare(b.name, 'en', { numeric: true });
   const controller = named.filter((p) => SERIAL_TYPES.test(p.type)).sort((a, b) => (a.name === ids.controller ? -1 : b.name === ids.controller ? 1 : byId(a, b)))[0];
-  if (controller === undefined) return undefined;
+  if (controller === undefined) return 'no-controller';
   const bus: SerialBus = { controllerPath: `/machine/peripheral/${controller.name}`, controllerId: controller.name, bus: `${controller.name}.0`, children: 0 };
-  return { machineType: '', chardevs, serialBuses: [bus], rootPorts: [], port: undefined, chardev: undefined };
+  return { machineType: '', chardevs: new Map(), serialBuses: [bus], rootPorts: [], port: undefined, chardev: undefined };
 }

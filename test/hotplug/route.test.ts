@@ -3,7 +3,7 @@
 // (timeout, an unplug already pending, a device already gone). Real QEMU: test/e2e/hotplug.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { HotplugStepError, HotplugTimeoutError, QmpHotplugRoute, type QmpPort } from '../../lib/hotplug/index.js';
+import { HotplugConflictError, HotplugStepError, HotplugTimeoutError, QmpHotplugRoute, type QmpPort } from '../../lib/hotplug/index.js';
 import { QmpExecuteError, type EventFilter, type QmpEvent } from '../../lib/qmp/index.js';
 
 const SOCK = '/run/vo/vm1.sock';
@@ -115,6 +115,8 @@ class FakeVm implements QmpPort {
         return notFound();
       }
       case 'chardev-add': {
+        // As QEMU: an id in use is refused.
+        if (this.chardevs.has(String(args['id']))) throw qmpError(command, 'GenericError', `attempt to add duplicate property '${String(args['id'])}' to object (type 'container')`);
         const backend = args['backend'] as { data: { addr: { data: { path: string } } } };
         this.chardevs.set(String(args['id']), backend.data.addr.data.path);
         return {} as T;
@@ -160,8 +162,12 @@ test('attach from scratch, again (no-op), detach: the commands sent, in order', 
   assert.equal(vm.devices.get('vo-port0'), { driver: 'virtserialport', bus: 'vo-serial0.0', name: 'virt-offload.0', chardev: 'vo-chr0' });
   assert.is(a.bus, 'vo-serial0.0');
   vm.calls = [];
+  const before = JSON.stringify([[...vm.devices], [...vm.chardevs]]);
   assert.is((await route.attach({ vm: 'vm1', socketPath: SOCK })).alreadyAttached, true);
-  assert.equal(changes(vm), []);
+  // The early chardev-add (sent with the first reads) is refused because ours exists; nothing changes.
+  assert.equal(changes(vm), ['chardev-add vo-chr0']);
+  assert.is(JSON.stringify([[...vm.devices], [...vm.chardevs]]), before);
+  vm.calls = [];
   const d = await route.detach({ vm: 'vm1' });
   assert.equal(changes(vm), ['device_del vo-port0', 'device_del vo-serial0', 'chardev-remove vo-chr0']);
   assert.is(d.alreadyDetached, false);
@@ -201,11 +207,11 @@ test('a failed step rolls back what this call added, newest first, and names the
   assert.equal(err.toJSON()['errorClass'], 'GenericError', '--json shows the class');
 });
 
-test('an existing controller with an id: one round of reads, then the two commands onto its bus', async () => {
+test('an existing controller with an id: one read beside the chardev-add, then the port onto its bus', async () => {
   const vm = new FakeVm();
   vm.devices.set('ser0', { driver: 'virtio-serial-pci', bus: 'pci.0' });
   const a = await new QmpHotplugRoute(vm).attach({ vm: 'vm1', socketPath: SOCK });
-  assert.equal(vm.calls, ['read', 'read', 'chardev-add vo-chr0', 'device_add vo-port0']);
+  assert.equal(vm.calls, ['read', 'chardev-add vo-chr0', 'device_add vo-port0']);
   assert.is(a.bus, 'ser0.0');
   assert.is(vm.devices.get('vo-port0')?.bus, 'ser0.0');
 });
@@ -234,6 +240,21 @@ test('the one-round plan failing is rolled back and the full state decides', asy
   assert.match((caught as Error).message, /is full.*rolled back: remove chardev vo-chr0/);
   assert.is(vm2.chardevs.size, 0);
   assert.equal([...vm2.devices.keys()], ['ser0']);
+});
+
+test('our port already there with another chardev: the early chardev is taken back and the conflict reported', async () => {
+  const vm = new FakeVm();
+  vm.devices.set('ser0', { driver: 'virtio-serial-pci', bus: 'pci.0' });
+  vm.devices.set('vo-port0', { driver: 'virtserialport', bus: 'ser0.0', name: 'virt-offload.0', chardev: 'someone-else' });
+  let caught: unknown;
+  try {
+    await new QmpHotplugRoute(vm).attach({ vm: 'vm1', socketPath: SOCK });
+  } catch (err) {
+    caught = err;
+  }
+  assert.instance(caught, HotplugConflictError);
+  assert.equal(changes(vm), ['chardev-add vo-chr0', 'chardev-remove vo-chr0']);
+  assert.is(vm.chardevs.size, 0, 'nothing of ours is left');
 });
 
 test('a rollback that cannot finish says what is left', async () => {
