@@ -3,6 +3,7 @@
 // directory removed by stop(), and on process exit as a last resort.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { requireTool, scratchDir } from './tools.js';
 
@@ -78,5 +79,27 @@ export async function startQemu(options: QemuOptions = {}): Promise<QemuInstance
     }
     await new Promise((r) => setTimeout(r, 10));
   }
+  // The file appears at bind(), a moment before listen(): a connect in between is refused
+  // (seen once in CI). Wait until a connection is accepted; QEMU takes the probe's hang-up as a
+  // client leaving.
+  while (!(await accepts(qmpSocket))) {
+    if (gone || Date.now() > deadline) {
+      await stop();
+      throw new Error(`QEMU did not accept connections on its QMP socket (${gone ? 'it exited' : 'timeout'}): ${qemu} ${args.join(' ')}\n${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
   return { qmpSocket, dir, process: child, stderr: () => stderr, exited, stop };
+}
+
+/** True when a unix socket connection to `path` is accepted (then closed at once). */
+function accepts(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect(path);
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once('error', () => resolve(false));
+  });
 }
