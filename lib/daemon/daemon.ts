@@ -20,7 +20,7 @@ import { VmConnection, type ConnectionBounds, type ConnectionStats } from './con
 import { handleControl } from './control.js';
 import { type DeviceRouteFactory, type DeviceStatus, VmDevice } from './device.js';
 import { type DaemonLog, silentLog } from './log.js';
-import { Mutex } from './mutex.js';
+import { Mutex } from '../io/index.js';
 import { patchSource } from './patch-source.js';
 import type { PipelineContext } from './pipeline.js';
 

@@ -12,7 +12,7 @@ import { decide, type Decision, type PolicySnapshot, type VmIdentity } from '../
 import type { ErrorReport, HostSession, RunRequest } from '../protocol/index.js';
 import { install, locate, type Store } from '../store/index.js';
 import type { DaemonLog } from './log.js';
-import type { Mutex } from './mutex.js';
+import type { Mutex } from '../io/index.js';
 
 /** Codes of ERROR replies the daemon adds to the protocol's own. */
 export const DAEMON_ERROR_CODES = Object.freeze({

@@ -10,6 +10,7 @@
 // Calls on one route run one at a time, like the QMP route.
 import { statSync } from 'node:fs';
 import { UsageError } from '../errors.js';
+import { Mutex } from '../io/index.js';
 import {
   LibvirtCallError,
   LibvirtConnection,
@@ -52,7 +53,8 @@ export class LibvirtRoute implements OffloadDeviceRoute {
   readonly #given: LibvirtConnection | undefined;
   /** The connection opened here; replaced when the bus went away (dbus-daemon restarted…). */
   #owned: LibvirtConnection | undefined;
-  #queue: Promise<unknown> = Promise.resolve();
+  /** attach/detach run one at a time: each plans from the state it reads. */
+  readonly #calls = new Mutex();
 
   constructor(options: LibvirtRouteOptions) {
     if (typeof options.domain !== 'string' || options.domain === '') throw new UsageError('a libvirt domain name is needed', '--libvirt');
@@ -64,7 +66,7 @@ export class LibvirtRoute implements OffloadDeviceRoute {
   }
 
   attach(spec: AttachSpec): Promise<AttachResult> {
-    return this.#serial(async () => {
+    return this.#calls.run(async () => {
       const started = Date.now();
       checkSocketPath(spec.socketPath);
       const reconnect = spec.reconnectSeconds ?? 1;
@@ -114,7 +116,7 @@ export class LibvirtRoute implements OffloadDeviceRoute {
   }
 
   detach(spec: DetachSpec): Promise<DetachResult> {
-    return this.#serial(async () => {
+    return this.#calls.run(async () => {
       const started = Date.now();
       const portName = spec.portName ?? DEFAULT_PORT_NAME;
       channelAlias(portName); // checks the name
@@ -153,7 +155,7 @@ export class LibvirtRoute implements OffloadDeviceRoute {
 
   /** Close the connection the route opened itself (not one passed in). */
   close(): Promise<void> {
-    return this.#serial(async () => {
+    return this.#calls.run(async () => {
       this.#owned?.close();
       this.#owned = undefined;
     });
@@ -170,7 +172,7 @@ export class LibvirtRoute implements OffloadDeviceRoute {
     return this.#step(vm, `look up libvirt domain ${this.domain}`, async () => (await this.#connection()).lookupDomain(this.domain, { timeoutMs: this.#timeoutMs }));
   }
 
-  /** Calls run one at a time (#serial), so no two callers open a connection at once. */
+  /** Calls run one at a time (#calls), so no two callers open a connection at once. */
   async #connection(): Promise<LibvirtConnection> {
     if (this.#given) return this.#given;
     if (this.#owned && !this.#owned.closed) return this.#owned;
@@ -190,11 +192,6 @@ export class LibvirtRoute implements OffloadDeviceRoute {
     }
   }
 
-  #serial<T>(work: () => Promise<T>): Promise<T> {
-    const result = this.#queue.then(work);
-    this.#queue = result.catch(() => {});
-    return result;
-  }
 }
 
 /** libvirt user alias of our channel for a port: ua-vo-port0 for virt-offload.0 (ua- + [A-Za-z0-9_-]). */

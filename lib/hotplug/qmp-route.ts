@@ -2,6 +2,7 @@
 // one. An attach that fails midway removes again what it added, newest first, so a VM is
 // left as it was found. Calls on one route run one at a time.
 import { UsageError } from '../errors.js';
+import { Mutex } from '../io/index.js';
 import { QmpExecuteError } from '../qmp/index.js';
 import { HotplugError, HotplugStepError, HotplugTimeoutError } from './errors.js';
 import { chardevStep, planAttach, planDetach, removeStep, type AttachPlan, type VmState } from './plan.js';
@@ -26,7 +27,8 @@ export interface QmpRouteOptions {
 export class QmpHotplugRoute implements OffloadDeviceRoute {
   readonly #qmp: QmpPort;
   readonly #unplugTimeoutMs: number;
-  #queue: Promise<unknown> = Promise.resolve();
+  /** attach/detach run one at a time: each plans from the state it reads. */
+  readonly #calls = new Mutex();
 
   /** `qmp` is a connected QmpClient (or anything with its execute/listen). */
   constructor(qmp: QmpPort, options: QmpRouteOptions = {}) {
@@ -43,7 +45,7 @@ export class QmpHotplugRoute implements OffloadDeviceRoute {
   }
 
   attach(spec: AttachSpec): Promise<AttachResult> {
-    return this.#serial(async () => {
+    return this.#calls.run(async () => {
       const started = Date.now();
       const portName = spec.portName ?? DEFAULT_PORT_NAME;
       const ids = offloadIds(portName);
@@ -104,7 +106,7 @@ export class QmpHotplugRoute implements OffloadDeviceRoute {
   }
 
   detach(spec: DetachSpec): Promise<DetachResult> {
-    return this.#serial(async () => {
+    return this.#calls.run(async () => {
       const started = Date.now();
       const portName = spec.portName ?? DEFAULT_PORT_NAME;
       const ids = offloadIds(portName);
@@ -142,11 +144,6 @@ export class QmpHotplugRoute implements OffloadDeviceRoute {
     }
   }
 
-  #serial<T>(work: () => Promise<T>): Promise<T> {
-    const result = this.#queue.then(work);
-    this.#queue = result.catch(() => {});
-    return result;
-  }
 
   async #gather(vm: string, ids: ReturnType<typeof offloadIds>): Promise<VmState> {
     try {

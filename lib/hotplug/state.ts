@@ -34,6 +34,16 @@ async function qomGet(qmp: QmpPort, path: string, property: string): Promise<unk
   return qmp.execute<unknown>('qom-get', { path, property });
 }
 
+/** Peripherals in id order, numbers compared as numbers (rp2 before rp10). */
+function byId(a: QomProperty, b: QomProperty): number {
+  return a.name.localeCompare(b.name, 'en', { numeric: true });
+}
+
+/** The virtio-serial controllers with an id, in the order the planner prefers: ours first, then by id. */
+function namedSerialControllers(named: readonly QomProperty[], ids: OffloadIds): QomProperty[] {
+  return named.filter((p) => SERIAL_TYPES.test(p.type)).sort((a, b) => (a.name === ids.controller ? -1 : b.name === ids.controller ? 1 : byId(a, b)));
+}
+
 /** Devices on a bus: the bus object's child[N] links. */
 function childCount(props: readonly QomProperty[]): number {
   return props.filter((p) => /^child\[\d+\]$/.test(p.name) && p.type.startsWith('link<')).length;
@@ -79,9 +89,8 @@ export async function gatherState(qmp: QmpPort, ids: OffloadIds): Promise<VmStat
     if (typeof c?.label === 'string') chardevs.set(c.label, typeof c.filename === 'string' ? c.filename : '');
   }
 
-  const byId = (a: QomProperty, b: QomProperty): number => a.name.localeCompare(b.name, 'en', { numeric: true });
   const controllers = [
-    ...named.filter((p) => SERIAL_TYPES.test(p.type)).sort((a, b) => (a.name === ids.controller ? -1 : b.name === ids.controller ? 1 : byId(a, b))).map((p) => [`/machine/peripheral/${p.name}`, p.name] as const),
+    ...namedSerialControllers(named, ids).map((p) => [`/machine/peripheral/${p.name}`, p.name] as const),
     ...anonymous.filter((p) => SERIAL_TYPES.test(p.type)).sort(byId).map((p) => [`/machine/peripheral-anon/${p.name}`, undefined] as const),
   ];
   const portNamed = named.some((p) => p.name === ids.port);
@@ -126,8 +135,7 @@ async function chardevState(qmp: QmpPort, id: string, filename: string): Promise
 export async function quickAttachState(qmp: QmpPort, ids: OffloadIds): Promise<VmState | 'no-controller' | undefined> {
   const named = await qomList(qmp, '/machine/peripheral');
   if (named.some((p) => p.name === ids.port)) return undefined;
-  const byId = (a: QomProperty, b: QomProperty): number => a.name.localeCompare(b.name, 'en', { numeric: true });
-  const controller = named.filter((p) => SERIAL_TYPES.test(p.type)).sort((a, b) => (a.name === ids.controller ? -1 : b.name === ids.controller ? 1 : byId(a, b)))[0];
+  const controller = namedSerialControllers(named, ids)[0];
   if (controller === undefined) return 'no-controller';
   const bus: SerialBus = { controllerPath: `/machine/peripheral/${controller.name}`, controllerId: controller.name, bus: `${controller.name}.0`, children: 0 };
   return { machineType: '', chardevs: new Map(), serialBuses: [bus], rootPorts: [], port: undefined, chardev: undefined };

@@ -1,4 +1,5 @@
-// Host file access shared by the CLI and the adapters (store, daemon).
+// Host file access shared by the CLI and the adapters (store, daemon), and the one-at-a-time
+// task queue of the daemon and the hot-plug routes.
 export { fileError, openFileReader } from './file-reader.js';
 export type { FileReader } from './file-reader.js';
 export { measureFile } from './measure-file.js';
@@ -6,3 +7,4 @@ export type { MeasureFileOptions } from './measure-file.js';
 export { readOpenFile } from './read-fd.js';
 export { createAtomicFile, fsyncDir } from './atomic-file.js';
 export type { AtomicFile, AtomicFileOptions } from './atomic-file.js';
+export { Mutex } from './mutex.js';
