@@ -10,11 +10,11 @@
 //  4. create the run's cgroup (memory, pids) and spawn bwrap (argv array, no shell) with
 //     --info-fd and --block-fd: bwrap reports the sandbox's first process (pid 1 of the new pid
 //     namespace) and waits before exec; that process is in the cgroup before it is released,
-//     so the program and everything it forks are counted from their first instruction. bwrap
-//     itself is moved in right after spawn, while it sets up: a move into a cgroup can wait
-//     for an RCU grace period (cgroup_threadgroup_rwsem, several ms on a busy host), and this
-//     way that wait overlaps bwrap's own start-up instead of following it; pid 1, cloned
-//     afterwards, is born inside and needs no second move
+//     so the program and everything it forks are counted from their first instruction. On
+//     cgroup v1 bwrap is born in the run's cgroups (cgroup.ts: the spawning thread steps in
+//     and out, which skips the RCU grace period a move of another process waits for); on v2
+//     it is moved in right after spawn, off the event loop, while it sets up. The limits are
+//     written once bwrap is in, before the program is released
 //  5. stream stdout/stderr (bounded by limits.outputBytes); at the wall limit, at the output
 //     cap or on abort, SIGKILL pid 1 of the namespace (the kernel then kills every process in
 //     it), every process in the cgroup and bwrap itself
@@ -261,7 +261,9 @@ export async function run(options: RunOptions): Promise<RunResult> {
     throw new ExecError('leaky-fd', `fd ${list} is open without close-on-exec and would be inherited by the program; close it (closeInheritedFds() at start-up)`);
   }
   const sandboxed = options.sandbox === 'bwrap';
-  const cgroup = RunCgroup.create(layout, { memoryBytes: limits.memoryBytes, pids: limits.pids + plan.extraTasks + (sandboxed ? BWRAP_TASKS : 0) });
+  // bwrap's runs get their limits once bwrap is in (spawnInside: the daemon's thread must never
+  // be inside a limit); an unsandboxed program starts at once, so its limits come first.
+  const cgroup = RunCgroup.create(layout, { memoryBytes: limits.memoryBytes, pids: limits.pids + plan.extraTasks + (sandboxed ? BWRAP_TASKS : 0) }, { limitsLater: sandboxed });
   let tempDir: string | undefined;
   try {
     if (sandboxed) return await runInBwrap(options, bin, plan, cgroup, bwrapPath, identity, env, argv, sandboxName);
@@ -421,13 +423,23 @@ async function runInBwrap(
     command: plan.command(SANDBOX_DIR),
   });
   const stdio: StdioOptions = [options.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', ...files.map(() => 'pipe' as const)];
-  const child = spawn(bwrapPath, args, { stdio, env: {}, cwd: '/', ...(identity ?? {}) });
-  if (child.pid !== undefined) {
-    try {
-      cgroup.add(child.pid);
-    } catch {
-      // bwrap died already (its stderr says why), or the move failed: pid 1 is moved below
-    }
+  const spawnBwrap = (): ChildProcess => spawn(bwrapPath, args, { stdio, env: {}, cwd: '/', ...(identity ?? {}) });
+  // v1: bwrap is born in the run's cgroups (cgroup.ts, "Joining a run's cgroup"). Elsewhere it
+  // is moved in right after spawn, off the event loop, while it sets up; pid 1 of the sandbox,
+  // cloned afterwards, is then born inside too, or moved below before it is released.
+  const inside = cgroup.spawnInside(spawnBwrap);
+  const child = inside?.value ?? spawnBwrap();
+  const moved =
+    inside !== undefined || child.pid === undefined
+      ? Promise.resolve()
+      : cgroup.addAsync(child.pid).catch(() => {
+          // bwrap died already (its stderr says why), or the move failed: pid 1 is moved below
+        });
+  let limitsError: unknown;
+  try {
+    cgroup.applyLimits();
+  } catch (err) {
+    limitsError = err;
   }
   let initPid: number | undefined;
   const killTree = () => {
@@ -451,12 +463,14 @@ async function runInBwrap(
 
   let setupError: ExecError | undefined;
   const info = await readAll(infoStream, 4096);
+  await moved;
   const m = /"child-pid"\s*:\s*([0-9]+)/.exec(info);
   if (m === null) {
     // bwrap died before it could clone: its stderr says why.
   } else {
     initPid = Number(m[1]);
     try {
+      if (limitsError !== undefined) throw limitsError;
       // Cloned before bwrap's own move (or that move failed): move it now, before it is released.
       if (!cgroup.holds(initPid)) cgroup.add(initPid);
       options.onStart?.({ pid: child.pid!, sandboxInitPid: initPid, cgroupDirs: cgroup.dirs });

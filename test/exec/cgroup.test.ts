@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { detectCgroups, hostCgroups, keyedValue, parseMountinfo, removeStaleRuns, RunCgroup } from '../../lib/exec/cgroup.js';
+import { detectCgroups, hostCgroups, keyedValue, parseMountinfo, removeStaleRuns, RunCgroup, threadCgroupDirs } from '../../lib/exec/cgroup.js';
 
 const V2 = `24 30 0:22 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
 30 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw`;
@@ -80,6 +80,77 @@ test('stale run cgroups of a dead daemon are removed, those of a live one are ke
     for (const dir of live.dirs) assert.ok(existsSync(dir), 'the live run is kept');
   } finally {
     await live.removeWhenEmpty();
+  }
+});
+
+test("a thread's own v1 cgroup directories come from /proc/thread-self/cgroup, under the layout's mounts", () => {
+  const layout = detectCgroups(HYBRID)!;
+  const text = '9:name=systemd:/\n8:pids:/\n4:memory:/\n1:cpu,cpuacct:/x\n0::/\n';
+  assert.equal(threadCgroupDirs(layout, text), ['/sys/fs/cgroup/memory/', '/sys/fs/cgroup/pids/']);
+  // A path that does not exist under the mount (a container's sub-tree): not found, no guess.
+  assert.is(threadCgroupDirs(layout, '8:pids:/nowhere-vo-test\n4:memory:/\n'), undefined);
+  assert.is(threadCgroupDirs(layout, '4:memory:/\n'), undefined, 'no pids line');
+});
+
+/** The memory and pids cgroup paths of a task, from /proc/PID[/task/TID]/cgroup. */
+function cgroupsOf(procFile: string): { memory: string; pids: string } {
+  const text = readFileSync(procFile, 'utf8');
+  const of = (c: string) => text.split('\n').find((l) => l.split(':')[1]?.split(',').includes(c))!.split(':').slice(2).join(':');
+  return { memory: of('memory'), pids: of('pids') };
+}
+
+test('v1: spawnInside forks the child inside the run cgroups, and the thread goes back where it was', async () => {
+  const layout = hostCgroups()!;
+  if (layout.version !== 1) {
+    // v2 has no per-thread move of memory and pids: spawnInside says so, and run() moves the child.
+    const group = RunCgroup.create(layout, { memoryBytes: 64 << 20, pids: 4 });
+    assert.is(group.spawnInside(() => 1), undefined);
+    await group.removeWhenEmpty();
+    return;
+  }
+  const before = cgroupsOf('/proc/thread-self/cgroup');
+  const group = RunCgroup.create(layout, { memoryBytes: 32 << 20, pids: 3 }, { limitsLater: true });
+  try {
+    assert.is(readFileSync(join(group.pidsDir, 'pids.max'), 'utf8').trim(), 'max', 'no limit while the thread may be inside');
+    let during: { memory: string; pids: string } | undefined;
+    const inside = group.spawnInside(() => {
+      during = cgroupsOf('/proc/thread-self/cgroup');
+      return spawn('sleep', ['30'], { stdio: 'ignore' });
+    });
+    assert.ok(inside, 'spawnInside works on this v1 host');
+    const child = inside!.value;
+    const exited = new Promise((r) => child.on('exit', (_code, signal) => r(signal)));
+    assert.ok(during!.memory.endsWith(group.memoryDir.slice(group.memoryDir.lastIndexOf('/'))), `the thread was in the run's memory cgroup: ${during!.memory}`);
+    assert.equal(cgroupsOf('/proc/thread-self/cgroup'), before, 'the thread is back in its own cgroups');
+    assert.equal(cgroupsOf(`/proc/${child.pid}/cgroup`), during, 'the child was born in the run cgroups');
+    assert.equal(group.pids(), [child.pid], 'only the child is in the run');
+    group.applyLimits();
+    assert.is(readFileSync(join(group.pidsDir, 'pids.max'), 'utf8').trim(), '3');
+    assert.is(readFileSync(join(group.memoryDir, 'memory.limit_in_bytes'), 'utf8').trim(), String(32 << 20));
+    group.killAll();
+    assert.is(await exited, 'SIGKILL');
+  } finally {
+    await group.removeWhenEmpty();
+  }
+});
+
+test('v1: a spawn that throws inside still takes the thread back home', async () => {
+  const layout = hostCgroups()!;
+  if (layout.version !== 1) return;
+  const before = cgroupsOf('/proc/thread-self/cgroup');
+  const group = RunCgroup.create(layout, { memoryBytes: 32 << 20, pids: 3 }, { limitsLater: true });
+  try {
+    assert.throws(
+      () =>
+        group.spawnInside(() => {
+          throw new Error('spawn failed');
+        }),
+      /spawn failed/,
+    );
+    assert.equal(cgroupsOf('/proc/thread-self/cgroup'), before);
+    assert.equal(group.pids(), []);
+  } finally {
+    await group.removeWhenEmpty();
   }
 });
 
