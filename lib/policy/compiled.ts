@@ -106,7 +106,7 @@ export function compileBinary(decl: BinaryDecl, file: string, links: SupersedeLi
   const n = decls.length;
   let total = 0;
   for (let i = 0; i < n; i++) total += decls[i]!.measurements.length;
-  const { slab: ints, at: intsAt } = INT_SLABS.take(6 * n + 2 + 2 * total);
+  const { slab: ints, at: intsAt } = INT_SLABS.take(intsLength(n, total));
   const { slab: digests, at: digestsAt } = BYTE_SLABS.take(DIGEST_STRIDE * total);
   let reasons: (string | undefined)[] | undefined;
   let j = 0;
@@ -128,18 +128,57 @@ export function compileBinary(decl: BinaryDecl, file: string, links: SupersedeLi
       j++;
     }
   }
+  // One string for the file's versions, not one each (10 strings and an array less per file).
+  let versionText = '';
+  for (let i = 0; i < n; i++) versionText += decls[i]!.version;
+  // Built with +=, a chain of pieces until flattened: ownText makes it one string.
+  return finishBinary(decl, file, { count: n, measurementCount: total, ints, intsAt, digests, digestsAt, reasons, versionText: ownText(versionText), versionLength: (i) => decls[i]!.version.length });
+}
+
+/** Length of a binary's part of the ints slab: n versions, `total` measurements (see CompiledBinary.ints). */
+export function intsLength(n: number, total: number): number {
+  return 6 * n + 2 + 2 * total;
+}
+
+/** Room for a binary's ints (intsLength) and digests, in the shared slabs. */
+export function takeSlabs(n: number, total: number): { ints: Int32Array; intsAt: number; digests: Uint8Array; digestsAt: number } {
+  const { slab: ints, at: intsAt } = INT_SLABS.take(intsLength(n, total));
+  const { slab: digests, at: digestsAt } = BYTE_SLABS.take(DIGEST_STRIDE * total);
+  return { ints, intsAt, digests, digestsAt };
+}
+
+/**
+ * A binary's versions as written to the slabs: per version its line, status, by and end
+ * (ints[4i..4i+3] from intsAt), the index of its first measurement (ints[4n+i]), the version
+ * of each measurement (ints[5n+1+j]), and the measurements' bytes from digestsAt.
+ */
+export interface WrittenVersions {
+  readonly count: number;
+  readonly measurementCount: number;
+  readonly ints: Int32Array;
+  readonly intsAt: number;
+  readonly digests: Uint8Array;
+  readonly digestsAt: number;
+  readonly reasons: (string | undefined)[] | undefined;
+  /** The versions, in file order, one after another: a flat string of its own (kept as it is). */
+  readonly versionText: string;
+  readonly versionLength: (i: number) => number;
+}
+
+/** The rest of a compiled binary once its versions are written: hashes, version offsets, scope keys. */
+export function finishBinary(decl: BinaryDecl, file: string, w: WrittenVersions): CompiledBinary {
+  const { count: n, measurementCount: total, ints, intsAt, digests, digestsAt, reasons } = w;
   ints[intsAt + 5 * n] = total;
   // Hashed here, in the loop that runs for every file, rather than once per snapshot.
   const hashAt = intsAt + 5 * n + 1 + total;
   for (let k = 0; k < total; k++) ints[hashAt + k] = digestHash(digests, digestsAt + DIGEST_STRIDE * k);
-  // One string for the file's versions, not one each (10 strings and an array less per file).
-  let versionText = '';
   const offsets = hashAt + total;
+  let at = 0;
   for (let i = 0; i < n; i++) {
-    ints[offsets + i] = versionText.length;
-    versionText += decls[i]!.version;
+    ints[offsets + i] = at;
+    at += w.versionLength(i);
   }
-  ints[offsets + n] = versionText.length;
+  ints[offsets + n] = at;
   const vmsAll = decl.vms.some((v) => v.all);
   const vmsMembers = decl.vms.length === 1 ? decl.vms[0]!.members : decl.vms.flatMap((v) => v.members);
   const vmsWritten = Object.freeze(vmsAll ? ['all'] : vmsMembers.map(formatMember));
@@ -157,8 +196,7 @@ export function compileBinary(decl: BinaryDecl, file: string, links: SupersedeLi
     scopeKey: vmsWritten.length === 1 ? vmsWritten[0]! : [...vmsWritten].sort().join(' '),
     count: n,
     measurementCount: total,
-    // Built with +=, a chain of pieces until flattened: ownText makes it one string.
-    versionText: ownText(versionText),
+    versionText: w.versionText,
     ints,
     intsAt,
     reasons: reasons === undefined ? undefined : Object.freeze(reasons),

@@ -5,6 +5,7 @@ import type { Member } from './names.js';
 import { compileBinary, decodeMeasurement, DIGEST_STRIDE, versionAt, type CompiledBinary, type CompiledFile } from './compiled.js';
 import { DigestTable, PolicyIndex, SnapshotEntries, type BinaryShared } from './digest-index.js';
 import { compareStrings, PolicyError, PolicySyntaxError, sortErrors } from './errors.js';
+import { compileUsualFile } from './fast-file.js';
 import { FrozenMap } from './frozen.js';
 import { formatMember } from './names.js';
 import { parseForSnapshot } from './parse.js';
@@ -24,6 +25,9 @@ const NONE: readonly never[] = Object.freeze([]);
 
 /** Parse one file and compile its binary: all a snapshot needs of it, whatever the other files say. */
 export function compileFile(path: string, text: string): CompiledFile {
+  // Most files take the short way; any other, and any file with a problem, the parser's.
+  const usual = compileUsualFile(path, text);
+  if (usual !== undefined) return Object.freeze({ path, groups: usual.groups.length === 0 ? NONE : usual.groups, binary: usual.binary, errors: NONE });
   const parsed = parseForSnapshot(path, text);
   const decl = parsed.ast.binary;
   const { groups } = parsed.ast;

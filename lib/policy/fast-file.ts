@@ -1,0 +1,213 @@
+// The usual policy file compiled without its AST: a header (comments, `binary`, `limits`,
+// `interpreter`, `vms`), then one line per version (`approved`, `superseded by=V` or
+// `revoked reason="…"`, one measurement each), comments and blank lines. The header goes
+// through the parser; the version lines are checked by one expression each and written
+// straight into the compiled form (no line string, match, version object or measurement
+// string per version: those were most of a large repository's load, and its garbage).
+//
+// Only a file this path takes whole and finds nothing wrong with is compiled here: anything
+// else (another line, a second measurement, a repeat, a by= that names no version, a loop,
+// a forbidden character, a block of more than FAST_MAX_VERSIONS) returns undefined and the
+// file is parsed the general way from its first line, so every error and its wording come
+// from the parser alone. A test compares both ways on generated files.
+import type { BinaryDecl } from './ast.js';
+import { DIGEST_STRIDE, finishBinary, takeSlabs, type CompiledBinary } from './compiled.js';
+import { hasForbiddenCharacter, ownText } from './lexer.js';
+import { MEASUREMENT, VERSION } from './names.js';
+import { PARSE_LIMITS, parseForSnapshot } from './parse.js';
+import type { GroupDecl } from './ast.js';
+
+/** For tests: compile every file the general way, to compare. */
+export const fastFileOptions = { enabled: true };
+
+/** Versions a block may have on this path (the repeat checks here are linear scans). */
+export const FAST_MAX_VERSIONS = 256;
+
+const inner = (re: RegExp): string => re.source.slice(1, -1);
+
+/**
+ * One version line at lastIndex, whole (sticky, up to the line's end): the version, the
+ * status (approved, superseded by=V, or revoked with a quoted reason without escapes), one
+ * measurement, maybe a comment. The same patterns as the parser's; a line it takes the parser
+ * reads alike, and the positions of its parts are then found by a plain scan.
+ */
+const VERSION_LINE = new RegExp(
+  `[ \\t]*version[ \\t]+${inner(VERSION)}[ \\t]+(?:approved|superseded[ \\t]+by=${inner(VERSION)}|revoked[ \\t]+reason="[^"\\\\\\n]*")[ \\t]+${inner(MEASUREMENT)}[ \\t]*(?:#[^\\n]*)?(?=\\n|$)`,
+  'y',
+);
+
+/** The start of the first line that begins with the keyword `version`. */
+const FIRST_VERSION_LINE = /^[ \t]*version[ \t]/m;
+
+/** Lowercase hex digit values by character code; -1 for anything else. */
+const HEX_VALUE = new Int8Array(128).fill(-1);
+for (let c = 0; c < 10; c++) HEX_VALUE[0x30 + c] = c;
+for (let c = 0; c < 6; c++) HEX_VALUE[0x61 + c] = 10 + c;
+
+/** Columns of the block being read, reused from file to file (compiling is synchronous). */
+const versions: string[] = [];
+const byText: (string | undefined)[] = [];
+const reasonText: (string | undefined)[] = [];
+const lineOf = new Int32Array(FAST_MAX_VERSIONS);
+const statusOf = new Int32Array(FAST_MAX_VERSIONS);
+const byIndex = new Int32Array(FAST_MAX_VERSIONS);
+const endOf = new Int32Array(FAST_MAX_VERSIONS);
+/** The first four digest bytes of each measurement, as one number: most repeat checks stop at it. */
+const leadWord = new Int32Array(FAST_MAX_VERSIONS);
+const digestBytes = new Uint8Array(FAST_MAX_VERSIONS * DIGEST_STRIDE);
+/** The walk of one supersede chain (linkVersions). */
+const walk = new Int32Array(FAST_MAX_VERSIONS);
+
+const isBlank = (c: number): boolean => c === 0x20 || c === 0x09;
+
+/** The file compiled, or undefined when it is not of the usual shape or has any problem. */
+export function compileUsualFile(file: string, text: string): { groups: readonly GroupDecl[]; binary: CompiledBinary } | undefined {
+  if (!fastFileOptions.enabled || text.length > PARSE_LIMITS.maxFileChars || hasForbiddenCharacter(text)) return undefined;
+  const first = FIRST_VERSION_LINE.exec(text);
+  if (first === null) return undefined;
+  // The header, parsed as the start of the file it is (same lines, same rules).
+  const head = parseForSnapshot(file, text.slice(0, first.index));
+  const decl = head.ast.binary;
+  if (head.errors.length > 0 || decl === undefined) return undefined;
+  let lineNo = 0;
+  for (let i = text.indexOf('\n'); i >= 0 && i < first.index; i = text.indexOf('\n', i + 1)) lineNo++;
+  const n = readVersionLines(text, first.index, lineNo);
+  if (n < 0 || !linkVersions(n)) return undefined;
+  return { groups: head.ast.groups, binary: pack(decl, file, n) };
+}
+
+/** Read the lines from `start` to the end into the columns; their count, or -1 to leave the file to the parser. */
+function readVersionLines(text: string, start: number, lineNo: number): number {
+  const length = text.length;
+  let n = 0;
+  versions.length = 0;
+  while (start < length) {
+    let end = text.indexOf('\n', start);
+    if (end < 0) end = length;
+    lineNo++;
+    if (end - start > PARSE_LIMITS.maxLineChars) return -1;
+    let p = start;
+    while (p < end && isBlank(text.charCodeAt(p))) p++;
+    if (p < end && text.charCodeAt(p) !== 0x23) {
+      VERSION_LINE.lastIndex = start;
+      if (n === FAST_MAX_VERSIONS || !VERSION_LINE.test(text)) return -1;
+      // The line matched: its parts are where the expression put them.
+      p += 7;
+      while (isBlank(text.charCodeAt(p))) p++;
+      let q = p;
+      while (!isBlank(text.charCodeAt(q))) q++;
+      const version = text.slice(p, q);
+      for (let i = 0; i < n; i++) if (versions[i] === version) return -1;
+      p = q;
+      while (isBlank(text.charCodeAt(p))) p++;
+      const s = text.charCodeAt(p);
+      let by: string | undefined;
+      let reason: string | undefined;
+      if (s === 0x61) {
+        statusOf[n] = 0;
+        p += 8; // approved
+      } else if (s === 0x73) {
+        statusOf[n] = 1;
+        p += 10; // superseded
+        while (isBlank(text.charCodeAt(p))) p++;
+        q = p += 3; // by=
+        while (!isBlank(text.charCodeAt(q))) q++;
+        by = text.slice(p, q);
+        p = q;
+      } else {
+        statusOf[n] = 2;
+        p += 7; // revoked
+        while (isBlank(text.charCodeAt(p))) p++;
+        p += 8; // reason="
+        q = text.indexOf('"', p);
+        reason = text.slice(p, q);
+        if (reason.trim() === '' || reason.length > PARSE_LIMITS.maxReasonChars) return -1;
+        reason = ownText(reason);
+        p = q + 1;
+      }
+      while (isBlank(text.charCodeAt(p))) p++;
+      if (!readMeasurement(text, p, n)) return -1;
+      versions[n] = version;
+      byText[n] = by;
+      reasonText[n] = reason;
+      lineOf[n] = lineNo;
+      n++;
+    }
+    start = end + 1;
+  }
+  return n;
+}
+
+/** Encode the measurement at text[p] (matched: well-formed) as measurement n; false if it repeats one before. */
+function readMeasurement(text: string, p: number, n: number): boolean {
+  const at = n * DIGEST_STRIDE;
+  digestBytes[at] = text.charCodeAt(p) === 0x73 ? 0 : 1; // sha256: or blake3:
+  for (let i = 0, c = p + 7; i < 32; i++, c += 2) digestBytes[at + 1 + i] = (HEX_VALUE[text.charCodeAt(c)]! << 4) | HEX_VALUE[text.charCodeAt(c + 1)]!;
+  const lead = digestBytes[at]! | (digestBytes[at + 1]! << 8) | (digestBytes[at + 2]! << 16) | (digestBytes[at + 3]! << 24);
+  for (let k = 0; k < n; k++) {
+    if (leadWord[k] !== lead) continue;
+    let same = true;
+    for (let b = 4; b < DIGEST_STRIDE && same; b++) same = digestBytes[k * DIGEST_STRIDE + b] === digestBytes[at + b];
+    if (same) return false;
+  }
+  leadWord[n] = lead;
+  return true;
+}
+
+/**
+ * Resolve every by= to the index of its version and each chain to its approved end (-1 when
+ * it ends revoked), as the parser's chain check does; false on any by= that names no other
+ * version, or a loop.
+ */
+function linkVersions(n: number): boolean {
+  for (let i = 0; i < n; i++) {
+    byIndex[i] = -1;
+    endOf[i] = -3; // unseen
+    const by = byText[i];
+    if (by === undefined) continue;
+    let target = -1;
+    for (let k = 0; k < n; k++) {
+      if (versions[k] === by) {
+        target = k;
+        break;
+      }
+    }
+    if (target < 0 || target === i) return false;
+    byIndex[i] = target;
+  }
+  for (let start = 0; start < n; start++) {
+    let steps = 0;
+    let cur = start;
+    while (cur >= 0 && endOf[cur] === -3) {
+      endOf[cur] = -2; // on the walk
+      walk[steps++] = cur;
+      cur = byIndex[cur]!;
+    }
+    if (cur >= 0 && endOf[cur] === -2) return false;
+    const last = walk[steps - 1]!;
+    const result = cur >= 0 ? endOf[cur]! : statusOf[last] === 0 ? last : -1;
+    for (let k = 0; k < steps; k++) endOf[walk[k]!] = result;
+  }
+  return true;
+}
+
+/** Write the columns into the shared slabs, as compileBinary lays a parsed block out. */
+function pack(decl: BinaryDecl, file: string, n: number): CompiledBinary {
+  const { ints, intsAt, digests, digestsAt } = takeSlabs(n, n);
+  let reasons: (string | undefined)[] | undefined;
+  for (let i = 0; i < n; i++) {
+    const o = intsAt + 4 * i;
+    const status = statusOf[i]!;
+    ints[o] = lineOf[i]!;
+    ints[o + 1] = status;
+    ints[o + 2] = status === 1 ? byIndex[i]! : -1;
+    ints[o + 3] = status === 1 ? endOf[i]! : -1;
+    if (status === 2) (reasons ??= new Array<string | undefined>(n))[i] = reasonText[i];
+    ints[intsAt + 4 * n + i] = i;
+    ints[intsAt + 5 * n + 1 + i] = i;
+  }
+  // join makes one flat string of its own, except of one version, which may be a slice of the text.
+  const versionText = n === 1 ? ownText(versions[0]!) : versions.join('');
+  digests.set(digestBytes.subarray(0, n * DIGEST_STRIDE), digestsAt);
+  return finishBinary(decl, file, { count: n, measurementCount: n, ints, intsAt, digests, digestsAt, reasons, versionText, versionLength: (i) => versions[i]!.length });
+}
