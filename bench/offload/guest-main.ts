@@ -5,8 +5,11 @@
 //
 //   rtt N          raw channel round trip: write 1 byte to the port, read the 1 byte the
 //                  bench's own listener echoes (no daemon), N times after 3 warm-ups
-//   copy N BYTES   raw byte copy: write BYTES bytes to the port in 64 KiB writes, read the
-//                  listener's 1-byte acknowledgement sent once it has them all, N times
+//   copy N FILE    raw byte copy of FILE to the port, as cat does: read it in 1 MiB blocks (two
+//                  buffers in turn, as the client), write each block to the port; read the
+//                  listener's 1-byte acknowledgement sent once it has them all; N times after 1
+//   writes N BYTES port writes alone: BYTES bytes from memory in 64 KiB writes (no file read),
+//                  then the acknowledgement; N times after 1 (the port's own ceiling)
 //   submit N M     `submit --measurement M` through lib/guest's client, N times after 10
 //                  warm-ups (each a whole conversation: port open, HELLO, REQUEST,
 //                  EXIT); the program must exit 0. Under TCG the guest's JIT needs those
@@ -18,7 +21,8 @@
 //                  REQUEST → EXIT, PING → PONG (samples are [open, hello, request, ping] rows)
 //   cost N FILE    the guest CPU an upload of FILE spends besides the port writes, N times after
 //                  1 warm-up: reading it in ~1 MiB blocks (two buffers in turn, as the client), and
-//                  the CRC-32 of its 64 KiB frames (samples are [read, crc] rows)
+//                  the CRC-32 of its 64 KiB frames, which the client no longer computes (DATA
+//                  frames go unchecked; samples are [read, crc] rows)
 import { open } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { type ByteChannel, findPort, openChannel, submit, useNativeCrc32 } from '../../lib/guest/index.js';
@@ -61,7 +65,33 @@ async function rtt(n: number): Promise<number[]> {
   return out;
 }
 
-async function copy(n: number, bytes: number): Promise<number[]> {
+async function copyFile(n: number, file: string): Promise<number[]> {
+  const channel = await openChannel(findPort(PORT));
+  const handle = await open(file, 'r');
+  const out: number[] = [];
+  try {
+    const { size } = await handle.stat();
+    const buffers = [new Uint8Array(1 << 20), new Uint8Array(1 << 20)];
+    for (let i = 0; i < n + 1; i++) {
+      const t = performance.now();
+      for (let at = 0, turn = 0; at < size; turn++) {
+        const block = buffers[turn % 2]!.subarray(0, Math.min(1 << 20, size - at));
+        const { bytesRead } = await handle.read(block, 0, block.length, at);
+        if (bytesRead === 0) throw new Error(`${file} shrank while it was copied`);
+        await channel.write(block.subarray(0, bytesRead));
+        at += bytesRead;
+      }
+      await readExactly(channel, 1);
+      if (i >= 1) out.push(performance.now() - t);
+    }
+  } finally {
+    await handle.close();
+    channel.close();
+  }
+  return out;
+}
+
+async function writes(n: number, bytes: number): Promise<number[]> {
   const channel = await openChannel(findPort(PORT));
   const block = new Uint8Array(CHUNK).map((_, i) => (i * 131) & 0xff);
   const out: number[] = [];
@@ -167,7 +197,8 @@ async function main(): Promise<void> {
   useNativeCrc32();
   let samples: number[] | number[][];
   if (mode === 'rtt') samples = await rtt(n);
-  else if (mode === 'copy') samples = await copy(n, Number(arg));
+  else if (mode === 'copy') samples = await copyFile(n, arg!);
+  else if (mode === 'writes') samples = await writes(n, Number(arg));
   else if (mode === 'submit') samples = await submits(n, WARM_UPS, { measurement: arg! });
   else if (mode === 'parts') samples = await parts(n, arg!);
   else if (mode === 'upload') samples = await submits(n, 1, { file: arg! });

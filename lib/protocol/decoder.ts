@@ -16,7 +16,7 @@
 import { InternalError } from '../errors.js';
 import { crc32 } from './crc32.js';
 import { ProtocolError } from './errors.js';
-import { DEFAULT_MAX_FRAME, type Frame, HEADER_BYTES, isFrameType, MAX_FRAME_CEILING, magicAt, readHeader, type Sender, sentBy, typeName } from './frame.js';
+import { DEFAULT_MAX_FRAME, type Frame, FRAME_FLAG, FrameType, HEADER_BYTES, isFrameType, MAX_FRAME_CEILING, magicAt, readHeader, type Sender, sentBy, typeName } from './frame.js';
 import { type Message, parseFrame } from './messages.js';
 
 export interface DecoderOptions {
@@ -170,7 +170,8 @@ export class FrameDecoder {
       const end = p + HEADER_BYTES + header.length;
       if (len < end) break;
       const payload = buf.slice(p + HEADER_BYTES, end);
-      if (crc32(payload) !== header.payloadCrc) {
+      // An unchecked DATA frame (the flag is refused on every other type) has no CRC to test.
+      if ((header.flags & FRAME_FLAG.uncheckedPayload) === 0 && crc32(payload) !== header.payloadCrc) {
         // Skip the whole frame, not one byte: rescanning its payload would let nested fake
         // frames make every input byte cost a 64 KiB CRC (quadratic work for the host).
         this.#error(new ProtocolError('bad-checksum', `${what}: payload CRC-32 does not match (frame cut short and completed by other bytes?)`, facts));
@@ -198,8 +199,11 @@ export class FrameDecoder {
   #refuseHeader(header: NonNullable<ReturnType<typeof readHeader>>, what: string, facts: { offset: number; type: number; requestId: number }): ProtocolError | undefined {
     if (!isFrameType(header.type)) return new ProtocolError('unknown-type', `${what}: unknown frame type`, facts);
     if (!sentBy(this.from, header.type)) return new ProtocolError('wrong-direction', `${what}: the ${this.from} does not send ${typeName(header.type)}`, facts);
-    if (header.flags !== 0 || header.reserved !== 0) {
-      return new ProtocolError('bad-header', `${what}: flags ${header.flags} and reserved ${header.reserved} must be 0`, facts);
+    if (header.reserved !== 0) return new ProtocolError('bad-header', `${what}: reserved ${header.reserved} must be 0`, facts);
+    if (header.flags !== 0) {
+      const unchecked = header.flags === FRAME_FLAG.uncheckedPayload && header.type === FrameType.DATA;
+      if (!unchecked) return new ProtocolError('bad-header', `${what}: flags ${header.flags} must be 0 (only DATA frames may set 0x01, unchecked payload)`, facts);
+      if (header.payloadCrc !== 0) return new ProtocolError('bad-header', `${what}: an unchecked payload's CRC field must be 0, got ${header.payloadCrc}`, facts);
     }
     if (header.length > this.maxFrame) {
       return new ProtocolError('too-large', `${what}: payload length ${header.length} is over maxFrame ${this.maxFrame}`, facts);

@@ -3,7 +3,7 @@
 //
 //   0  4  magic "VOF1"                  16  4  CRC-32 of the payload (u32 BE)
 //   4  1  type                          20  4  CRC-32 of header bytes 0..19 (u32 BE)
-//   5  1  flags, 0 in version 1         24  …  payload (length bytes)
+//   5  1  flags (FRAME_FLAG)            24  …  payload (length bytes)
 //   6  2  reserved, 0
 //   8  4  request id (u32 BE)
 //  12  4  payload length (u32 BE)
@@ -11,7 +11,9 @@
 // The header CRC lets a receiver scanning for the magic after garbage tell a real header
 // from the four letters occurring by chance (in an uploaded binary, say), before it trusts
 // the length; the payload CRC catches a frame whose sender was killed mid-payload and whose
-// tail was then filled by the next client's bytes (see RESYNC_BYTES).
+// tail was then filled by the next client's bytes (see RESYNC_BYTES). A DATA frame may go
+// without the payload CRC (FRAME_FLAG.uncheckedPayload): the upload's measurement covers every
+// byte of it, and the sender's CPU was the bottleneck (docs/protocol.md, "Frames").
 import { crc32 } from './crc32.js';
 
 /** "VOF1": the frame magic (also the framing version: a new layout gets a new magic). */
@@ -30,11 +32,17 @@ export const DEFAULT_MAX_FRAME = MAX_FRAME_CEILING;
 export const MAX_PING_BYTES = 64;
 /**
  * The resync marker: this many 0xFF bytes. It is longer than the largest possible frame, so a
- * frame a killed client left unfinished is completed by it (and then fails its payload CRC),
+ * frame a killed client left unfinished is completed by it (and then fails its payload CRC, or goes as unchecked DATA to a request the next HELLO aborts),
  * and it contains no magic, so the receiver is scanning for a magic when it ends.
  */
 export const RESYNC_BYTES = HEADER_BYTES + MAX_FRAME_CEILING;
 export const RESYNC_BYTE = 0xff;
+
+/** Bits of the flags byte. */
+export const FRAME_FLAG = Object.freeze({
+  /** The payload CRC field is 0 and was not computed; DATA frames only. */
+  uncheckedPayload: 0x01,
+} as const);
 
 /** Message types, by the value of the type byte. */
 export const FrameType = Object.freeze({
@@ -102,15 +110,15 @@ export function encodeFrame(type: number, requestId: number, payload: Uint8Array
  * Write the header of `frame` (its first HEADER_BYTES bytes) for the payload already in the
  * rest of it: a sender that reads its data straight into place needs no copy. Returns `frame`.
  */
-export function sealFrame(frame: Uint8Array, type: number, requestId: number): Uint8Array {
+export function sealFrame(frame: Uint8Array, type: number, requestId: number, flags = 0): Uint8Array {
   frame.set(magicBytes(), 0);
   const view = new DataView(frame.buffer, frame.byteOffset, HEADER_BYTES);
   view.setUint8(4, type);
-  view.setUint8(5, 0);
+  view.setUint8(5, flags);
   view.setUint16(6, 0);
   view.setUint32(8, requestId);
   view.setUint32(12, frame.length - HEADER_BYTES);
-  view.setUint32(16, crc32(frame.subarray(HEADER_BYTES)));
+  view.setUint32(16, (flags & FRAME_FLAG.uncheckedPayload) !== 0 ? 0 : crc32(frame.subarray(HEADER_BYTES)));
   view.setUint32(20, crc32(frame.subarray(0, 20)));
   return frame;
 }

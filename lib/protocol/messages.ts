@@ -12,6 +12,7 @@ import {
   DEFAULT_MAX_FRAME,
   encodeFrame,
   type Frame,
+  FRAME_FLAG,
   FrameType,
   type FrameTypeName,
   HEADER_BYTES,
@@ -433,7 +434,8 @@ export function encodeRaw(type: 'DATA' | 'STDOUT' | 'STDERR', requestId: number,
  * Seal a raw frame built in place: `frame` is HEADER_BYTES of room followed by the payload
  * (at most maxFrame bytes); the header is written, nothing is copied. Returns `frame`.
  */
-export function sealRaw(type: 'DATA' | 'STDOUT' | 'STDERR', requestId: number, frame: Uint8Array, maxFrame = DEFAULT_MAX_FRAME): Uint8Array {
+export function sealRaw(type: 'DATA' | 'STDOUT' | 'STDERR', requestId: number, frame: Uint8Array, maxFrame = DEFAULT_MAX_FRAME, options: { readonly uncheckedPayload?: boolean } = {}): Uint8Array {
+  if (options.uncheckedPayload === true && type !== 'DATA') throw new ProtocolError('bad-header', `only DATA frames may go without a payload CRC, not ${type}`, { type: FrameType[type] });
   if (requestId === 0) throw new ProtocolError('bad-id', `${type} frame needs a non-zero request id`, { type: FrameType[type] });
   if (!Number.isInteger(requestId) || requestId < 0 || requestId > 0xffffffff) {
     throw new ProtocolError('bad-id', `request id ${requestId} is not a 32-bit unsigned integer`, { type: FrameType[type] });
@@ -442,7 +444,7 @@ export function sealRaw(type: 'DATA' | 'STDOUT' | 'STDERR', requestId: number, f
   if (frame.length - HEADER_BYTES > maxFrame) {
     throw new ProtocolError('too-large', `${type} payload of ${frame.length - HEADER_BYTES} bytes is over maxFrame ${maxFrame}`, { type: FrameType[type], requestId });
   }
-  return sealFrame(frame, FrameType[type], requestId);
+  return sealFrame(frame, FrameType[type], requestId, options.uncheckedPayload === true ? FRAME_FLAG.uncheckedPayload : 0);
 }
 
 /** Split `bytes` into frames of at most maxFrame payload bytes (none for an empty input). */

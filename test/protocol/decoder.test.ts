@@ -16,6 +16,7 @@ import {
   HEADER_BYTES,
   ProtocolError,
   resyncMarker,
+  sealRaw,
 } from '../../lib/protocol/index.js';
 import { concat, decodeAll, errorsOf, garbageOf, guestMessages, hostMessages, messagesOf, plain } from './helpers.js';
 
@@ -131,6 +132,56 @@ test('wrong direction, unknown type, flags set: refused, and decoding continues'
   const events = decodeAll([concat([exit, unknown, flagged, encodeCancel(2)])], { from: 'guest' });
   assert.equal(errorsOf(events), ['wrong-direction', 'unknown-type', 'bad-header']);
   assert.equal(plain(messagesOf(events)), [{ type: 'CANCEL', requestId: 2 }]);
+});
+
+/** A DATA frame of `bytes` sealed without its payload CRC (flags 0x01), as the TS client sends them. */
+function uncheckedData(id: number, bytes: Uint8Array): Uint8Array {
+  const frame = new Uint8Array(HEADER_BYTES + bytes.length);
+  frame.set(bytes, HEADER_BYTES);
+  return sealRaw('DATA', id, frame, 65536, { uncheckedPayload: true });
+}
+
+/** Set header byte `at` to `value` and re-seal the header CRC (a well-formed header with other contents). */
+function patchHeader(frame: Uint8Array, at: number, value: number): Uint8Array {
+  const out = frame.slice();
+  out[at] = value;
+  new DataView(out.buffer).setUint32(20, crcOf(out.subarray(0, 20)));
+  return out;
+}
+
+test('unchecked DATA (flags 0x01, CRC field 0) is accepted as DATA; its payload is not CRC-tested', () => {
+  const payload = new Uint8Array(3000).map((_, i) => (i * 7) & 0xff);
+  const frame = uncheckedData(5, payload);
+  assert.is(frame[5], 1, 'flag set');
+  assert.is(new DataView(frame.buffer).getUint32(16), 0, 'CRC field 0');
+  const events = decodeAll([concat([frame, encodeCancel(5)])], { from: 'guest' });
+  assert.equal(errorsOf(events), []);
+  const [data, cancel] = messagesOf(events);
+  assert.ok(data?.type === 'DATA' && data.requestId === 5);
+  assert.equal(data.type === 'DATA' ? [...data.data] : [], [...payload]);
+  assert.is(cancel?.type, 'CANCEL');
+});
+
+test('the unchecked flag anywhere but DATA, a non-zero CRC with it, or any other flag bit: refused as bad-header', () => {
+  const onCancel = patchHeader(encodeCancel(1), 5, 1);
+  const withCrc = patchHeader(patchHeader(uncheckedData(2, new Uint8Array([1, 2, 3])), 16, 0x12), 5, 1);
+  const otherBit = patchHeader(uncheckedData(3, new Uint8Array([1])), 5, 0x03);
+  const events = decodeAll([concat([onCancel, withCrc, otherBit, encodeCancel(4)])], { from: 'guest' });
+  assert.equal(errorsOf(events), ['bad-header', 'bad-header', 'bad-header']);
+  assert.equal(plain(messagesOf(events)), [{ type: 'CANCEL', requestId: 4 }]);
+  assert.throws(() => sealRaw('STDOUT', 1, new Uint8Array(HEADER_BYTES + 1), 65536, { uncheckedPayload: true }), /only DATA/);
+});
+
+test('an unchecked DATA frame cut short by a killed client and completed by the marker: delivered as DATA, then the next HELLO is found', () => {
+  // What the payload CRC no longer catches for unchecked frames: the garbage goes to the dead
+  // client's request, which the next HELLO aborts (a new session); nothing else is lost.
+  const cut = uncheckedData(9, new Uint8Array(40000).fill(0x41)).subarray(0, HEADER_BYTES + 1000);
+  const hello = encodeHello({ role: 'guest', versions: [1], nonce: 'after-resync' }, 4096);
+  const events = decodeAll([concat([cut, resyncMarker(), hello])], { from: 'guest' });
+  const messages = messagesOf(events);
+  assert.is(messages.length, 2);
+  assert.ok(messages[0]?.type === 'DATA' && messages[0].requestId === 9);
+  assert.ok(messages[1]?.type === 'HELLO' && messages[1].body.role === 'guest' && messages[1].body.nonce === 'after-resync');
 });
 
 test('a complete frame with bad JSON is refused whole, with its request id; the next frame decodes', () => {
