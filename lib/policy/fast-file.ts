@@ -52,6 +52,9 @@ const lineOf = new Int32Array(FAST_MAX_VERSIONS);
 const statusOf = new Int32Array(FAST_MAX_VERSIONS);
 const byIndex = new Int32Array(FAST_MAX_VERSIONS);
 const endOf = new Int32Array(FAST_MAX_VERSIONS);
+/** A hash of each version and of each by= (0 when none): a repeat or a by= is looked for among equal hashes only. */
+const versionHash = new Int32Array(FAST_MAX_VERSIONS);
+const byHash = new Int32Array(FAST_MAX_VERSIONS);
 /** The first four digest bytes of each measurement, as one number: most repeat checks stop at it. */
 const leadWord = new Int32Array(FAST_MAX_VERSIONS);
 const digestBytes = new Uint8Array(FAST_MAX_VERSIONS * DIGEST_STRIDE);
@@ -95,9 +98,12 @@ function readVersionLines(text: string, start: number, lineNo: number): number {
       p += 7;
       while (isBlank(text.charCodeAt(p))) p++;
       let q = p;
-      while (!isBlank(text.charCodeAt(q))) q++;
+      let h = 0;
+      for (let c = text.charCodeAt(q); !isBlank(c); c = text.charCodeAt(++q)) h = (Math.imul(h, 31) + c) | 0;
       const version = text.slice(p, q);
-      for (let i = 0; i < n; i++) if (versions[i] === version) return -1;
+      for (let i = 0; i < n; i++) if (versionHash[i] === h && versions[i] === version) return -1;
+      versionHash[n] = h;
+      byHash[n] = 0;
       p = q;
       while (isBlank(text.charCodeAt(p))) p++;
       const s = text.charCodeAt(p);
@@ -111,7 +117,9 @@ function readVersionLines(text: string, start: number, lineNo: number): number {
         p += 10; // superseded
         while (isBlank(text.charCodeAt(p))) p++;
         q = p += 3; // by=
-        while (!isBlank(text.charCodeAt(q))) q++;
+        h = 0;
+        for (let c = text.charCodeAt(q); !isBlank(c); c = text.charCodeAt(++q)) h = (Math.imul(h, 31) + c) | 0;
+        byHash[n] = h;
         by = text.slice(p, q);
         p = q;
       } else {
@@ -166,8 +174,9 @@ function linkVersions(n: number): boolean {
     const by = byText[i];
     if (by === undefined) continue;
     let target = -1;
+    const h = byHash[i]!;
     for (let k = 0; k < n; k++) {
-      if (versions[k] === by) {
+      if (versionHash[k] === h && versions[k] === by) {
         target = k;
         break;
       }

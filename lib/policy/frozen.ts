@@ -9,7 +9,7 @@ const refuse = (): never => {
 export class FrozenMap<K, V> extends Map<K, V> {
   #open = false;
   /** For a lazy map: what fills it on first read (then undefined). */
-  #pending: (() => Iterable<readonly [K, V]>) | undefined;
+  #pending: ((source: unknown, index: number) => Iterable<readonly [K, V]>) | undefined;
 
   constructor(entries: Iterable<readonly [K, V]> = []) {
     super();
@@ -38,11 +38,28 @@ export class FrozenMap<K, V> extends Map<K, V> {
     return map;
   }
 
+  /**
+   * lazy(() => fill(source, index)) without a closure per map (a snapshot makes one map per
+   * binary: 10k closures and their contexts were kept for nothing).
+   */
+  static lazyFrom<K, V, S>(fill: (source: S, index: number) => Iterable<readonly [K, V]>, source: S, index: number): FrozenMap<K, V> {
+    const map = new FrozenMap<K, V>();
+    map.#pending = fill as (source: unknown, index: number) => Iterable<readonly [K, V]>;
+    map.#source = source;
+    map.#index = index;
+    return map;
+  }
+
+  #source: unknown;
+  #index = 0;
+
   #fill(): void {
     const fill = this.#pending;
     if (fill === undefined) return;
     this.#pending = undefined;
-    for (const [k, v] of fill()) super.set(k, v);
+    const source = this.#source;
+    this.#source = undefined;
+    for (const [k, v] of fill(source, this.#index)) super.set(k, v);
   }
 
   put(key: K, value: V): void {

@@ -41,12 +41,13 @@ export function parseMember(text: string): { member: Member } | { problem: strin
   const kind = colon < 0 ? '' : text.slice(0, colon);
   const value = text.slice(colon + 1);
   switch (kind) {
+    // Each kind as the literal, not the slice of `text`: members are kept in snapshots.
     case 'vm':
-      return DOMAIN_NAME.test(value) ? { member: { kind, value } } : { problem: `bad domain name in '${text}' (expected ${DOMAIN_NAME.source})` };
+      return DOMAIN_NAME.test(value) ? { member: { kind: 'vm', value } } : { problem: `bad domain name in '${text}' (expected ${DOMAIN_NAME.source})` };
     case 'uuid':
-      return UUID.test(value) ? { member: { kind, value: value.toLowerCase() } } : { problem: `bad UUID in '${text}' (expected 8-4-4-4-12 hex digits)` };
+      return UUID.test(value) ? { member: { kind: 'uuid', value: value.toLowerCase() } } : { problem: `bad UUID in '${text}' (expected 8-4-4-4-12 hex digits)` };
     case 'group':
-      return GROUP_NAME.test(value) ? { member: { kind, value } } : { problem: `bad group name in '${text}' (expected ${GROUP_NAME.source})` };
+      return GROUP_NAME.test(value) ? { member: { kind: 'group', value } } : { problem: `bad group name in '${text}' (expected ${GROUP_NAME.source})` };
     default:
       return { problem: `'${text}' does not name a VM (expected vm:<domain name>, uuid:<uuid> or group:<name>)` };
   }

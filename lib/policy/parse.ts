@@ -306,7 +306,10 @@ class FileParser {
   }
 
   private parseMembers(context: string, tokens: Token[], seen: Map<string, number>): Member[] {
-    const members: Member[] = [];
+    // Sized exactly, and cut if some fail: a pushed-to array keeps room for 17, and this one
+    // lives in the snapshot (one per binary).
+    const members: Member[] = new Array<Member>(tokens.length);
+    let n = 0;
     for (const token of tokens) {
       const parsed = parseMember(token.text);
       if ('problem' in parsed) {
@@ -320,9 +323,9 @@ class FileParser {
         continue;
       }
       seen.set(key, this.lineNo);
-      members.push(Object.freeze({ kind: parsed.member.kind, value: ownText(parsed.member.value) }) as Member);
+      members[n++] = Object.freeze({ kind: parsed.member.kind, value: ownText(parsed.member.value) }) as Member;
     }
-    return members;
+    return n === members.length ? members : members.slice(0, n);
   }
 
   private parseBinary(args: Token[]): void {
@@ -584,5 +587,5 @@ function versionDecl(spec: StatusSpec, version: string, measurements: readonly s
 }
 
 function freezeBlock(b: BlockBuilder): BinaryDecl {
-  return Object.freeze({ name: b.name, line: b.line, limits: b.limits, interpreter: b.interpreter, vms: Object.freeze(b.vms), versions: Object.freeze(b.versions) });
+  return Object.freeze({ name: b.name, line: b.line, limits: b.limits, interpreter: b.interpreter, vms: Object.freeze(b.vms.length === 1 ? [b.vms[0]!] : b.vms.slice()), versions: Object.freeze(b.versions) });
 }

@@ -10,7 +10,7 @@ import { FrozenMap } from './frozen.js';
 import { formatMember } from './names.js';
 import { parseForSnapshot } from './parse.js';
 import { PendingScopes, ScopeResolver, type LocatedGroup } from './scope.js';
-import type { BinaryPolicy, GroupPolicy, PolicySnapshot, PolicySource, SnapshotMeta } from './types.js';
+import type { BinaryPolicy, GroupPolicy, PolicyEntry, PolicySnapshot, PolicySource, SnapshotMeta } from './types.js';
 
 export type SnapshotResult = { readonly ok: true; readonly snapshot: PolicySnapshot } | { readonly ok: false; readonly errors: readonly PolicySyntaxError[] };
 
@@ -130,7 +130,7 @@ export function assembleSnapshot(files: readonly CompiledFile[], meta: SnapshotM
   const entries = new SnapshotEntries(binaries, shared.map((s) => s.shared), table);
   const built = binaries.map((bin, b): BinaryPolicy => {
     const s = shared[b]!;
-    const versions = FrozenMap.lazy(() => entries.versionsOf(b));
+    const versions = FrozenMap.lazyFrom(versionsOf, entries, b);
     return Object.freeze({ name: bin.name, file: bin.file, line: bin.line, limits: bin.limits, interpreter: bin.interpreter, vms: s.vms, scope: s.shared.scope, versions });
   });
   const groupPolicies = groups
@@ -146,6 +146,9 @@ export function assembleSnapshot(files: readonly CompiledFile[], meta: SnapshotM
   });
   return { ok: true, snapshot };
 }
+
+/** Version → entry pairs of binary `b` (what a binary's versions map holds once read). */
+const versionsOf = (entries: SnapshotEntries, b: number): [string, PolicyEntry][] => entries.versionsOf(b);
 
 /** Like buildSnapshot, but throws a PolicyError listing every problem. */
 export function buildSnapshotOrThrow(files: readonly PolicySource[], meta: SnapshotMeta = {}): PolicySnapshot {
