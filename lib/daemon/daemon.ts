@@ -22,6 +22,7 @@ import { type DeviceRouteFactory, type DeviceStatus, VmDevice } from './device.j
 import { type DaemonLog, silentLog } from './log.js';
 import { Mutex } from '../io/index.js';
 import { patchSource } from './patch-source.js';
+import { VerifiedCache } from './verified-cache.js';
 import type { PipelineContext } from './pipeline.js';
 
 const MiB = 1024 * 1024;
@@ -156,6 +157,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   let lastFailedHead: string | undefined;
   const storeLock = new Mutex();
   const reloadLock = new Mutex();
+  const verified = new VerifiedCache();
   const ctx: PipelineContext = {
     store,
     audit,
@@ -165,6 +167,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     snapshot: () => snapshot,
     storeLock,
     installed: (measurement) => afterUploadInstalled(measurement),
+    verified,
   };
   const vms = new Map<string, VmEntry>();
   let closing = false;
@@ -194,6 +197,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         ...(sources === undefined ? {} : { sources }),
         log: (r) => {
           changes++;
+          // Installed, uninstalled or failed: the next run of it measures its file again.
+          verified.forget(r.measurement);
           appendAudit({ event: 'store', ...r });
           const text = `store: ${r.action} ${r.measurement} ${r.name ?? ''} ${r.version ?? ''} (${r.reason})`;
           if (r.action.endsWith('failed')) log.error(text, { measurement: r.measurement });

@@ -11,6 +11,7 @@ import { bufferReader } from '../measure/index.js';
 import { decide, type Decision, type PolicySnapshot, type VmIdentity } from '../policy/index.js';
 import type { ErrorReport, HostSession, RunRequest } from '../protocol/index.js';
 import { install, locate, type Store } from '../store/index.js';
+import type { VerifiedCache } from './verified-cache.js';
 import type { DaemonLog } from './log.js';
 import type { Mutex } from '../io/index.js';
 
@@ -47,6 +48,8 @@ export interface PipelineContext {
    * now rather than at the next reload. Never awaited by the request.
    */
   readonly installed?: (measurement: string) => void;
+  /** Measured images of installed binaries, so a repeated run does not re-read and re-hash its file. */
+  readonly verified?: VerifiedCache;
 }
 
 /** The per-request state the connection keeps; the pipeline fills in what it learns. */
@@ -170,8 +173,16 @@ async function pipeline(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: 
     }
   }
   if (work.done) return;
+  if (verified !== undefined) {
+    verified = { ...verified, path };
+    ctx.verified?.remember(verified);
+  } else if (ctx.verified !== undefined) {
+    // The image measured when this binary last ran (or was uploaded), else the file measured now.
+    verified = await ctx.verified.load(path, measurement, ctx.execConfig);
+  }
+  if (work.done) return;
   const result = await run({
-    binary: verified === undefined ? { path, measurement } : { verified: { ...verified, path } },
+    binary: verified === undefined ? { path, measurement } : { verified },
     argv: req.argv,
     env: req.env,
     limits: entry.limits,

@@ -255,12 +255,9 @@ export async function run(options: RunOptions): Promise<RunResult> {
   const plan = planCommand(bin, options.interpreter ?? { kind: 'none' }, argv, env, config.nodePath ?? process.execPath);
   if (options.signal?.aborted) throw new ExecError('bad-request', 'run aborted before start', { path: bin.path, measurement: bin.measurement });
 
-  const leaks = inheritableFds();
-  if (leaks.length > 0) {
-    const list = leaks.map((f) => `${f.fd} (${f.target})`).join(', ');
-    throw new ExecError('leaky-fd', `fd ${list} is open without close-on-exec and would be inherited by the program; close it (closeInheritedFds() at start-up)`);
-  }
   const sandboxed = options.sandbox === 'bwrap';
+  // bwrap's runs check while bwrap sets up, before the program is released (runInBwrap).
+  if (!sandboxed) refuseLeakyFds();
   // bwrap's runs get their limits once bwrap is in (spawnInside: the daemon's thread must never
   // be inside a limit); an unsandboxed program starts at once, so its limits come first.
   const cgroup = RunCgroup.create(layout, { memoryBytes: limits.memoryBytes, pids: limits.pids + plan.extraTasks + (sandboxed ? BWRAP_TASKS : 0) }, { limitsLater: sandboxed });
@@ -276,6 +273,15 @@ export async function run(options: RunOptions): Promise<RunResult> {
     } finally {
       if (tempDir !== undefined) rmSync(tempDir, { recursive: true, force: true });
     }
+  }
+}
+
+/** Refuse while an fd without close-on-exec is open: the program would inherit it (fds.ts). */
+function refuseLeakyFds(): void {
+  const leaks = inheritableFds();
+  if (leaks.length > 0) {
+    const list = leaks.map((f) => `${f.fd} (${f.target})`).join(', ');
+    throw new ExecError('leaky-fd', `fd ${list} is open without close-on-exec and would be inherited by the program; close it (closeInheritedFds() at start-up)`);
   }
 }
 
@@ -462,6 +468,14 @@ async function runInBwrap(
   for (const f of files) (child.stdio[f.fd] as Readable | null)?.resume();
 
   let setupError: ExecError | undefined;
+  // While bwrap sets up (it runs nothing of the program before the release below): an fd
+  // leaked to bwrap and its pid 1 dies with them when this refuses.
+  let leakError: unknown;
+  try {
+    refuseLeakyFds();
+  } catch (err) {
+    leakError = err;
+  }
   const info = await readAll(infoStream, 4096);
   await moved;
   const m = /"child-pid"\s*:\s*([0-9]+)/.exec(info);
@@ -470,6 +484,7 @@ async function runInBwrap(
   } else {
     initPid = Number(m[1]);
     try {
+      if (leakError !== undefined) throw leakError;
       if (limitsError !== undefined) throw limitsError;
       // Cloned before bwrap's own move (or that move failed): move it now, before it is released.
       if (!cgroup.holds(initPid)) cgroup.add(initPid);
