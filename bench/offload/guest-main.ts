@@ -18,7 +18,8 @@
 //   upload N FILE  `submit FILE` (upload), N times after 1 warm-up; must exit 0
 //   parts N M      the same conversation as `submit M`, driven step by step with lib/protocol
 //                  over one open port, to time its parts: open, HELLO → host HELLO,
-//                  REQUEST → EXIT, PING → PONG (samples are [open, hello, request, ping] rows)
+//                  REQUEST → EXIT, PING → PONG, close (samples are [find, open, hello, request,
+//                  ping, close] rows; find is findPort, open is openChannel)
 //   cost N FILE    the guest CPU an upload of FILE spends besides the port writes, N times after
 //                  1 warm-up: reading it in ~1 MiB blocks (two buffers in turn, as the client), and
 //                  the CRC-32 of its 64 KiB frames, which the client no longer computes (DATA
@@ -133,8 +134,14 @@ async function parts(n: number, measurement: string): Promise<number[][]> {
   const rows: number[][] = [];
   for (let i = 0; i < n + WARM_UPS; i++) {
     let t = performance.now();
-    const channel = await openChannel(findPort(PORT));
+    const path = findPort(PORT);
+    const find = performance.now() - t;
+    t = performance.now();
+    const channel = await openChannel(path);
     const open = performance.now() - t;
+    let ping = 0;
+    let hello = 0;
+    let request = 0;
     try {
       const decoder = new FrameDecoder({ from: 'host' });
       const nonce = `bench${i}x${Math.random().toString(36).slice(2, 10)}`;
@@ -142,20 +149,22 @@ async function parts(n: number, measurement: string): Promise<number[][]> {
       // As submit() does by default: HELLO alone (the marker only on a retry).
       await channel.write(encodeHello({ role: 'guest', versions: [1], nonce }, 4096));
       await until(channel, decoder, (m) => m.type === 'HELLO' && m.body.role === 'host' && m.body.nonce === nonce);
-      const hello = performance.now() - t;
+      hello = performance.now() - t;
       t = performance.now();
       await channel.write(encodeRequest(1, { argv: [], env: {}, measurement }, 4096));
       const final = await until(channel, decoder, (m) => m.requestId === 1 && (m.type === 'EXIT' || m.type === 'DENIED' || m.type === 'ERROR'));
-      const request = performance.now() - t;
+      request = performance.now() - t;
       if (final.type !== 'EXIT') throw new Error(`request ended with ${final.type}: ${JSON.stringify('body' in final ? final.body : null)}`);
       t = performance.now();
       await channel.write(encodePing(7));
       await until(channel, decoder, (m) => m.type === 'PONG' && m.requestId === 7);
-      const ping = performance.now() - t;
-      if (i >= WARM_UPS) rows.push([open, hello, request, ping]);
+      ping = performance.now() - t;
     } finally {
+      t = performance.now();
       channel.close();
     }
+    const close = performance.now() - t;
+    if (i >= WARM_UPS) rows.push([find, open, hello, request, ping, close]);
   }
   return rows;
 }

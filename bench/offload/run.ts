@@ -375,10 +375,12 @@ try {
   console.log(`  daemon overhead (submit − RTT − bare) p50 ${fmt(overhead)}   target ≤ 3 ms  ${overhead <= 3 ? 'OK' : 'MISSED'}`);
   const col = (i: number) => partRows.map((r) => r[i]!);
   console.log(`  its parts, one port kept open (lib/protocol driven by hand in the guest):`);
-  console.log(line('  open the port', col(0)));
-  console.log(line('  HELLO → host HELLO', col(1)));
-  console.log(line('  REQUEST → EXIT', col(2)));
-  console.log(line('  PING → PONG (through the daemon)', col(3)));
+  console.log(line('  find the port (sysfs)', col(0)));
+  console.log(line('  open it', col(1)));
+  console.log(line('  HELLO → host HELLO', col(2)));
+  console.log(line('  REQUEST → EXIT', col(3)));
+  console.log(line('  PING → PONG (through the daemon)', col(4)));
+  console.log(line('  close it', col(5)));
   console.log(`host view, no guest (submit() over the VM's unix socket, alternated with bare bwrap):`);
   console.log(line('submit --measurement (host)', s.hostSubmit));
   console.log(line('part: a move into a run cgroup', s.cgroup, `   (cgroup v${hostCgroups()!.version}, moves 40 ms apart: each waits for an RCU grace period)`));
