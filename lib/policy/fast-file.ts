@@ -10,12 +10,12 @@
 // a forbidden character, a block of more than FAST_MAX_VERSIONS) returns undefined and the
 // file is parsed the general way from its first line, so every error and its wording come
 // from the parser alone. A test compares both ways on generated files.
-import type { BinaryDecl } from './ast.js';
+import type { BinaryDecl, GroupDecl, VmsDecl } from './ast.js';
 import { DIGEST_STRIDE, finishBinary, takeSlabs, type CompiledBinary } from './compiled.js';
 import { hasForbiddenCharacter, ownText } from './lexer.js';
-import { MEASUREMENT, VERSION } from './names.js';
-import { PARSE_LIMITS, parseForSnapshot } from './parse.js';
-import type { GroupDecl } from './ast.js';
+import { isLimitKey, parseLimitValue, type LimitKey } from './limits.js';
+import { BINARY_NAME, formatMember, interpreterPathProblem, MEASUREMENT, parseMember, VERSION, type Interpreter, type Member } from './names.js';
+import { PARSE_LIMITS } from './parse.js';
 
 /** For tests: compile every file the general way, to compare. */
 export const fastFileOptions = { enabled: true };
@@ -68,15 +68,123 @@ export function compileUsualFile(file: string, text: string): { groups: readonly
   if (!fastFileOptions.enabled || text.length > PARSE_LIMITS.maxFileChars || hasForbiddenCharacter(text)) return undefined;
   const first = FIRST_VERSION_LINE.exec(text);
   if (first === null) return undefined;
-  // The header, parsed as the start of the file it is (same lines, same rules).
-  const head = parseForSnapshot(file, text.slice(0, first.index));
-  const decl = head.ast.binary;
-  if (head.errors.length > 0 || decl === undefined) return undefined;
-  let lineNo = 0;
-  for (let i = text.indexOf('\n'); i >= 0 && i < first.index; i = text.indexOf('\n', i + 1)) lineNo++;
-  const n = readVersionLines(text, first.index, lineNo);
+  const decl = readHeader(file, text, first.index);
+  if (decl === undefined) return undefined;
+  const n = readVersionLines(text, first.index, headerLines);
   if (n < 0 || !linkVersions(n)) return undefined;
-  return { groups: head.ast.groups, binary: pack(decl, file, n) };
+  return { groups: NO_GROUPS, binary: pack(decl, file, n) };
+}
+
+const NO_GROUPS: readonly GroupDecl[] = Object.freeze([]);
+const NO_VERSIONS: BinaryDecl['versions'] = Object.freeze([]);
+const NO_MEMBERS: readonly Member[] = Object.freeze([]);
+
+/** The tokens of the header line being read (tokens[0..tokenCount)), and the lines read by readHeader. */
+const tokens: string[] = [];
+let tokenCount = 0;
+let headerLines = 0;
+/** The members of the header's vms lines so far, as `kind:value` (repeats are the parser's errors). */
+const memberKeys: string[] = [];
+
+/**
+ * Split text[start..end) into bare tokens (blanks between, a comment from '#'); false when
+ * the code holds a quote (the parser's lexer reads those) or the line is too long.
+ */
+function splitLine(text: string, start: number, end: number): boolean {
+  if (end - start > PARSE_LIMITS.maxLineChars) return false;
+  tokenCount = 0;
+  let from = -1;
+  for (let p = start; p < end; p++) {
+    const c = text.charCodeAt(p);
+    if (c === 0x22) return false; // '"'
+    const stop = c === 0x23; // '#'
+    if (stop || isBlank(c)) {
+      if (from >= 0) tokens[tokenCount++] = text.slice(from, p);
+      from = -1;
+      if (stop) return true;
+    } else if (from < 0) from = p;
+  }
+  if (from >= 0) tokens[tokenCount++] = text.slice(from, end);
+  return true;
+}
+
+/**
+ * The binary block the header text[0..end) declares, read as the parser reads it, when it
+ * is of the usual kind: comments, then `binary NAME` (the file's name), then at most one
+ * `limits`, at most one `interpreter` and `vms` lines, all of bare tokens. Undefined for
+ * anything else and for any problem (the parser will say what). Sets headerLines.
+ */
+function readHeader(file: string, text: string, end: number): BinaryDecl | undefined {
+  let lineNo = 0;
+  let name: string | undefined;
+  let nameLine = 0;
+  let limits: BinaryDecl['limits'];
+  let interpreter: BinaryDecl['interpreter'];
+  let vms: VmsDecl[] | undefined;
+  let all = false;
+  memberKeys.length = 0;
+  for (let start = 0; start < end; ) {
+    let lineEnd = text.indexOf('\n', start);
+    if (lineEnd < 0 || lineEnd > end) lineEnd = end;
+    lineNo++;
+    if (!splitLine(text, start, lineEnd)) return undefined;
+    start = lineEnd + 1;
+    if (tokenCount === 0) continue;
+    const keyword = tokens[0];
+    if (keyword === 'binary') {
+      if (name !== undefined || tokenCount !== 2 || !BINARY_NAME.test(tokens[1]!)) return undefined;
+      name = ownText(tokens[1]!);
+      if (file.slice(file.lastIndexOf('/') + 1) !== `${name}.policy`) return undefined;
+      nameLine = lineNo;
+    } else if (name === undefined) {
+      return undefined;
+    } else if (keyword === 'vms') {
+      if (tokenCount === 1 || all) return undefined;
+      if (tokenCount === 2 && tokens[1] === 'all') {
+        if (vms !== undefined) return undefined;
+        all = true;
+        vms = [Object.freeze({ all: true, members: NO_MEMBERS, line: lineNo })];
+        continue;
+      }
+      const members = new Array<Member>(tokenCount - 1);
+      for (let t = 1; t < tokenCount; t++) {
+        const parsed = parseMember(tokens[t]!);
+        if ('problem' in parsed) return undefined;
+        const key = formatMember(parsed.member);
+        if (memberKeys.includes(key)) return undefined;
+        memberKeys.push(key);
+        members[t - 1] = Object.freeze({ kind: parsed.member.kind, value: ownText(parsed.member.value) }) as Member;
+      }
+      (vms ??= []).push(Object.freeze({ all: false, members: Object.freeze(members), line: lineNo }));
+    } else if (keyword === 'limits') {
+      if (limits !== undefined || tokenCount === 1) return undefined;
+      const values: Partial<Record<LimitKey, number>> = {};
+      for (let t = 1; t < tokenCount; t++) {
+        const token = tokens[t]!;
+        const eq = token.indexOf('=');
+        if (eq <= 0) return undefined;
+        const key = token.slice(0, eq);
+        if (!isLimitKey(key) || values[key] !== undefined) return undefined;
+        const parsed = parseLimitValue(key, token.slice(eq + 1));
+        if ('problem' in parsed) return undefined;
+        values[key] = parsed.value;
+      }
+      limits = Object.freeze({ values: Object.freeze(values), line: lineNo });
+    } else if (keyword === 'interpreter') {
+      if (interpreter !== undefined || tokenCount !== 2) return undefined;
+      const token = tokens[1]!;
+      let value: Interpreter;
+      if (token === 'none' || token === 'wasi') value = { kind: token };
+      else if (interpreterPathProblem(token) === undefined) value = { kind: 'path', path: ownText(token) };
+      else return undefined;
+      interpreter = Object.freeze({ value: Object.freeze(value), line: lineNo });
+    } else {
+      return undefined;
+    }
+  }
+  if (name === undefined) return undefined;
+  headerLines = lineNo;
+  return Object.freeze({ name, line: nameLine, limits, interpreter, vms: Object.freeze(vms ?? []), versions: NO_VERSIONS });
 }
 
 /** Read the lines from `start` to the end into the columns; their count, or -1 to leave the file to the parser. */

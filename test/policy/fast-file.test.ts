@@ -102,6 +102,15 @@ test('anything unusual or wrong is left to the parser, with its errors', () => {
     lines(...base, `version 1 approved`),
     lines(...base, `version 1`),
     lines(...base, `version 1 "approved" ${m(1)}`),
+    lines('binary x', 'interpreter /a"b"', 'vms all', `version 1 approved ${m(1)}`), // a quote in the middle (the lexer refuses it)
+    lines('binary x', 'interpreter "none"', 'vms all', `version 1 approved ${m(1)}`), // quoted: a path, not the keyword
+    lines('binary x', 'interpreter "/usr/bin/python3"', 'vms all', `version 1 approved ${m(1)}`), // quoted (valid)
+    lines('vms all', 'binary x', `version 1 approved ${m(1)}`),
+    lines('limits wall=1s', 'binary x', 'vms all', `version 1 approved ${m(1)}`),
+    lines('binary x', 'vms all', 'vms all', `version 1 approved ${m(1)}`),
+    lines('binary x', 'vms vm:a', 'vms vm:b vm:a', `version 1 approved ${m(1)}`),
+    lines('binary x', 'limits wall=1s', 'limits memory=1G', 'vms all', `version 1 approved ${m(1)}`),
+    lines('binary x', 'group g vm:a', 'vms group:g', `version 1 approved ${m(1)}`),
     lines(...base, `version 1 approved ${m(1)}`, 'vms group:g'), // a header line after the versions
     lines(...base, `version 1 approved ${m(1)}`, 'binary y'),
     lines(`version 1 approved ${m(1)}`, ...base), // before the binary line
@@ -148,15 +157,27 @@ test('generated files of every shape: both ways agree, and the short way takes t
   const blank = [' ', '\t', '  ', ' \t '];
   const lead = ['', '', '', ' ', '\t'];
   const tails = ['', '', '', ' ', '\t', ' # a comment "quoted" # twice', '#', ' #', '#tight', ' extra', ` ${m(999)}`, '"'];
-  const headers = ['interpreter /usr/bin/python3', 'interpreter wasi', 'limits wall=10s output=1M', 'limits wall=10x', 'vms group:g', 'vms vm:a vm:a', 'vms vm:b uuid:0a0b0c0d-0000-4000-8000-000000000000', 'vms all', '# comment', '', 'group h vm:z'];
+  const headers = [
+    'interpreter /usr/bin/python3', 'interpreter wasi', 'interpreter none', 'interpreter ./relative', 'interpreter /usr/bin/', 'interpreter /a/../b', 'interpreter', 'interpreter /a /b', 'interpreter "/a b"',
+    'limits wall=10s output=1M', 'limits pids=10 args=5 argbytes=1K memory=1G', 'limits wall=10x', 'limits wall=10s wall=20s', 'limits =5', 'limits wall=', 'limits', 'limits colour=red', 'limits wall=10s#glued', 'limits wall="10s"',
+    'vms group:g', 'vms vm:a vm:a', 'vms vm:b uuid:0a0b0c0d-0000-4000-8000-000000000000', 'vms uuid:0A0B0C0D-0000-4000-8000-000000000000', 'vms all', 'vms all vm:a', 'vms vm:a all', 'vms', 'vms group:Bad', 'vms vm:', 'vms vm:a#glued', 'vms "vm:q"', 'vms\tvm:t\tgroup:g  # tabs',
+    '# comment', '', '   ', '# "quoted" in a comment', 'group h vm:z', 'binary x', 'binary y', 'version', 'unknown keyword',
+  ];
+  const usualHeaders = ['interpreter /usr/bin/python3', 'limits wall=10s output=1M', 'vms vm:b uuid:0A0B0C0D-0000-4000-8000-000000000000', 'vms\tvm:t\tgroup:g  # tabs', '# comment', ''];
   const reasons = ['r', 'a longer reason # with a hash', '', ' ', 'tab\tinside', 'quote\\"d', 'back\\\\slash', 'é accent'];
   let fast = 0;
   let valid = 0;
   for (let f = 0; f < 1500; f++) {
     const count = 1 + Math.floor(random() * 12);
     const name = (i: number): string => (i % 4 === 0 ? `${i}.0` : `release-${i}.0-build.${f}`);
-    const head: string[] = ['binary x'];
-    for (let h = Math.floor(random() * 4); h > 0; h--) head.push(pick(headers));
+    const head: string[] = random() < 0.05 ? [pick(headers), 'binary x'] : ['binary x'];
+    for (let h = Math.floor(random() * 4); h > 0; h--) head.push(random() < 0.7 ? pick(usualHeaders) : pick(headers));
+    if (random() < 0.05) {
+      const at = Math.floor(random() * head.length);
+      const line = head[at]!;
+      const c = Math.floor(random() * (line.length + 1));
+      head[at] = line.slice(0, c) + pick([' ', '#', '"', ':', '=', 'A', '']) + line.slice(c + 1);
+    }
     if (random() < 0.9 && !head.some((l) => l.startsWith('vms'))) head.push('vms group:g');
     const body: string[] = [];
     for (let i = 0; i < count; i++) {
