@@ -22,6 +22,11 @@ const QUERY = new Uint8Array(DIGEST_STRIDE);
 export class DigestTable {
   /** Measurement number + 1 per slot; 0 is an empty slot. */
   private readonly slots: Int32Array;
+  /**
+   * The keyed hash of each slot's measurement: a probe compares digests only when the hashes
+   * are equal (one 32-bit compare instead of finding the measurement's bytes, most probes).
+   */
+  private readonly hashes: Int32Array;
   private readonly shift: number;
   private readonly mask: number;
   /** Per measurement number: the index of its binary. */
@@ -46,10 +51,11 @@ export class DigestTable {
     let bits = 4;
     while (1 << bits < 2 * total) bits++;
     this.slots = new Int32Array(1 << bits);
+    this.hashes = new Int32Array(1 << bits);
     this.shift = 32 - bits;
     this.mask = (1 << bits) - 1;
     this.binaryOf = new Int32Array(total);
-    const { slots, shift, mask } = this;
+    const { slots, hashes: slotHashes, shift, mask } = this;
     let size = 0;
     for (let b = 0; b < binaries.length; b++) {
       const { digests, digestsAt, measurementCount, ints, intsAt, count } = binaries[b]!;
@@ -58,10 +64,11 @@ export class DigestTable {
       for (let j = 0; j < measurementCount; j++) {
         const at = digestsAt + j * DIGEST_STRIDE;
         this.binaryOf[base + j] = b;
-        let s = ints[hashes + j]! >>> shift;
+        const h = ints[hashes + j]!;
+        let s = h >>> shift;
         let found = -1;
         for (let k = slots[s]!; k !== 0; k = slots[s]!) {
-          if (this.sameAs(k - 1, digests, at)) {
+          if (slotHashes[s] === h && this.sameAs(k - 1, digests, at)) {
             found = k - 1;
             break;
           }
@@ -69,6 +76,7 @@ export class DigestTable {
         }
         if (found < 0) {
           slots[s] = base + j + 1;
+          slotHashes[s] = h;
           size++;
         } else {
           const fb = this.binaryOf[found]!;
@@ -88,9 +96,10 @@ export class DigestTable {
   /** The number of `measurement` (a policy's spelling: lowercase hex), or -1 when it is not in the table. */
   find(measurement: string): number {
     if (!encodeMeasurement(measurement, QUERY, 0)) return -1;
-    const { slots, mask } = this;
-    for (let s = digestHash(QUERY, 0) >>> this.shift, k = slots[s]!; k !== 0; s = (s + 1) & mask, k = slots[s]!) {
-      if (this.sameAs(k - 1, QUERY, 0)) return k - 1;
+    const { slots, hashes, mask } = this;
+    const h = digestHash(QUERY, 0);
+    for (let s = h >>> this.shift, k = slots[s]!; k !== 0; s = (s + 1) & mask, k = slots[s]!) {
+      if (hashes[s] === h && this.sameAs(k - 1, QUERY, 0)) return k - 1;
     }
     return -1;
   }

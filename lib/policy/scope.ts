@@ -74,27 +74,29 @@ export class ScopeResolver {
   }
 
   private union(members: readonly Member[]): VmScope {
-    const { names, uuids } = this.collect(members);
-    return Object.freeze({ allVms: false, names: new FrozenSet(names), uuids: new FrozenSet(uuids) });
+    const names = FrozenSet.open<string>();
+    const uuids = FrozenSet.open<string>();
+    this.collect(members, names, uuids);
+    return Object.freeze({ allVms: false, names: names.seal(), uuids: uuids.seal() });
   }
 
   /** Fill the open sets of a scope handed out before the groups were resolved, and seal them. */
   fillScope(members: readonly Member[], scope: { readonly names: FrozenSet<string>; readonly uuids: FrozenSet<string> }): void {
-    const { names, uuids } = this.collect(members);
-    for (const n of names) scope.names.put(n);
-    for (const u of uuids) scope.uuids.put(u);
+    this.collect(members, scope.names, scope.uuids);
     scope.names.seal();
     scope.uuids.seal();
   }
 
-  /** The VMs `members` name, groups expanded (resolveAll first), counted against the bound. */
-  private collect(members: readonly Member[]): { names: Set<string>; uuids: Set<string> } {
-    const names = new Set<string>();
-    const uuids = new Set<string>();
-    const add = (set: Set<string>, value: string): void => {
+  /**
+   * Put the VMs `members` name, groups expanded (resolveAll first), into the open sets
+   * `names` and `uuids` (straight in: a set each to copy from cost as much again), counting
+   * each new one against the bound.
+   */
+  private collect(members: readonly Member[], names: FrozenSet<string>, uuids: FrozenSet<string>): void {
+    const add = (set: FrozenSet<string>, value: string): void => {
       if (this.memberships >= MAX_SCOPE_MEMBERSHIPS) return this.reportOverflow();
       if (!set.has(value)) {
-        set.add(value);
+        set.put(value);
         this.memberships++;
       }
     };
@@ -108,7 +110,6 @@ export class ScopeResolver {
         for (const u of inner.uuids) add(uuids, u);
       }
     }
-    return { names, uuids };
   }
 
   private reportLoop(stack: readonly LocatedGroup[], back: LocatedGroup): void {
