@@ -12,7 +12,7 @@
 // from the parser alone. A test compares both ways on generated files.
 import type { BinaryDecl, GroupDecl, VmsDecl } from './ast.js';
 import { DIGEST_STRIDE, finishBinary, takeSlabs, type CompiledBinary } from './compiled.js';
-import { hasForbiddenCharacter, ownText } from './lexer.js';
+import { FORBIDDEN_IN_TEXT, ownText } from './lexer.js';
 import { isLimitKey, parseLimitValue, type LimitKey } from './limits.js';
 import { BINARY_NAME, formatMember, interpreterPathProblem, MEASUREMENT, parseMember, VERSION, type Interpreter, type Member } from './names.js';
 import { PARSE_LIMITS } from './parse.js';
@@ -26,18 +26,24 @@ export const FAST_MAX_VERSIONS = 256;
 const inner = (re: RegExp): string => re.source.slice(1, -1);
 
 /**
+ * For a negated class: LF and every character the lexer forbids anywhere in a file. The
+ * expression below then refuses a forbidden character in a reason or a comment itself (its
+ * other parts are ASCII letters, digits and punctuation), so the text of version lines needs
+ * no scan of its own for them.
+ */
+const LF_AND_FORBIDDEN = `\\n${FORBIDDEN_IN_TEXT.source.slice(1, -1)}`;
+
+/**
  * One version line at lastIndex, whole (sticky, up to the line's end): the version, the
  * status (approved, superseded by=V, or revoked with a quoted reason without escapes), one
  * measurement, maybe a comment. The same patterns as the parser's; a line it takes the parser
  * reads alike, and the positions of its parts are then found by a plain scan.
  */
 const VERSION_LINE = new RegExp(
-  `[ \\t]*version[ \\t]+${inner(VERSION)}[ \\t]+(?:approved|superseded[ \\t]+by=${inner(VERSION)}|revoked[ \\t]+reason="[^"\\\\\\n]*")[ \\t]+${inner(MEASUREMENT)}[ \\t]*(?:#[^\\n]*)?(?=\\n|$)`,
+  `[ \\t]*version[ \\t]+${inner(VERSION)}[ \\t]+(?:approved|superseded[ \\t]+by=${inner(VERSION)}|revoked[ \\t]+reason="[^"\\\\${LF_AND_FORBIDDEN}]*")[ \\t]+${inner(MEASUREMENT)}[ \\t]*(?:#[^${LF_AND_FORBIDDEN}]*)?(?=\\n|$)`,
   'y',
 );
 
-/** The start of the first line that begins with the keyword `version`. */
-const FIRST_VERSION_LINE = /^[ \t]*version[ \t]/m;
 
 /** Lowercase hex digit values by character code; -1 for anything else. */
 const HEX_VALUE = new Int8Array(128).fill(-1);
@@ -65,12 +71,10 @@ const isBlank = (c: number): boolean => c === 0x20 || c === 0x09;
 
 /** The file compiled, or undefined when it is not of the usual shape or has any problem. */
 export function compileUsualFile(file: string, text: string): { groups: readonly GroupDecl[]; binary: CompiledBinary } | undefined {
-  if (!fastFileOptions.enabled || text.length > PARSE_LIMITS.maxFileChars || hasForbiddenCharacter(text)) return undefined;
-  const first = FIRST_VERSION_LINE.exec(text);
-  if (first === null) return undefined;
-  const decl = readHeader(file, text, first.index);
+  if (!fastFileOptions.enabled || text.length > PARSE_LIMITS.maxFileChars) return undefined;
+  const decl = readHeader(file, text);
   if (decl === undefined) return undefined;
-  const n = readVersionLines(text, first.index, headerLines);
+  const n = readVersionLines(text, headerEnd, headerLines);
   if (n < 0 || !linkVersions(n)) return undefined;
   return { groups: NO_GROUPS, binary: pack(decl, file, n) };
 }
@@ -79,9 +83,10 @@ const NO_GROUPS: readonly GroupDecl[] = Object.freeze([]);
 const NO_VERSIONS: BinaryDecl['versions'] = Object.freeze([]);
 const NO_MEMBERS: readonly Member[] = Object.freeze([]);
 
-/** The tokens of the header line being read (tokens[0..tokenCount)), and the lines read by readHeader. */
+/** The tokens of the header line being read (tokens[0..tokenCount)); where readHeader stopped, and the lines it read. */
 const tokens: string[] = [];
 let tokenCount = 0;
+let headerEnd = 0;
 let headerLines = 0;
 /** The members of the header's vms lines so far, as `kind:value` (repeats are the parser's errors). */
 const memberKeys: string[] = [];
@@ -90,6 +95,19 @@ const memberKeys: string[] = [];
  * Split text[start..end) into bare tokens (blanks between, a comment from '#'); false when
  * the code holds a quote (the parser's lexer reads those) or the line is too long.
  */
+/** Where the first line that starts with blanks, `version` and a blank starts; -1 when none does. */
+function firstVersionLine(text: string): number {
+  for (let start = 0; start < text.length; ) {
+    let p = start;
+    while (isBlank(text.charCodeAt(p))) p++;
+    if (text.startsWith('version', p) && isBlank(text.charCodeAt(p + 7))) return start;
+    const nl = text.indexOf('\n', p);
+    if (nl < 0) return -1;
+    start = nl + 1;
+  }
+  return -1;
+}
+
 function splitLine(text: string, start: number, end: number): boolean {
   if (end - start > PARSE_LIMITS.maxLineChars) return false;
   tokenCount = 0;
@@ -109,12 +127,16 @@ function splitLine(text: string, start: number, end: number): boolean {
 }
 
 /**
- * The binary block the header text[0..end) declares, read as the parser reads it, when it
- * is of the usual kind: comments, then `binary NAME` (the file's name), then at most one
- * `limits`, at most one `interpreter` and `vms` lines, all of bare tokens. Undefined for
- * anything else and for any problem (the parser will say what). Sets headerLines.
+ * The binary block the header of `text` declares (the lines before the first that starts with
+ * the keyword `version` and a blank), read as the parser reads it, when it is of the usual
+ * kind: comments, then `binary NAME` (the file's name), then at most one `limits`, at most
+ * one `interpreter` and `vms` lines, all of bare tokens, no forbidden character. Undefined
+ * for anything else, for any problem (the parser will say what) and for a file without a
+ * version line. Sets headerEnd (where that line starts) and headerLines.
  */
-function readHeader(file: string, text: string, end: number): BinaryDecl | undefined {
+function readHeader(file: string, text: string): BinaryDecl | undefined {
+  const end = firstVersionLine(text);
+  if (end < 0 || FORBIDDEN_IN_TEXT.test(text.slice(0, end))) return undefined;
   let lineNo = 0;
   let name: string | undefined;
   let nameLine = 0;
@@ -183,6 +205,7 @@ function readHeader(file: string, text: string, end: number): BinaryDecl | undef
     }
   }
   if (name === undefined) return undefined;
+  headerEnd = end;
   headerLines = lineNo;
   return Object.freeze({ name, line: nameLine, limits, interpreter, vms: Object.freeze(vms ?? []), versions: NO_VERSIONS });
 }
@@ -199,7 +222,10 @@ function readVersionLines(text: string, start: number, lineNo: number): number {
     if (end - start > PARSE_LIMITS.maxLineChars) return -1;
     let p = start;
     while (p < end && isBlank(text.charCodeAt(p))) p++;
-    if (p < end && text.charCodeAt(p) !== 0x23) {
+    if (p < end && text.charCodeAt(p) === 0x23) {
+      // A comment line: the one place here where a forbidden character is not refused by VERSION_LINE.
+      if (FORBIDDEN_IN_TEXT.test(text.slice(p, end))) return -1;
+    } else if (p < end) {
       VERSION_LINE.lastIndex = start;
       if (n === FAST_MAX_VERSIONS || !VERSION_LINE.test(text)) return -1;
       // The line matched: its parts are where the expression put them.

@@ -1,7 +1,6 @@
 // Builds the immutable snapshot the daemon decides with, from every policy file of a
 // repository: parse and compile each file, apply the rules that span files, then index every
 // measurement. Nothing is built unless every file parses and every rule holds (fail closed).
-import type { Member } from './names.js';
 import { compileBinary, decodeMeasurement, DIGEST_STRIDE, versionAt, type CompiledBinary, type CompiledFile } from './compiled.js';
 import { DigestTable, PolicyIndex, SnapshotEntries, type BinaryShared } from './digest-index.js';
 import { compareStrings, PolicyError, PolicySyntaxError, sortErrors } from './errors.js';
@@ -13,13 +12,6 @@ import { PendingScopes, ScopeResolver, type LocatedGroup } from './scope.js';
 import type { BinaryPolicy, GroupPolicy, PolicyEntry, PolicySnapshot, PolicySource, SnapshotMeta } from './types.js';
 
 export type SnapshotResult = { readonly ok: true; readonly snapshot: PolicySnapshot } | { readonly ok: false; readonly errors: readonly PolicySyntaxError[] };
-
-/** A `group:` named on a vms line, checked once every file's groups are known. */
-interface GroupReference {
-  readonly file: string;
-  readonly line: number;
-  readonly member: Member;
-}
 
 const NONE: readonly never[] = Object.freeze([]);
 
@@ -103,9 +95,7 @@ export function assembleSnapshot(files: readonly CompiledFile[], meta: SnapshotM
   }
 
   const scopes = new PendingScopes();
-  const groupRefs: GroupReference[] = [];
-  const vmsLists = new Map<string, readonly string[]>();
-  const shared = binaries.map((bin) => sharedOf(bin, scopes, groupRefs, vmsLists));
+  const shared = binaries.map((bin): BinaryShared => ({ name: bin.name, file: bin.file, limits: bin.limits, interpreter: bin.interpreter, scope: scopes.scopeOf(bin.vmsAll, bin.vmsMembers, bin.scopeKey) }));
   const table = new DigestTable(binaries, (b, j, fb, fj) => {
     // A repeat inside one file is the parser's error; across files it is reported here, against the first listing.
     if (fb === b) return;
@@ -121,17 +111,18 @@ export function assembleSnapshot(files: readonly CompiledFile[], meta: SnapshotM
 
   const resolver = new ScopeResolver(groups, errors);
   const groupScopes = resolver.resolveAll();
-  for (const ref of groupRefs) {
-    if (!resolver.has(ref.member.value)) errors.push(new PolicySyntaxError(ref.file, ref.line, `vms: ${formatMember(ref.member)} is not defined`));
+  for (const bin of binaries) {
+    for (const v of bin.vms) {
+      for (const m of v.members) if (m.kind === 'group' && !resolver.has(m.value)) errors.push(new PolicySyntaxError(bin.file, v.line, `vms: ${formatMember(m)} is not defined`));
+    }
   }
   scopes.fill(resolver);
   if (errors.length > 0) return { ok: false, errors: sortErrors(errors) };
 
-  const entries = new SnapshotEntries(binaries, shared.map((s) => s.shared), table);
+  const entries = new SnapshotEntries(binaries, shared, table);
   const built = binaries.map((bin, b): BinaryPolicy => {
-    const s = shared[b]!;
     const versions = FrozenMap.lazyFrom(versionsOf, entries, b);
-    return Object.freeze({ name: bin.name, file: bin.file, line: bin.line, limits: bin.limits, interpreter: bin.interpreter, vms: s.vms, scope: s.shared.scope, versions });
+    return Object.freeze({ name: bin.name, file: bin.file, line: bin.line, limits: bin.limits, interpreter: bin.interpreter, vms: bin.vmsWritten, scope: shared[b]!.scope, versions });
   });
   const groupPolicies = groups
     .map((g): GroupPolicy => Object.freeze({ name: g.decl.name, file: g.file, line: g.decl.line, members: g.decl.members, scope: groupScopes.get(g.decl.name)! }))
@@ -141,7 +132,7 @@ export function assembleSnapshot(files: readonly CompiledFile[], meta: SnapshotM
     loadedAt: meta.loadedAt,
     files: Object.freeze(paths),
     groups: new FrozenMap(groupPolicies.map((g) => [g.name, g] as const)),
-    binaries: new FrozenMap(built.sort((a, b) => compareStrings(a.name, b.name)).map((b) => [b.name, b] as const)),
+    binaries: binariesByName(built),
     index: new PolicyIndex(entries),
   });
   return { ok: true, snapshot };
@@ -163,20 +154,9 @@ export function tryBuildSnapshot(files: readonly PolicySource[], meta: SnapshotM
   return result.ok ? result.snapshot : undefined;
 }
 
-/**
- * What a binary's entries share in this snapshot (its scope depends on every file's groups),
- * and its vms lines as written; group references are collected for checking.
- */
-function sharedOf(bin: CompiledBinary, scopes: PendingScopes, groupRefs: GroupReference[], vmsLists: Map<string, readonly string[]>): { shared: BinaryShared; vms: readonly string[] } {
-  for (const v of bin.vms) {
-    for (const m of v.members) if (m.kind === 'group') groupRefs.push({ file: bin.file, line: v.line, member: m });
-  }
-  // Binaries that write the same vms share one frozen list (most name one group).
-  let vms = vmsLists.get(bin.vmsKey);
-  if (vms === undefined) {
-    vms = bin.vmsWritten;
-    vmsLists.set(bin.vmsKey, vms);
-  }
-  const shared: BinaryShared = { name: bin.name, file: bin.file, limits: bin.limits, interpreter: bin.interpreter, scope: scopes.scopeOf(bin.vmsAll, bin.vmsMembers, bin.scopeKey) };
-  return { shared, vms };
+/** The binaries by name, sorted (filled in place: no pair per binary). */
+function binariesByName(built: BinaryPolicy[]): FrozenMap<string, BinaryPolicy> {
+  const map = FrozenMap.open<string, BinaryPolicy>();
+  for (const b of built.sort((x, y) => compareStrings(x.name, y.name))) map.put(b.name, b);
+  return map.seal();
 }

@@ -127,6 +127,12 @@ test('anything unusual or wrong is left to the parser, with its errors', () => {
     lines(...base, `version 1 approved ${m(1)}`, `# ${'c'.repeat(70_000)}`), // a line too long
     lines(...base, `version 1 approved ${m(1)}\r`), // CR
     lines(...base, `version 1 approved ${m(1)} # \u202e hidden`),
+    lines(...base, `version 1 approved ${m(1)}`, '# \u202e in a comment line'),
+    lines(...base, '  # \u0007 a comment line first', `version 1 approved ${m(1)}`),
+    lines('binary x', '# \u200b in the header', 'vms all', `version 1 approved ${m(1)}`),
+    lines('binary x', 'vms all # \u2066', `version 1 approved ${m(1)}`),
+    lines(...base, `version 1 revoked reason="a\u2066b" ${m(1)}`),
+    lines(...base, `version 1 approved ${m(1)}`, '\u00a0'),
     lines('binary x', 'vms all', 'limits wall=0s', `version 1 approved ${m(1)}`), // an error in the header
     lines(...base, `version ${'v'.repeat(65)} approved ${m(1)}`),
     lines(...base, 'version', `version 1 approved ${m(1)}`),
