@@ -1,5 +1,5 @@
 // The policy loader against real git repositories and real SSH-signed commits.
-import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readdirSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -13,6 +13,7 @@ import {
   readPolicyFilesAtRevision,
   UnverifiedCommitError,
 } from '../../lib/policy/loader.js';
+import { run } from '../helpers/tools.js';
 import { allowedSigners, GROUPS, helloV1, m, makeKey, makeRepo, scratchDir } from './loader-repo.js';
 
 const { dir: scratch, cleanup } = scratchDir('vo-loader-');
@@ -125,6 +126,44 @@ test('a file larger than the bound is refused without being parsed', () => {
   writeFileSync(join(dir, 'big.policy'), Buffer.alloc(LOADER_LIMITS.maxFileBytes + 1, 0x23));
   const { lines } = errorsOf(() => loadPolicySnapshot(dir));
   assert.equal(lines, [`big.policy: is ${LOADER_LIMITS.maxFileBytes + 1} bytes, more than the ${LOADER_LIMITS.maxFileBytes} a policy file may have`]);
+});
+
+test('files are read whole at every size around the one-read buffer (256 KiB), the empty one too', () => {
+  const dir = fresh('sizes');
+  mkdirSync(dir);
+  // Comment lines fill each file to its size; a binary line starts it, so every file builds.
+  const sizes = [0, 1, 100, 256 * 1024 - 1, 256 * 1024, 256 * 1024 + 1, 600 * 1024];
+  const texts = new Map<string, string>();
+  sizes.forEach((size, i) => {
+    const head = size === 0 ? '' : size < 20 ? '#'.repeat(size - 1) + '\n' : `binary s${i}\n`;
+    let text = head;
+    while (text.length < size) text += `#${'c'.repeat(Math.min(1000, size - text.length - 2))}\n`;
+    text = text.slice(0, size);
+    texts.set(`s${i}.policy`, text);
+    writeFileSync(join(dir, `s${i}.policy`), text);
+  });
+  const fds = readdirSync('/proc/self/fd').length;
+  const loaded = loadPolicyWorkTree(dir).files;
+  assert.is(readdirSync('/proc/self/fd').length, fds, 'every file opened is closed');
+  assert.equal(loaded.map((f) => f.path), [...texts.keys()].sort());
+  for (const f of loaded) assert.ok(f.text === texts.get(f.path), `${f.path}: ${f.text.length} characters read, ${texts.get(f.path)!.length} written`);
+});
+
+test('a FIFO is refused as not a regular file, without blocking, when listed as one and when reached through a link (with a writer too)', () => {
+  const dir = fresh('fifo');
+  mkdirSync(dir);
+  run('mkfifo', [join(dir, 'a.policy')]);
+  run('mkfifo', [join(dir, 'target')]);
+  symlinkSync('target', join(dir, 'b.policy'));
+  assert.equal(errorsOf(() => loadPolicyWorkTree(dir)).lines, ['a.policy: is not a regular file', 'b.policy: is not a regular file']);
+  // A writer holding it open with bytes waiting: still not read as a file.
+  const writer = openSync(join(dir, 'target'), constants.O_RDWR | constants.O_NONBLOCK);
+  try {
+    writeSync(writer, 'binary b\n');
+    assert.equal(errorsOf(() => loadPolicyWorkTree(dir)).lines, ['a.policy: is not a regular file', 'b.policy: is not a regular file']);
+  } finally {
+    closeSync(writer);
+  }
 });
 
 test('read errors and policy errors are reported together, sorted, with file:line', () => {
