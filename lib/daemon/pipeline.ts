@@ -7,7 +7,7 @@
 import type { AuditLog, AuditRecord } from '../audit/index.js';
 import { VirtOffloadError } from '../errors.js';
 import { ExecError, run, verifyBytes, type ExecConfig, type SandboxChoice, type VerifiedBinary } from '../exec/index.js';
-import { bufferReader } from '../measure/index.js';
+import { chunksReader } from '../measure/index.js';
 import { decide, type Decision, type PolicySnapshot, type VmIdentity } from '../policy/index.js';
 import type { ErrorReport, HostSession, RunRequest } from '../protocol/index.js';
 import { install, locate, type Store } from '../store/index.js';
@@ -108,14 +108,15 @@ async function handleFailure(ctx: PipelineContext, vm: VmIdentity, work: Work, s
 async function pipeline(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: WorkSink): Promise<void> {
   const req = work.request;
   const snapshot = ctx.snapshot();
-  let uploaded: Uint8Array | undefined;
+  let uploaded: readonly Uint8Array[] | undefined;
   // An upload is measured once, here: the canonical chunks that were hashed are what is run
   // (run() does not read the store file back and hash it a third time; install() hashes it
   // while it writes it, or checks the copy already there).
   let verified: VerifiedBinary | undefined;
   if (req.upload !== undefined) {
-    uploaded = concat(work.chunks, work.received);
-    work.chunks.length = 0;
+    // The frames' payloads as they arrived: measured and installed through one reader, never
+    // joined into a further copy of the whole upload.
+    uploaded = work.chunks.splice(0);
     try {
       verified = await verifyBytes(uploaded, '(upload)', { algo: 'sha256', profile: 'v1' });
       work.measurement = verified.measurement;
@@ -148,7 +149,7 @@ async function pipeline(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: 
   if (uploaded !== undefined) {
     const bytes = uploaded;
     try {
-      const result = await ctx.storeLock.run(() => install(ctx.store, { measurement, name: entry.name, version: entry.version }, bufferReader(bytes)));
+      const result = await ctx.storeLock.run(() => install(ctx.store, { measurement, name: entry.name, version: entry.version }, chunksReader(bytes)));
       path = result.path;
       if (result.action === 'installed' || result.action === 'repaired') ctx.installed?.(measurement);
     } catch (err) {
@@ -257,17 +258,6 @@ function appendRecord(ctx: PipelineContext, vm: VmIdentity, work: Work, entry: {
     ...facts,
     durationMs: Math.round(performance.now() - work.started),
   });
-}
-
-function concat(chunks: readonly Uint8Array[], total: number): Uint8Array {
-  if (chunks.length === 1 && chunks[0]!.length === total) return chunks[0]!;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }
 
 function message(err: unknown): string {

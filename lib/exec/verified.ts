@@ -15,7 +15,7 @@
 // `maxBytes`, and one in the sandbox's tmpfs while it runs.
 import { closeSync, constants, fstatSync, openSync } from 'node:fs';
 import { fileError, openFileReader } from '../io/index.js';
-import { bufferReader, measure, tryParseMeasurement, type Algorithm, type BinaryFormat, type MeasureResult, type Profile } from '../measure/index.js';
+import { bufferReader, chunksReader, measure, tryParseMeasurement, type Algorithm, type BinaryFormat, type MeasureResult, type Profile } from '../measure/index.js';
 import { ExecError } from './errors.js';
 
 export interface VerifiedBinary {
@@ -79,10 +79,10 @@ export async function loadVerified(path: string, expected: string, options: { pr
  * the same image is installed (for messages and the audit record); nothing reads it. run()
  * applies its size ceiling (maxBinaryBytes) to these bytes as it does to a file.
  */
-export async function verifyBytes(bytes: Uint8Array, path: string, options: { algo?: Algorithm; profile?: Profile } = {}): Promise<VerifiedBinary> {
+export async function verifyBytes(bytes: Uint8Array | readonly Uint8Array[], path: string, options: { algo?: Algorithm; profile?: Profile } = {}): Promise<VerifiedBinary> {
   const chunks: Uint8Array[] = [];
   let size = 0;
-  const result = await measure(bufferReader(bytes), {
+  const result = await measure(bytes instanceof Uint8Array ? bufferReader(bytes) : chunksReader(bytes), {
     algo: options.algo ?? 'sha256',
     profile: options.profile ?? 'v1',
     // A view of the measurement core's scratch buffer: keep a copy of exactly what was hashed.

@@ -6,7 +6,7 @@ export type { Hasher, MeasureOptions, MeasureResult } from './digest.js';
 export { formatExplanation } from './explain.js';
 export { ALGORITHMS, formatMeasurement, isAlgorithm, MEASUREMENT_PATTERN, tryParseMeasurement } from './pure.js';
 export type { Algorithm, Measurement } from './pure.js';
-export { bufferReader } from './read.js';
+export { bufferReader, chunksReader } from './read.js';
 export { streamCanonical } from './stream.js';
 export { PROFILES } from './types.js';
 export type { BinaryFormat, ByteReader, CanonicalPlan, Disposition, ExplainedRange, Piece, Profile } from './types.js';

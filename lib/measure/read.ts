@@ -20,6 +20,52 @@ export function bufferReader(bytes: Uint8Array): ByteReader {
   };
 }
 
+/**
+ * A ByteReader over `chunks` read as one byte sequence: an upload as its frames arrived,
+ * measured and installed without first joining it into one more copy.
+ */
+export function chunksReader(chunks: readonly Uint8Array[]): ByteReader {
+  const starts: number[] = [];
+  let size = 0;
+  for (const c of chunks) {
+    starts.push(size);
+    size += c.length;
+  }
+  // Reads are nearly always sequential: start the search at the chunk the last read ended in.
+  let hint = 0;
+  const chunkAt = (position: number): number => {
+    if (hint < chunks.length && starts[hint]! <= position && position < starts[hint]! + chunks[hint]!.length) return hint;
+    let lo = 0;
+    let hi = chunks.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (starts[mid]! <= position) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  };
+  return {
+    size,
+    read(dst, position) {
+      if (position >= size || dst.length === 0) return 0;
+      let i = chunkAt(position);
+      let done = 0;
+      while (done < dst.length && i < chunks.length) {
+        const chunk = chunks[i]!;
+        const from = position + done - starts[i]!;
+        const n = Math.min(dst.length - done, chunk.length - from);
+        if (n > 0) {
+          dst.set(chunk.subarray(from, from + n), done);
+          done += n;
+        }
+        if (from + n >= chunk.length) i++;
+      }
+      hint = Math.min(i, chunks.length - 1);
+      return done;
+    },
+  };
+}
+
 /** Throw unless [offset, offset+length) lies within a file of `size` bytes. */
 export function checkRange(
   format: BinaryFormat,
