@@ -38,8 +38,6 @@ export interface CompiledBinary {
   readonly vmsMembers: readonly Member[];
   /** As written: ['all'] or the members as `kind:value` (frozen). */
   readonly vmsWritten: readonly string[];
-  /** vmsWritten joined with spaces (binaries that write the same list share one). */
-  readonly vmsKey: string;
   /** The members sorted and joined (binaries with the same members share one scope). */
   readonly scopeKey: string;
   /** Versions, in file order. */
@@ -179,9 +177,11 @@ export function finishBinary(decl: BinaryDecl, file: string, w: WrittenVersions)
     at += w.versionLength(i);
   }
   ints[offsets + n] = at;
-  const vmsAll = decl.vms.some((v) => v.all);
-  const vmsMembers = decl.vms.length === 1 ? decl.vms[0]!.members : decl.vms.flatMap((v) => v.members);
-  const vmsWritten = Object.freeze(vmsAll ? ['all'] : vmsMembers.map(formatMember));
+  const vms = decl.vms;
+  let vmsAll = false;
+  for (let i = 0; i < vms.length; i++) if (vms[i]!.all) vmsAll = true;
+  const vmsMembers = vms.length === 1 ? vms[0]!.members : vms.flatMap((v) => v.members);
+  const vmsWritten = vmsAll ? ALL_WRITTEN : Object.freeze(vmsMembers.map(formatMember));
   return Object.freeze({
     name: decl.name,
     file,
@@ -192,7 +192,6 @@ export function finishBinary(decl: BinaryDecl, file: string, w: WrittenVersions)
     vmsAll,
     vmsMembers,
     vmsWritten,
-    vmsKey: vmsWritten.join(' '),
     scopeKey: vmsWritten.length === 1 ? vmsWritten[0]! : [...vmsWritten].sort().join(' '),
     count: n,
     measurementCount: total,
@@ -204,6 +203,8 @@ export function finishBinary(decl: BinaryDecl, file: string, w: WrittenVersions)
     digestsAt,
   });
 }
+
+const ALL_WRITTEN: readonly string[] = Object.freeze(['all']);
 
 /**
  * Multipliers of the keyed digest hash, drawn once per process: every compiled file hashes

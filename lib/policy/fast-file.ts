@@ -156,7 +156,9 @@ function readHeader(file: string, text: string): BinaryDecl | undefined {
     if (keyword === 'binary') {
       if (name !== undefined || tokenCount !== 2 || !BINARY_NAME.test(tokens[1]!)) return undefined;
       name = ownText(tokens[1]!);
-      if (file.slice(file.lastIndexOf('/') + 1) !== `${name}.policy`) return undefined;
+      // The file must be NAME.policy (in any folder), compared in place.
+      const base = file.length - name.length - 7;
+      if (base < 0 || !file.endsWith('.policy') || !file.startsWith(name, base) || (base !== 0 && file.charCodeAt(base - 1) !== 0x2f)) return undefined;
       nameLine = lineNo;
     } else if (name === undefined) {
       return undefined;

@@ -144,6 +144,10 @@ test('anything unusual or wrong is left to the parser, with its errors', () => {
     lines(...base, ...Array.from({ length: FAST_MAX_VERSIONS + 1 }, (_, i) => `version ${i} approved ${m(i + 1)}`)),
   ];
   for (const text of cases) assert.not.ok(taken(text), text.slice(0, 300));
+  // The file's name: NAME.policy in any folder, nothing glued before NAME.
+  const usual = lines('binary x', 'vms all', `version 1 approved ${m(1)}`);
+  assert.ok(taken(usual, 'a/b/x.policy'));
+  for (const path of ['a/bx.policy', 'bx.policy', 'a/x.policyy', 'a/x.polic', 'x', '.policy']) assert.not.ok(taken(usual, path), path);
   // At the bound, still the short way.
   assert.ok(taken(lines(...base, ...Array.from({ length: FAST_MAX_VERSIONS }, (_, i) => `version ${i} approved ${m(i + 1)}`))));
 });
