@@ -6,17 +6,7 @@ import fc from 'fast-check';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { bufferReader, chunksReader, measure } from '../../lib/measure/index.js';
-
-function splitAt(bytes: Uint8Array, cuts: readonly number[]): Uint8Array[] {
-  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-  const out: Uint8Array[] = [];
-  let at = 0;
-  for (const p of [...points, bytes.length]) {
-    out.push(bytes.slice(at, p));
-    at = p;
-  }
-  return out;
-}
+import { splitAt } from '../helpers/split.js';
 
 test('every read of a split sequence equals the same read of the joined bytes', () => {
   fc.assert(

@@ -18,22 +18,11 @@ import {
   resyncMarker,
   sealRaw,
 } from '../../lib/protocol/index.js';
+import { splitAt } from '../helpers/split.js';
 import { concat, decodeAll, errorsOf, garbageOf, guestMessages, hostMessages, messagesOf, plain } from './helpers.js';
 
 const stream = concat(guestMessages().map((m) => encodeMessage(m)));
 const expected = plain(guestMessages()) as unknown[];
-
-/** Split `bytes` at the given cut points. */
-function split(bytes: Uint8Array, cuts: readonly number[]): Uint8Array[] {
-  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-  const parts: Uint8Array[] = [];
-  let at = 0;
-  for (const p of [...points, bytes.length]) {
-    parts.push(bytes.subarray(at, p));
-    at = p;
-  }
-  return parts;
-}
 
 test('fed byte by byte: the same messages, no garbage, nothing held at the end', () => {
   const decoder = new FrameDecoder({ from: 'guest' });
@@ -50,7 +39,7 @@ test('fed byte by byte: the same messages, no garbage, nothing held at the end',
 test('property: any split of the stream gives the same messages', () => {
   fc.assert(
     fc.property(fc.array(fc.nat(), { maxLength: 40 }), (cuts) => {
-      assert.equal(plain(messagesOf(decodeAll(split(stream, cuts), { from: 'guest' }))), expected);
+      assert.equal(plain(messagesOf(decodeAll(splitAt(stream, cuts), { from: 'guest' }))), expected);
     }),
     { numRuns: 300 },
   );
@@ -63,7 +52,7 @@ test('property: garbage before and between frames is skipped and counted exactly
   fc.assert(
     fc.property(fc.array(garbage, { minLength: frames.length + 1, maxLength: frames.length + 1 }), fc.array(fc.nat(), { maxLength: 30 }), (junk, cuts) => {
       const bytes = concat(frames.flatMap((f, i) => [junk[i]!, f]).concat([junk[frames.length]!]));
-      const events = decodeAll(split(bytes, cuts), { from: 'host', end: true });
+      const events = decodeAll(splitAt(bytes, cuts), { from: 'host', end: true });
       assert.equal(plain(messagesOf(events)), plain(hostMessages()));
       assert.is(garbageOf(events), junk.reduce((n, j) => n + j.length, 0));
       assert.equal(errorsOf(events), []);
