@@ -1,6 +1,7 @@
 // One policy file in the compact form a snapshot keeps: the binary's versions packed into
 // one Int32Array and its measurements as bytes (33 per measurement), the file's groups as
-// parsed. Made right after the file is parsed; holds no file text and no per-version
+// parsed. Made right after the file is parsed (or read by fast-file.ts, for the usual file,
+// without an AST); holds no file text and no per-version
 // objects (a 100k-version repository used to keep ~450 bytes and five objects per version,
 // and most of its load time went to making and then garbage-collecting them). It depends on
 // nothing outside its file (scopes are resolved per snapshot), so one CompiledFile can serve

@@ -72,11 +72,19 @@ const isBlank = (c: number): boolean => c === 0x20 || c === 0x09;
 /** The file compiled, or undefined when it is not of the usual shape or has any problem. */
 export function compileUsualFile(file: string, text: string): { groups: readonly GroupDecl[]; binary: CompiledBinary } | undefined {
   if (!fastFileOptions.enabled || text.length > PARSE_LIMITS.maxFileChars) return undefined;
-  const decl = readHeader(file, text);
-  if (decl === undefined) return undefined;
-  const n = readVersionLines(text, headerEnd, headerLines);
-  if (n < 0 || !linkVersions(n)) return undefined;
-  return { groups: NO_GROUPS, binary: pack(decl, file, n) };
+  try {
+    const decl = readHeader(file, text);
+    if (decl === undefined) return undefined;
+    const n = readVersionLines(text, headerEnd, headerLines);
+    if (n < 0 || !linkVersions(n)) return undefined;
+    return { groups: NO_GROUPS, binary: pack(decl, file, n) };
+  } finally {
+    // The columns hold slices of this text (a token or version of 13 characters or more):
+    // emptied, so they keep no file's text alive once it is compiled.
+    tokens.length = 0;
+    versions.length = 0;
+    byText.length = 0;
+  }
 }
 
 const NO_GROUPS: readonly GroupDecl[] = Object.freeze([]);
@@ -216,7 +224,6 @@ function readHeader(file: string, text: string): BinaryDecl | undefined {
 function readVersionLines(text: string, start: number, lineNo: number): number {
   const length = text.length;
   let n = 0;
-  versions.length = 0;
   while (start < length) {
     let end = text.indexOf('\n', start);
     if (end < 0) end = length;

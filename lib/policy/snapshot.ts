@@ -1,5 +1,6 @@
 // Builds the immutable snapshot the daemon decides with, from every policy file of a
-// repository: parse and compile each file, apply the rules that span files, then index every
+// repository: compile each file (the usual file read straight into its compiled form by
+// fast-file.ts, any other parsed first), apply the rules that span files, then index every
 // measurement. Nothing is built unless every file parses and every rule holds (fail closed).
 import { compileBinary, decodeMeasurement, DIGEST_STRIDE, versionAt, type CompiledBinary, type CompiledFile } from './compiled.js';
 import { DigestTable, PolicyIndex, SnapshotEntries, type BinaryShared } from './digest-index.js';
