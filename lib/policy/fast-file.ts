@@ -80,10 +80,11 @@ export function compileUsualFile(file: string, text: string): { groups: readonly
     return { groups: NO_GROUPS, binary: pack(decl, file, n) };
   } finally {
     // The columns hold slices of this text (a token or version of 13 characters or more):
-    // emptied, so they keep no file's text alive once it is compiled.
-    tokens.length = 0;
-    versions.length = 0;
-    byText.length = 0;
+    // overwritten (not cut, which would give their room back and make them grow again for
+    // the next file), so they keep no file's text alive once it is compiled.
+    tokens.fill('');
+    versions.fill('');
+    byText.fill(undefined);
   }
 }
 
