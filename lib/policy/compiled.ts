@@ -21,7 +21,7 @@ export const ALGORITHM_OF_CODE: readonly string[] = Object.freeze(['sha256', 'bl
 /** Bytes per measurement in `digests`: the algorithm's code, then the 32 digest bytes. */
 export const DIGEST_STRIDE = 33;
 
-const NO_INTERPRETER: Interpreter = Object.freeze({ kind: 'none' });
+export const NO_INTERPRETER: Interpreter = Object.freeze({ kind: 'none' });
 
 /** A parsed file's binary block, compact. */
 export interface CompiledBinary {
@@ -130,8 +130,27 @@ export function compileBinary(decl: BinaryDecl, file: string, links: SupersedeLi
   // One string for the file's versions, not one each (10 strings and an array less per file).
   let versionText = '';
   for (let i = 0; i < n; i++) versionText += decls[i]!.version;
+  const head: BinaryHead = {
+    name: decl.name,
+    line: decl.line,
+    limits: decl.limits === undefined ? DEFAULT_LIMITS : resolveLimits(decl.limits.values),
+    interpreter: decl.interpreter?.value ?? NO_INTERPRETER,
+    vms: decl.vms,
+    vmsWritten: undefined,
+  };
   // Built with +=, a chain of pieces until flattened: ownText makes it one string.
-  return finishBinary(decl, file, { count: n, measurementCount: total, ints, intsAt, digests, digestsAt, reasons, versionText: ownText(versionText), versionLength: (i) => decls[i]!.version.length });
+  return finishBinary(head, file, { count: n, measurementCount: total, ints, intsAt, digests, digestsAt, reasons, versionText: ownText(versionText), versionLength: (i) => decls[i]!.version.length });
+}
+
+/** What finishBinary needs of a binary block besides its versions. */
+export interface BinaryHead {
+  readonly name: string;
+  readonly line: number;
+  readonly limits: Limits;
+  readonly interpreter: Interpreter;
+  readonly vms: readonly VmsDecl[];
+  /** The vms members as written, when the caller has them already (frozen); else made here. */
+  readonly vmsWritten: readonly string[] | undefined;
 }
 
 /** Length of a binary's part of the ints slab: n versions, `total` measurements (see CompiledBinary.ints). */
@@ -165,7 +184,7 @@ export interface WrittenVersions {
 }
 
 /** The rest of a compiled binary once its versions are written: hashes, version offsets, scope keys. */
-export function finishBinary(decl: BinaryDecl, file: string, w: WrittenVersions): CompiledBinary {
+export function finishBinary(decl: BinaryHead, file: string, w: WrittenVersions): CompiledBinary {
   const { count: n, measurementCount: total, ints, intsAt, digests, digestsAt, reasons } = w;
   ints[intsAt + 5 * n] = total;
   // Hashed here, in the loop that runs for every file, rather than once per snapshot.
@@ -182,13 +201,13 @@ export function finishBinary(decl: BinaryDecl, file: string, w: WrittenVersions)
   let vmsAll = false;
   for (let i = 0; i < vms.length; i++) if (vms[i]!.all) vmsAll = true;
   const vmsMembers = vms.length === 1 ? vms[0]!.members : vms.flatMap((v) => v.members);
-  const vmsWritten = vmsAll ? ALL_WRITTEN : Object.freeze(vmsMembers.map(formatMember));
+  const vmsWritten = decl.vmsWritten ?? (vmsAll ? ALL_WRITTEN : Object.freeze(vmsMembers.map(formatMember)));
   return Object.freeze({
     name: decl.name,
     file,
     line: decl.line,
-    limits: decl.limits === undefined ? DEFAULT_LIMITS : resolveLimits(decl.limits.values),
-    interpreter: decl.interpreter?.value ?? NO_INTERPRETER,
+    limits: decl.limits,
+    interpreter: decl.interpreter,
     vms: decl.vms,
     vmsAll,
     vmsMembers,
@@ -205,7 +224,7 @@ export function finishBinary(decl: BinaryDecl, file: string, w: WrittenVersions)
   });
 }
 
-const ALL_WRITTEN: readonly string[] = Object.freeze(['all']);
+export const ALL_WRITTEN: readonly string[] = Object.freeze(['all']);
 
 /**
  * Multipliers of the keyed digest hash, drawn once per process: every compiled file hashes

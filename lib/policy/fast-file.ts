@@ -10,10 +10,10 @@
 // a forbidden character, a block of more than FAST_MAX_VERSIONS) returns undefined and the
 // file is parsed the general way from its first line, so every error and its wording come
 // from the parser alone. A test compares both ways on generated files.
-import type { BinaryDecl, GroupDecl, VmsDecl } from './ast.js';
-import { DIGEST_STRIDE, finishBinary, takeSlabs, type CompiledBinary } from './compiled.js';
+import type { GroupDecl, VmsDecl } from './ast.js';
+import { ALL_WRITTEN, DIGEST_STRIDE, finishBinary, NO_INTERPRETER, takeSlabs, type BinaryHead, type CompiledBinary } from './compiled.js';
 import { FORBIDDEN_IN_TEXT, ownText } from './lexer.js';
-import { isLimitKey, parseLimitValue, type LimitKey } from './limits.js';
+import { DEFAULT_LIMITS, isLimitKey, parseLimitValue, resolveLimits, type LimitKey, type Limits } from './limits.js';
 import { BINARY_NAME, formatMember, interpreterPathProblem, MEASUREMENT, parseMember, VERSION, type Interpreter, type Member } from './names.js';
 import { PARSE_LIMITS } from './parse.js';
 
@@ -89,7 +89,6 @@ export function compileUsualFile(file: string, text: string): { groups: readonly
 }
 
 const NO_GROUPS: readonly GroupDecl[] = Object.freeze([]);
-const NO_VERSIONS: BinaryDecl['versions'] = Object.freeze([]);
 const NO_MEMBERS: readonly Member[] = Object.freeze([]);
 
 /** The tokens of the header line being read (tokens[0..tokenCount)); where readHeader stopped, and the lines it read. */
@@ -143,82 +142,134 @@ function splitLine(text: string, start: number, end: number): boolean {
  * for anything else, for any problem (the parser will say what) and for a file without a
  * version line. Sets headerEnd (where that line starts) and headerLines.
  */
-function readHeader(file: string, text: string): BinaryDecl | undefined {
+function readHeader(file: string, text: string): BinaryHead | undefined {
   const end = firstVersionLine(text);
   if (end < 0 || FORBIDDEN_IN_TEXT.test(text.slice(0, end))) return undefined;
   let lineNo = 0;
   let name: string | undefined;
   let nameLine = 0;
-  let limits: BinaryDecl['limits'];
-  let interpreter: BinaryDecl['interpreter'];
+  let limits: Limits | undefined;
+  let interpreter: Interpreter | undefined;
   let vms: VmsDecl[] | undefined;
+  let written: readonly string[] | undefined;
   let all = false;
   memberKeys.length = 0;
   for (let start = 0; start < end; ) {
     let lineEnd = text.indexOf('\n', start);
     if (lineEnd < 0 || lineEnd > end) lineEnd = end;
     lineNo++;
-    if (!splitLine(text, start, lineEnd)) return undefined;
+    const lineStart = start;
     start = lineEnd + 1;
-    if (tokenCount === 0) continue;
-    const keyword = tokens[0];
-    if (keyword === 'binary') {
-      if (name !== undefined || tokenCount !== 2 || !BINARY_NAME.test(tokens[1]!)) return undefined;
+    if (lineEnd - lineStart > PARSE_LIMITS.maxLineChars) return undefined;
+    let p = lineStart;
+    while (p < lineEnd && isBlank(text.charCodeAt(p))) p++;
+    if (p === lineEnd || text.charCodeAt(p) === 0x23) continue;
+    if (name === undefined) {
+      // Only comments come before the binary line.
+      if (!splitLine(text, lineStart, lineEnd) || tokenCount !== 2 || tokens[0] !== 'binary' || !BINARY_NAME.test(tokens[1]!)) return undefined;
       name = ownText(tokens[1]!);
       // The file must be NAME.policy (in any folder), compared in place.
       const base = file.length - name.length - 7;
       if (base < 0 || !file.endsWith('.policy') || !file.startsWith(name, base) || (base !== 0 && file.charCodeAt(base - 1) !== 0x2f)) return undefined;
       nameLine = lineNo;
-    } else if (name === undefined) {
-      return undefined;
-    } else if (keyword === 'vms') {
-      if (tokenCount === 1 || all) return undefined;
-      if (tokenCount === 2 && tokens[1] === 'all') {
-        if (vms !== undefined) return undefined;
-        all = true;
-        vms = [Object.freeze({ all: true, members: NO_MEMBERS, line: lineNo })];
-        continue;
-      }
-      const members = new Array<Member>(tokenCount - 1);
-      for (let t = 1; t < tokenCount; t++) {
-        const parsed = parseMember(tokens[t]!);
-        if ('problem' in parsed) return undefined;
-        const key = formatMember(parsed.member);
+      continue;
+    }
+    const line = readHeaderLine(text, lineStart, lineEnd);
+    if (line === undefined) return undefined;
+    if (line.kind === 'limits') {
+      if (limits !== undefined) return undefined;
+      limits = line.limits;
+    } else if (line.kind === 'interpreter') {
+      if (interpreter !== undefined) return undefined;
+      interpreter = line.interpreter;
+    } else if (line.kind === 'all') {
+      if (vms !== undefined) return undefined;
+      all = true;
+      vms = [Object.freeze({ all: true, members: NO_MEMBERS, line: lineNo })];
+      written = ALL_WRITTEN;
+    } else {
+      if (all) return undefined;
+      for (const key of line.keys) {
         if (memberKeys.includes(key)) return undefined;
         memberKeys.push(key);
-        members[t - 1] = Object.freeze({ kind: parsed.member.kind, value: ownText(parsed.member.value) }) as Member;
       }
-      (vms ??= []).push(Object.freeze({ all: false, members: Object.freeze(members), line: lineNo }));
-    } else if (keyword === 'limits') {
-      if (limits !== undefined || tokenCount === 1) return undefined;
-      const values: Partial<Record<LimitKey, number>> = {};
-      for (let t = 1; t < tokenCount; t++) {
-        const token = tokens[t]!;
-        const eq = token.indexOf('=');
-        if (eq <= 0) return undefined;
-        const key = token.slice(0, eq);
-        if (!isLimitKey(key) || values[key] !== undefined) return undefined;
-        const parsed = parseLimitValue(key, token.slice(eq + 1));
-        if ('problem' in parsed) return undefined;
-        values[key] = parsed.value;
-      }
-      limits = Object.freeze({ values: Object.freeze(values), line: lineNo });
-    } else if (keyword === 'interpreter') {
-      if (interpreter !== undefined || tokenCount !== 2) return undefined;
-      const token = tokens[1]!;
-      let value: Interpreter;
-      if (token === 'none' || token === 'wasi') value = { kind: token };
-      else if (interpreterPathProblem(token) === undefined) value = { kind: 'path', path: ownText(token) };
-      else return undefined;
-      interpreter = Object.freeze({ value: Object.freeze(value), line: lineNo });
-    } else {
-      return undefined;
+      written = vms === undefined ? line.keys : undefined;
+      (vms ??= []).push(Object.freeze({ all: false, members: line.members, line: lineNo }));
     }
   }
   if (name === undefined) return undefined;
   headerEnd = end;
   headerLines = lineNo;
-  return Object.freeze({ name, line: nameLine, limits, interpreter, vms: Object.freeze(vms ?? []), versions: NO_VERSIONS });
+  return { name, line: nameLine, limits: limits ?? DEFAULT_LIMITS, interpreter: interpreter ?? NO_INTERPRETER, vms: Object.freeze(vms ?? []), vmsWritten: written };
+}
+
+/** A `limits`, `interpreter` or `vms` line, read: what it says does not depend on where it is. */
+type HeaderLine =
+  | { readonly kind: 'limits'; readonly limits: Limits }
+  | { readonly kind: 'interpreter'; readonly interpreter: Interpreter }
+  | { readonly kind: 'all' }
+  | { readonly kind: 'vms'; readonly members: readonly Member[]; readonly keys: readonly string[] };
+
+/**
+ * Header lines by their text. A repository repeats a few of them in most of its files (the
+ * same group, the same limits): each is read once, and its members and limits are one set
+ * of frozen objects shared by the binaries that write it. Bounded: emptied past 4096 lines.
+ */
+const HEADER_LINES = new Map<string, HeaderLine>();
+const ALL_LINE: HeaderLine = Object.freeze({ kind: 'all' });
+
+/** The header line text[start..end) (not a comment, not the binary line), or undefined when it is not of the usual kind. */
+function readHeaderLine(text: string, start: number, end: number): HeaderLine | undefined {
+  const key = text.slice(start, end);
+  const seen = HEADER_LINES.get(key);
+  if (seen !== undefined) return seen;
+  if (!splitLine(text, start, end) || tokenCount < 2) return undefined;
+  const keyword = tokens[0];
+  let line: HeaderLine;
+  if (keyword === 'vms') {
+    if (tokenCount === 2 && tokens[1] === 'all') line = ALL_LINE;
+    else {
+      const members = new Array<Member>(tokenCount - 1);
+      const keys = new Array<string>(tokenCount - 1);
+      for (let t = 1; t < tokenCount; t++) {
+        const parsed = parseMember(tokens[t]!);
+        if ('problem' in parsed) return undefined;
+        const k = formatMember(parsed.member);
+        // A member twice on one line is the parser's error.
+        if (keys.includes(k)) return undefined;
+        keys[t - 1] = k;
+        members[t - 1] = Object.freeze({ kind: parsed.member.kind, value: ownText(parsed.member.value) }) as Member;
+      }
+      line = Object.freeze({ kind: 'vms', members: Object.freeze(members), keys: Object.freeze(keys) });
+    }
+  } else if (keyword === 'limits') {
+    const values: Partial<Record<LimitKey, number>> = {};
+    for (let t = 1; t < tokenCount; t++) {
+      const token = tokens[t]!;
+      const eq = token.indexOf('=');
+      if (eq <= 0) return undefined;
+      const name = token.slice(0, eq);
+      if (!isLimitKey(name) || values[name] !== undefined) return undefined;
+      const parsed = parseLimitValue(name, token.slice(eq + 1));
+      if ('problem' in parsed) return undefined;
+      values[name] = parsed.value;
+    }
+    line = Object.freeze({ kind: 'limits', limits: resolveLimits(values) });
+  } else if (keyword === 'interpreter') {
+    if (tokenCount !== 2) return undefined;
+    const token = tokens[1]!;
+    let value: Interpreter;
+    if (token === 'none' || token === 'wasi') value = { kind: token };
+    else if (interpreterPathProblem(token) === undefined) value = { kind: 'path', path: ownText(token) };
+    else return undefined;
+    line = Object.freeze({ kind: 'interpreter', interpreter: Object.freeze(value) });
+  } else {
+    return undefined;
+  }
+  if (HEADER_LINES.size >= 4096) HEADER_LINES.clear();
+  // The key copied: a slice would keep its whole file's text in the map.
+  HEADER_LINES.set(ownText(key), line);
+  return line;
 }
 
 /** Read the lines from `start` to the end into the columns; their count, or -1 to leave the file to the parser. */
@@ -345,7 +396,7 @@ function linkVersions(n: number): boolean {
 }
 
 /** Write the columns into the shared slabs, as compileBinary lays a parsed block out. */
-function pack(decl: BinaryDecl, file: string, n: number): CompiledBinary {
+function pack(decl: BinaryHead, file: string, n: number): CompiledBinary {
   const { ints, intsAt, digests, digestsAt } = takeSlabs(n, n);
   let reasons: (string | undefined)[] | undefined;
   for (let i = 0; i < n; i++) {
