@@ -191,7 +191,7 @@ export class VmConnection {
           // A new guest session: the garbage that preceded its HELLO (a resync marker) is forgiven.
           this.#garbage = 0;
           this.#errors = 0;
-          this.#ctx.log.info(`VM ${this.vm.name}: guest session started${a.aborted > 0 ? ` (${a.aborted} requests of the previous one aborted)` : ''}`, { vm: this.vm.name });
+          this.#ctx.log.info(`VM ${this.vm.name}: guest session ${a.resumed ? 'resumed' : 'started'}${a.aborted > 0 ? ` (${a.aborted} requests of the previous one aborted)` : ''}`, { vm: this.vm.name });
           break;
         case 'pong':
         case 'ignored':

@@ -1,9 +1,9 @@
 // `submit`: the guest side of one offload over the channel (docs/protocol.md): HELLO with a
-// fresh nonce (sent again, after the resync marker and with a new nonce, while the host does
-// not answer: it may not be connected yet, or a killed client left it inside a frame), the
-// host's limits checked before anything is sent, REQUEST and the binary in DATA frames of at
-// most maxFrame bytes, then the program's output streamed to our own stdout/stderr until its
-// one final reply.
+// fresh nonce and the REQUEST right behind it, naming it (sent again, after the resync marker
+// and with a new nonce that resumes the previous one, while the host does not answer: it may
+// not be connected yet, or a killed client left it inside a frame), the host's limits checked,
+// the binary in DATA frames of at most maxFrame bytes, then the program's output streamed to
+// our own stdout/stderr until its one final reply.
 //
 // Exit statuses (EXIT_STATUS) follow the busybox client of docs/protocol.md and sysexits.h:
 // the program's own exit code, 125 when a signal ended it, 77 denied by the policy, 70 the
@@ -221,12 +221,16 @@ class Conversation {
   readonly #handshakeMs: number;
   readonly #cancelMs: number;
   readonly #pollMs: number;
-  /** The nonce of the last HELLO we sent: only the host HELLO echoing it counts. */
+  /** The nonce of the last HELLO we sent. */
   #nonce = '';
-  #hello = deferred<{ hello: HostHello } | { refused: ErrorReport }>();
+  /** Every nonce we sent: the first host HELLO echoing one of them starts our session. */
+  readonly #nonces = new Set<string>();
+  readonly #hello = deferred<{ hello: HostHello; nonce: string } | { refused: ErrorReport }>();
   /** Set once the host's HELLO arrived: from then on a device reading end-of-file means the host left. */
   #ready = false;
   #requestSent = false;
+  /** The nonce of the first HELLO, when our request was sent right behind it. */
+  #requestSession: string | undefined;
   readonly #final = deferred<Final>();
   readonly #aborted = deferred<'aborted'>();
   /** Writes go out one at a time, whole frames, in order (PONGs from the reader, DATA from the uploader). */
@@ -270,25 +274,34 @@ class Conversation {
       signal.addEventListener('abort', () => this.#aborted.resolve('aborted'), { once: true });
     }
     void this.#pump();
-    const handshake = await this.#handshake();
+    const request: RunRequest = file === undefined ? base : { ...base, upload: file.size };
+    const handshake = await this.#handshake(request);
     if ('status' in handshake) return handshake;
     const { limits } = handshake;
 
-    const request: RunRequest = file === undefined ? base : { ...base, upload: file.size };
     const refusal = checkLimits(request, limits, this.#o.file);
-    if (refusal !== undefined) return { status: EXIT_STATUS.hostError, outcome: 'refused', message: refusal, limits };
-    let frame: Uint8Array;
-    try {
-      frame = encodeRequest(REQUEST_ID, request, limits.maxFrame);
-    } catch (err) {
-      if (!(err instanceof ProtocolError)) throw err;
-      return { status: EXIT_STATUS.hostError, outcome: 'refused', message: `the request does not fit the host's limits: ${err.message}`, limits };
+    if (refusal !== undefined) {
+      // Sent behind the HELLO already: the host refuses it too, or runs it; either way it must stop.
+      if (this.#requestSent) await this.#send(encodeCancel(REQUEST_ID)).catch(() => undefined);
+      return { status: EXIT_STATUS.hostError, outcome: 'refused', message: refusal, limits };
+    }
+    let frame: Uint8Array | undefined;
+    if (!this.#requestSent) {
+      try {
+        // Named after the last HELLO we sent: every HELLO before it resumed into it or was never read.
+        frame = encodeRequest(REQUEST_ID, { ...request, session: this.#nonce }, limits.maxFrame);
+      } catch (err) {
+        if (!(err instanceof ProtocolError)) throw err;
+        return { status: EXIT_STATUS.hostError, outcome: 'refused', message: `the request does not fit the host's limits: ${err.message}`, limits };
+      }
     }
 
     const sending = (async (): Promise<string | undefined> => {
-      // Before the write: its completion may be reported after the reader has the reply.
-      this.#requestSent = true;
-      await this.#send(frame);
+      if (frame !== undefined) {
+        // Before the write: its completion may be reported after the reader has the reply.
+        this.#requestSent = true;
+        await this.#send(frame);
+      }
       if (file !== undefined) return this.#upload(file, limits.maxFrame);
       return undefined;
     })();
@@ -307,7 +320,17 @@ class Conversation {
     return finalResult(first, limits);
   }
 
-  async #handshake(): Promise<{ limits: ProtocolLimits } | SubmitResult> {
+  /**
+   * HELLO until the host answers one, with `request` sent right behind the first HELLO when it
+   * fits the frame size every host accepts before its HELLO (docs/protocol.md, "Handshake"):
+   * that saves a round trip. It names that HELLO (`session`), so a host that never read the
+   * HELLO (a dead client's frame swallowed it) refuses it rather than run it in another
+   * session. A HELLO sent again after helloRetryMs follows the resync marker and resumes the
+   * previous one (`resume`), so a host that was only slow keeps the request in flight. The
+   * reader sets #requestSent when the answer shows the host has our request; otherwise run()
+   * sends it once the answer came.
+   */
+  async #handshake(request: RunRequest): Promise<{ limits: ProtocolLimits } | SubmitResult> {
     const deadline = Date.now() + this.#handshakeMs;
     let sent: Promise<void> | undefined;
     let sentDone = true;
@@ -316,14 +339,23 @@ class Conversation {
       // A HELLO still stuck in the write queue (the host is not reading) is not sent again:
       // retries must not pile up 64 KiB markers in memory.
       if (sentDone) {
+        const previous = this.#nonces.size === 0 ? undefined : this.#nonce;
         this.#nonce = randomBytes(12).toString('base64url');
-        this.#hello = deferred();
-        const hello = encodeHello({ role: 'guest', versions: [...PROTOCOL_VERSIONS], nonce: this.#nonce, software: `virt-offload/${VERSION}` }, MIN_FRAME);
+        this.#nonces.add(this.#nonce);
+        const hello = encodeHello(
+          { role: 'guest', versions: [...PROTOCOL_VERSIONS], nonce: this.#nonce, ...(previous === undefined ? {} : { resume: previous }), software: `virt-offload/${VERSION}` },
+          MIN_FRAME,
+        );
         // The first HELLO alone (the usual case: the last client ended cleanly); every later
         // one after the marker: a client killed mid-frame may have left the host inside a frame
         // that swallowed our HELLO.
         sentDone = false;
-        sent = marker ? this.#send(resyncMarker()).then(() => this.#send(hello)) : this.#send(hello);
+        if (marker) sent = this.#send(resyncMarker()).then(() => this.#send(hello));
+        else {
+          const early = previous === undefined ? earlyRequest(request, this.#nonce) : undefined;
+          if (early !== undefined) this.#requestSession = this.#nonce;
+          sent = this.#send(early === undefined ? hello : concatBytes(hello, early));
+        }
         marker = true;
         sent.then(() => (sentDone = true), () => undefined);
       }
@@ -337,7 +369,11 @@ class Conversation {
       ]);
       // The answer may have come while the timer fired: it counts (the reader is already past it).
       if (got === 'timeout' && this.#hello.settled) got = await this.#hello.promise;
-      if (got === 'aborted') return interrupted('interrupted while waiting for the host');
+      if (got === 'aborted') {
+        // The host may have our request already: CANCEL it (a host without it drops the frame).
+        if (this.#requestSession !== undefined) await this.#send(encodeCancel(REQUEST_ID)).catch(() => undefined);
+        return interrupted('interrupted while waiting for the host');
+      }
       if (got === 'timeout') {
         if (Date.now() >= deadline) {
           return { status: EXIT_STATUS.channel, outcome: 'channel', message: `no answer from the host within ${this.#handshakeMs} ms (is the daemon serving this VM?)` };
@@ -473,13 +509,25 @@ class Conversation {
       return;
     }
     if (!this.#ready) {
-      if (m.type === 'HELLO' && m.body.role === 'host' && m.body.nonce === this.#nonce) {
+      if (m.type === 'HELLO' && m.body.role === 'host' && this.#nonces.has(m.body.nonce)) {
         // Ready here, not when #handshake resumes: the next chunk may be read before it does.
+        // The first answer to any of our HELLOs: the later ones resume its session.
         this.#ready = true;
-        this.#hello.resolve({ hello: m.body });
+        // The host read the HELLO our request rode behind, so it read the request too and
+        // answers it; any other first answer means it never read it, or refused it as stale.
+        if (this.#requestSession !== undefined && m.body.nonce === this.#requestSession) this.#requestSent = true;
+        this.#hello.resolve({ hello: m.body, nonce: m.body.nonce });
       }
       // Only an ERROR version with id 0 ends the wait: the host speaks none of our versions.
       else if (m.type === 'ERROR' && m.requestId === 0 && m.body.code === 'version') this.#hello.resolve({ refused: m.body });
+      return;
+    }
+    if (m.type === 'HELLO') {
+      // The answer to a HELLO we sent again before the first answer came: it resumed our
+      // session, unless the host began a new one (it restarted), which ended our request.
+      if (m.body.role === 'host' && this.#nonces.has(m.body.nonce) && m.body.resumed !== true && this.#requestSent) {
+        this.#fail('the host began a new session before replying (did the daemon restart?); the request was ended there');
+      }
       return;
     }
     if (m.type === 'ERROR' && m.requestId === 0) {
@@ -496,6 +544,26 @@ class Conversation {
       default: return;
     }
   }
+}
+
+/**
+ * The REQUEST frame to send right behind the first HELLO, naming it: when it fits the frame
+ * size every host accepts before its HELLO (MIN_FRAME), else undefined (it waits for the answer).
+ */
+function earlyRequest(request: RunRequest, session: string): Uint8Array | undefined {
+  try {
+    return encodeRequest(REQUEST_ID, { ...request, session }, MIN_FRAME);
+  } catch (err) {
+    if (err instanceof ProtocolError) return undefined;
+    throw err;
+  }
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
 }
 
 /** Write and wait until the stream took it: the host's output is not buffered without bound. */

@@ -80,6 +80,12 @@ export interface GuestHello {
   readonly versions: readonly number[];
   /** Chosen afresh for each HELLO; the host echoes it, so the guest knows which reply is current. */
   readonly nonce: string;
+  /**
+   * The nonce of this client's earlier HELLO whose session is to go on: if it is the host's
+   * current session, its requests in flight are kept (a retry after a slow answer must not
+   * end the request sent with the first HELLO). Otherwise the new session starts as usual.
+   */
+  readonly resume?: string;
   readonly software?: string;
 }
 
@@ -89,6 +95,8 @@ export interface HostHello {
   readonly version: number;
   readonly nonce: string;
   readonly limits: ProtocolLimits;
+  /** Answers a guest HELLO with `resume`: whether the requests of that session went on. */
+  readonly resumed?: boolean;
   readonly software?: string;
 }
 
@@ -103,6 +111,12 @@ export interface RunRequest {
   readonly upload?: number;
   /** Run an installed binary by measurement, without upload (`submit --measurement`). */
   readonly measurement?: string;
+  /**
+   * The nonce of the guest HELLO this request belongs to. A request sent right behind its
+   * HELLO, before the answer, names it: the host refuses it in any other session (a HELLO
+   * swallowed by a dead client's frame must not leave its request to run in that session).
+   */
+  readonly session?: string;
 }
 
 export interface LimitsHit {
@@ -271,13 +285,15 @@ function readHello(f: Fields): GuestHello | HostHello {
       if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > 255) throw f.fail(`"versions" holds ${printable(v)}, not an integer from 1 to 255`);
       return v;
     });
-    return Object.freeze({ role, versions: Object.freeze(versions), nonce, ...extra });
+    const resume = f.string('resume', NONCE, true);
+    return Object.freeze({ role, versions: Object.freeze(versions), nonce, ...(resume === undefined ? {} : { resume }), ...extra });
   }
   if (role === 'host') {
     const version = f.integer('version', 1, 255);
     const l = f.nested('limits') as Fields;
     const limits = Object.fromEntries(LIMIT_NAMES.map((name) => [name, l.integer(name, ...LIMIT_BOUNDS[name])])) as unknown as ProtocolLimits;
-    return Object.freeze({ role, version, nonce, limits: Object.freeze(limits), ...extra });
+    const resumed = f.has('resumed') ? f.boolean('resumed') : undefined;
+    return Object.freeze({ role, version, nonce, limits: Object.freeze(limits), ...(resumed === undefined ? {} : { resumed }), ...extra });
   }
   throw f.fail(`"role" must be "guest" or "host", got ${printable(role)}`);
 }
@@ -303,6 +319,7 @@ function readRequest(f: Fields): RunRequest {
   const upload = f.integer('upload', 0, Number.MAX_SAFE_INTEGER, true);
   const measurement = f.string('measurement', MEASUREMENT, true);
   if ((upload === undefined) === (measurement === undefined)) throw f.fail('exactly one of "upload" and "measurement" must be given');
+  const session = f.string('session', NONCE, true);
   f.finish();
   return Object.freeze({
     argv: Object.freeze(argv),
@@ -310,6 +327,7 @@ function readRequest(f: Fields): RunRequest {
     ...(name === undefined ? {} : { name }),
     ...(upload === undefined ? {} : { upload }),
     ...(measurement === undefined ? {} : { measurement }),
+    ...(session === undefined ? {} : { session }),
   });
 }
 

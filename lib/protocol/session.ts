@@ -3,7 +3,8 @@
 // request); the daemon does the I/O. It enforces the rules of docs/protocol.md, "Requests":
 //
 //   connection: awaiting-hello --HELLO--> ready; every guest HELLO starts a new session and
-//               aborts the requests of the previous one (their client is gone).
+//               aborts the requests of the previous one (their client is gone), unless it
+//               resumes the current session (`resume`: the same client's retry).
 //   request:    REQUEST(upload=N) --> uploading --DATA*--> (N bytes) --DATA_END--> running
 //               REQUEST(measurement)  -----------------------------------------> running
 //               running --(daemon: STDOUT/STDERR*, then EXIT | DENIED | ERROR)--> done
@@ -34,6 +35,8 @@ export const ERROR_CODES = Object.freeze({
   version: 'version',
   /** A REQUEST before the guest's HELLO. */
   noHello: 'no-hello',
+  /** A REQUEST naming (`session`) a guest HELLO other than the one the current session began with. */
+  staleSession: 'stale-session',
   /** A REQUEST with the id of a request still in flight; both are ended. */
   duplicateId: 'duplicate-id',
   /** maxConcurrent requests are in flight already. */
@@ -63,8 +66,11 @@ export type HostAction =
   | { readonly type: 'run'; readonly ticket: number; readonly requestId: number }
   /** Stop all work for the request and discard its upload; its final reply is already sent. */
   | { readonly type: 'abort'; readonly ticket: number; readonly requestId: number; readonly reason: string }
-  /** A new guest session began (the guest's HELLO); `aborted` requests of the old one were ended. */
-  | { readonly type: 'reset'; readonly aborted: number }
+  /**
+   * A new guest session began (the guest's HELLO); `aborted` requests of the old one were
+   * ended. `resumed`: the guest's HELLO resumed the current session, whose requests go on.
+   */
+  | { readonly type: 'reset'; readonly aborted: number; readonly resumed: boolean }
   | { readonly type: 'pong'; readonly requestId: number; readonly data: Uint8Array }
   /** A frame dropped without a reply (for counters and debug logs). */
   | { readonly type: 'ignored'; readonly requestId: number; readonly frame: string; readonly reason: string };
@@ -83,6 +89,8 @@ export class HostSession {
   readonly limits: ProtocolLimits;
   readonly #software: string | undefined;
   #ready = false;
+  /** The nonce of the guest HELLO the current session began (or was resumed) with. */
+  #nonce: string | undefined;
   #nextTicket = 1;
   readonly #requests = new Map<number, RequestState>();
   /** ticket → request id, for the daemon's calls. */
@@ -175,19 +183,36 @@ export class HostSession {
       return [sendError(0, ERROR_CODES.version, `no common protocol version: guest speaks ${body.versions.join(', ')}, host speaks ${PROTOCOL_VERSIONS.join(', ')}`)];
     }
     const actions: HostAction[] = [];
-    const aborted = this.#requests.size;
-    for (const [id, state] of this.#requests) actions.push({ type: 'abort', ticket: state.ticket, requestId: id, reason: 'the guest started a new session (HELLO)' });
-    this.#requests.clear();
-    this.#tickets.clear();
+    // Resumed: the same client's retry (its first HELLO was answered after all, and the
+    // request sent behind it is in flight). Anything else is a new client: the old one's
+    // requests are ended.
+    const resumed = body.resume !== undefined && this.#ready && body.resume === this.#nonce;
+    const aborted = resumed ? 0 : this.#requests.size;
+    if (!resumed) {
+      for (const [id, state] of this.#requests) actions.push({ type: 'abort', ticket: state.ticket, requestId: id, reason: 'the guest started a new session (HELLO)' });
+      this.#requests.clear();
+      this.#tickets.clear();
+    }
     this.#ready = true;
-    actions.push({ type: 'reset', aborted });
-    const hello = { role: 'host' as const, version: Math.max(...common), nonce: body.nonce, limits: this.limits, ...(this.#software === undefined ? {} : { software: this.#software }) };
+    this.#nonce = body.nonce;
+    actions.push({ type: 'reset', aborted, resumed });
+    const hello = {
+      role: 'host' as const,
+      version: Math.max(...common),
+      nonce: body.nonce,
+      limits: this.limits,
+      ...(body.resume === undefined ? {} : { resumed }),
+      ...(this.#software === undefined ? {} : { software: this.#software }),
+    };
     actions.push(send({ type: 'HELLO', requestId: 0, body: hello }));
     return actions;
   }
 
   #request(id: number, request: RunRequest): HostAction[] {
     if (!this.#ready) return [sendError(id, ERROR_CODES.noHello, 'REQUEST before HELLO: send HELLO first')];
+    if (request.session !== undefined && request.session !== this.#nonce) {
+      return [sendError(id, ERROR_CODES.staleSession, `REQUEST of session ${request.session}, but the current session began with HELLO ${this.#nonce ?? '(none)'}`)];
+    }
     const existing = this.#requests.get(id);
     if (existing !== undefined) return this.#fail(id, existing, ERROR_CODES.duplicateId, `request id ${id} is already in flight; both requests are ended`);
     const l = this.limits;

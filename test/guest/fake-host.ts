@@ -42,11 +42,15 @@ export interface FakeHostOptions {
   /** Bytes written as soon as a guest connects (leftovers of an earlier client's conversation). */
   readonly preamble?: Uint8Array;
   /**
-   * Bytes the host's decoder has taken in before the guest's first byte: on a real port the
-   * host's side outlives a client, so a client killed mid-frame leaves the next one's HELLO
-   * inside its frame.
+   * Bytes the host has taken in before the guest's first byte (their messages acted on): on a
+   * real port the host's side outlives a client, so a client killed mid-frame leaves the next
+   * one's HELLO inside its frame, and its session current.
    */
   readonly leftover?: Uint8Array;
+  /** Bytes arriving within this many ms of a connection are read only then (a slow host: late, nothing lost). */
+  readonly holdMs?: number;
+  /** Called with each host HELLO as it is sent (when it went out, relative to what was received). */
+  readonly onHello?: (nonce: string, receivedSoFar: readonly Message[]) => void;
 }
 
 export interface FakeHost {
@@ -97,10 +101,17 @@ export async function startFakeHost(options: FakeHostOptions = {}): Promise<Fake
     if (options.preamble !== undefined) socket.write(options.preamble);
     const decoder = new FrameDecoder({ from: 'guest', maxFrame: limits.maxFrame });
     const session = new HostSession({ limits, software: 'fake-host/1' });
-    if (options.leftover !== undefined) decoder.feed(options.leftover);
+    // What the host read of an earlier client: its messages count (its session, its requests).
+    const takeLeftover = (): void => {
+      if (options.leftover === undefined) return;
+      for (const event of decoder.feed(options.leftover)) if (event.kind === 'message') act(session.onMessage(event.message));
+    };
     const uploads = new Map<number, { request: RunRequest; chunks: Uint8Array[] }>();
     const write = (messages: readonly Message[]): void => {
-      for (const m of messages) if (!socket.destroyed) socket.write(encodeMessage(m));
+      for (const m of messages) {
+        if (m.type === 'HELLO' && m.body.role === 'host') options.onHello?.(m.body.nonce, [...host.received]);
+        if (!socket.destroyed) socket.write(encodeMessage(m));
+      }
     };
     const act = (actions: readonly HostAction[]): void => {
       for (const a of actions) {
@@ -136,11 +147,9 @@ export async function startFakeHost(options: FakeHostOptions = {}): Promise<Fake
         }
       }
     };
-    socket.on('data', (chunk: Buffer) => {
-      if (Date.now() - started < (options.deafMs ?? 0)) {
-        host.dropped += chunk.length;
-        return;
-      }
+    takeLeftover();
+    const held: Buffer[] = [];
+    const take = (chunk: Buffer): void => {
       for (const event of decoder.feed(chunk)) {
         if (event.kind === 'message') {
           host.received.push(event.message);
@@ -148,6 +157,22 @@ export async function startFakeHost(options: FakeHostOptions = {}): Promise<Fake
         } else if (event.kind === 'error') act(session.onError(event.error));
         else host.garbage += event.length;
       }
+    };
+    if (options.holdMs !== undefined) {
+      setTimeout(() => {
+        for (const chunk of held.splice(0)) take(chunk);
+      }, options.holdMs);
+    }
+    socket.on('data', (chunk: Buffer) => {
+      if (Date.now() - started < (options.deafMs ?? 0)) {
+        host.dropped += chunk.length;
+        return;
+      }
+      if (options.holdMs !== undefined && Date.now() - started < options.holdMs) {
+        held.push(chunk);
+        return;
+      }
+      take(chunk);
     });
   });
   await new Promise<void>((resolve) => server.listen(path, resolve));

@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { submit, type SubmitOptions } from '../../lib/guest/index.js';
 import { UsageError } from '../../lib/errors.js';
-import { encodeMessage, encodeRaw, type Message, RESYNC_BYTES } from '../../lib/protocol/index.js';
+import { encodeChunks, encodeHello, encodeMessage, encodeRaw, encodeRequest, type Message, RESYNC_BYTES } from '../../lib/protocol/index.js';
 import { scratchDir } from '../helpers/tools.js';
 import { collector, type FakeHost, LIMITS, startFakeHost } from './fake-host.js';
 
@@ -115,7 +115,10 @@ test('--measurement sends no upload; host ERROR → 70 with its code and message
   assert.is(r.result.status, 70);
   assert.is(r.result.outcome, 'error');
   assert.match(r.stderr, /exec-failed: bwrap could not start/);
-  assert.equal(request, { argv: ['a'], env: {}, measurement: M1 });
+  // Sent right behind the HELLO, naming it.
+  const first = h.received[0];
+  assert.ok(first?.type === 'HELLO' && first.body.role === 'guest');
+  assert.equal(request, { argv: ['a'], env: {}, measurement: M1, session: first.body.nonce });
   assert.equal(h.received.map((m) => m.type), ['HELLO', 'REQUEST']);
 });
 
@@ -188,7 +191,7 @@ test('no host answer within the handshake time → 71', async () => {
   assert.match(r.stderr, /no answer from the host within 400 ms/);
 });
 
-test('a file over the host maxUpload, or too many arguments, is refused before anything is uploaded → 70', async () => {
+test('a file over the host maxUpload, or too many arguments, is refused before anything is uploaded → 70 (the REQUEST sent behind the HELLO is cancelled)', async () => {
   const tool = binary('big-tool', 5000);
   const h = await host({ limits: { ...LIMITS, maxUpload: 4999 } });
   const r = await go(h, { file: tool.path });
@@ -202,8 +205,80 @@ test('a file over the host maxUpload, or too many arguments, is refused before a
   assert.is(bytes.result.status, 70);
   assert.match(bytes.stderr, /the arguments take 301 bytes; the host allows at most 256/);
   await new Promise((resolve) => setTimeout(resolve, 50));
-  assert.equal(h.received.map((m) => m.type), ['HELLO', 'HELLO', 'HELLO'], 'no REQUEST, no DATA');
+  assert.equal(h.received.map((m) => m.type), ['HELLO', 'REQUEST', 'CANCEL', 'HELLO', 'REQUEST', 'CANCEL', 'HELLO', 'REQUEST', 'CANCEL'], 'no DATA; each early REQUEST cancelled');
+  // The host refused each itself too (its own limits): nothing ran.
+  assert.not.ok(h.actions.some((a) => a.type === 'abort'));
 });
+
+test('the REQUEST goes right behind the first HELLO: the host has both before it answers', async () => {
+  let seen: string[] = [];
+  const h = await host({ onHello: (_nonce, received) => (seen = received.map((m) => m.type)) });
+  const r = await go(h, { measurement: M1 });
+  assert.is(r.result.status, 0);
+  // When the host answered the HELLO, the REQUEST was already on its way: one round trip.
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(h.received.map((m) => m.type), ['HELLO', 'REQUEST']);
+  assert.equal(seen, ['HELLO']);
+});
+
+test('a slow host (answers after the retry): the retry resumes the session; the request runs once, its output arrives whole', async () => {
+  let runs = 0;
+  const h = await host({
+    holdMs: 400,
+    // Still running when the retries' HELLOs are read: they must not end it.
+    onRun: (ctx) => {
+      runs++;
+      ctx.stdout('once\n');
+      setTimeout(() => ctx.exit(0), 150);
+    },
+  });
+  const r = await go(h, { measurement: M1, timeouts: { helloRetryMs: 100, handshakeMs: 5000 } });
+  assert.is(r.result.status, 0, r.stderr);
+  assert.is(r.stdout, 'once\n');
+  assert.is(runs, 1, 'not run twice');
+  const hellos = h.received.filter((m) => m.type === 'HELLO');
+  assert.ok(hellos.length >= 2, 'the HELLO was sent again meanwhile');
+  assert.equal(h.received.filter((m) => m.type === 'REQUEST').length, 1, 'the REQUEST was not sent again');
+  assert.ok(hellos.slice(1).every((m, i) => m.body.role === 'guest' && m.body.resume === (hellos[i]!.body as { nonce: string }).nonce), 'each retry resumes the one before');
+  assert.not.ok(h.actions.some((a) => a.type === 'abort'), 'nothing was aborted');
+});
+
+test("a dead client's frame swallows the start of the HELLO: the REQUEST behind it is read in that client's session, refused as stale, not run; sent again after the answer, run once", async () => {
+  let runs = 0;
+  // The dead client: its HELLO, an upload request, and a DATA frame cut 50 bytes short,
+  // which the first 50 bytes of our HELLO will complete (and fail its CRC).
+  const data = encodeChunks('DATA', 7, new Uint8Array(250).fill(0x41), 4096)[0]!;
+  const leftover = concatAll([
+    encodeHello({ role: 'guest', versions: [1], nonce: 'deadclient' }, 4096),
+    encodeRequest(7, { argv: [], env: {}, upload: 100_000 }, 4096),
+    data.subarray(0, data.length - 50),
+  ]);
+  const h = await host({
+    leftover,
+    onRun: (ctx) => {
+      runs++;
+      ctx.exit(0);
+    },
+  });
+  const r = await go(h, { measurement: M1, timeouts: { helloRetryMs: 150, handshakeMs: 5000 } });
+  assert.is(r.result.status, 0, r.stderr);
+  assert.is(runs, 1, 'run once');
+  const requests = h.received.filter((m) => m.type === 'REQUEST' && m.requestId === 1);
+  assert.is(requests.length, 2, 'the swallowed REQUEST was read (and refused), then sent again');
+  const nonces = h.received.flatMap((m) => (m.type === 'HELLO' && m.body.role === 'guest' && m.body.nonce !== 'deadclient' ? [m.body.nonce] : []));
+  const second = requests[1];
+  assert.ok(second?.type === 'REQUEST' && second.body.session === nonces[nonces.length - 1], 'the second names the last HELLO');
+});
+
+function concatAll(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
 
 test('abort (Ctrl-C) during a run sends CANCEL and returns 130', async () => {
   const ac = new AbortController();

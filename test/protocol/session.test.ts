@@ -27,7 +27,7 @@ function summary(actions: readonly HostAction[]): string[] {
       case 'data':
         return `data ${a.requestId} ${a.chunk.length}`;
       case 'reset':
-        return `reset ${a.aborted}`;
+        return `reset ${a.aborted}${a.resumed ? ' resumed' : ''}`;
       case 'pong':
         return `pong ${a.requestId}`;
       case 'ignored':
@@ -158,6 +158,44 @@ test('daemon misuse is an internal error: EXIT before the upload ended, output w
   assert.throws(() => session.output(ticket, 'STDOUT', new Uint8Array(1)), /before its upload ended/);
   assert.throws(() => session.finish(ticket, { type: 'DENIED', body: { measurement: M1, code: 'revoked', reason: 'r' } }), /before its upload ended/);
   assert.equal(session.finish(ticket, { type: 'ERROR', body: { code: 'timeout', message: 'upload took too long' } }).length, 1);
+});
+
+const measured = (id: number, extra: Partial<RunRequest> = {}): Message => ({ type: 'REQUEST', requestId: id, body: { argv: [], env: {}, measurement: M1, ...extra } });
+const helloOf = (nonce: string, resume?: string): Message => ({ type: 'HELLO', requestId: 0, body: { role: 'guest', versions: [1], nonce, ...(resume === undefined ? {} : { resume }) } });
+const hostHello = (actions: readonly HostAction[]) => {
+  const sent = actions.find((a) => a.type === 'send' && a.message.type === 'HELLO');
+  return sent?.type === 'send' && sent.message.type === 'HELLO' && sent.message.body.role === 'host' ? sent.message.body : assert.unreachable('no host HELLO') as never;
+};
+
+test('REQUEST naming its session: run in that session, refused (stale-session, not in flight) in any other', () => {
+  const session = ready();
+  assert.equal(summary(session.onMessage(measured(1, { session: 'abcdefgh' }))), ['begin 1', 'run 1']);
+  assert.equal(summary(session.onMessage(measured(2, { session: 'otherone' }))), ['send ERROR 2 stale-session']);
+  assert.is(session.inFlight, 1);
+  // Without the member (the busybox client): as before.
+  assert.equal(summary(session.onMessage(measured(3))), ['begin 3', 'run 3']);
+});
+
+test('HELLO resuming the current session keeps its requests; resuming any other starts afresh', () => {
+  const session = ready();
+  session.onMessage(measured(1, { session: 'abcdefgh' }));
+  // The same client's retry, after its first HELLO was answered late: request 1 goes on.
+  let actions = session.onMessage(helloOf('second12', 'abcdefgh'));
+  assert.equal(summary(actions), ['reset 0 resumed', 'send HELLO 0']);
+  assert.is(hostHello(actions).resumed, true);
+  assert.is(session.inFlight, 1);
+  // Requests now name the new nonce; the old one is stale.
+  assert.equal(summary(session.onMessage(measured(2, { session: 'abcdefgh' }))), ['send ERROR 2 stale-session']);
+  assert.equal(summary(session.onMessage(measured(2, { session: 'second12' }))), ['begin 2', 'run 2']);
+  // A HELLO resuming a session that is not the current one: a new client; requests end.
+  actions = session.onMessage(helloOf('third123', 'abcdefgh'));
+  assert.equal(summary(actions), ['abort 1', 'abort 2', 'reset 2', 'send HELLO 0']);
+  assert.is(hostHello(actions).resumed, false);
+  // No resume asked: no `resumed` in the answer.
+  assert.is(hostHello(session.onMessage(helloOf('fourth12'))).resumed, undefined);
+  // Before any HELLO there is nothing to resume.
+  const fresh = new HostSession({ limits: LIMITS });
+  assert.is(hostHello(fresh.onMessage(helloOf('first123', 'abcdefgh'))).resumed, false);
 });
 
 test.run();
