@@ -23,12 +23,16 @@
 //                   namespace, binds, uid 65534), spawned from node, no daemon
 //           h-submit submit --measurement from this process over a second VM's unix socket
 //                   (no guest): the low-noise view of the daemon's cost; alternated with bare
-//           cgroup  one move of a sleeping process into a fresh run cgroup, alone, 40 ms apart (run() does
-//                   one per run, and bwrap cannot be released before it completes)
+//           paced   bare and h-submit again, each after 20 ms of quiet: on this host whatever runs
+//                   after an idle gap runs slower (wake-ups, caches), and the guest's requests come
+//                   after such gaps while the baselines above run back to back
+//           cgroup  one move of a sleeping process into a fresh run cgroup, alone, 40 ms apart (what
+//                   run() avoided on cgroup v1 since bwrap is born in the run's cgroups; v2 still moves)
 //   cost:   the guest's CPU for an upload besides the port writes: reading the file, CRC-32
 //           of its frames (bench/offload/guest-main.ts `cost`)
-//   parts:  the submit conversation driven by hand in the guest over one open port (open,
-//           HELLO -> host HELLO, REQUEST -> EXIT, PING -> PONG), to see where it goes
+//   parts:  the submit conversation driven by hand in the guest, step by step (find the port,
+//           open it, HELLO -> host HELLO, REQUEST -> EXIT, PING -> PONG, close), to see where it
+//           goes (submit itself sends its REQUEST right behind the HELLO: one round trip less)
 // The guest loops warm up first (10 submits; under TCG the guest's JIT makes a process's first
 // submits 2-5x slower), so the figures are a long-running client's steady state.
 // Figures (p50, p90 in ms, over all rounds):
@@ -294,7 +298,7 @@ try {
 
   const partRows: number[][] = [];
   const costRows: number[][] = [];
-  const s = { cgroup: [] as number[], rtt: [] as number[], copy: [] as number[], copyReceived: [] as number[], writes: [] as number[], writesReceived: [] as number[], submit: [] as number[], upload: [] as number[], bare: [] as number[], hostSubmit: [] as number[] };
+  const s = { cgroup: [] as number[], rtt: [] as number[], copy: [] as number[], copyReceived: [] as number[], writes: [] as number[], writesReceived: [] as number[], submit: [] as number[], upload: [] as number[], bare: [] as number[], hostSubmit: [] as number[], barePaced: [] as number[], hostSubmitPaced: [] as number[] };
   const raw = new RawListener();
   for (let round = 0; round < rounds; round++) {
     await raw.listen(vmSocket);
@@ -333,6 +337,14 @@ try {
         s.hostSubmit.push(await hostSubmit(hostSocket, mTrue));
         s.bare.push(await bareBwrap(bareCopy));
       }
+    }
+    // The same, each run after 20 ms of quiet (as the guest's requests come, a few ms to tens
+    // of ms apart): on this host everything after an idle gap runs slower, the baseline too.
+    for (let i = 0; i < runs; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      s.barePaced.push(await bareBwrap(bareCopy));
+      await new Promise((r) => setTimeout(r, 20));
+      s.hostSubmitPaced.push(await hostSubmit(hostSocket, mTrue));
     }
   }
 
@@ -383,8 +395,13 @@ try {
   console.log(line('  close it', col(5)));
   console.log(`host view, no guest (submit() over the VM's unix socket, alternated with bare bwrap):`);
   console.log(line('submit --measurement (host)', s.hostSubmit));
-  console.log(line('part: a move into a run cgroup', s.cgroup, `   (cgroup v${hostCgroups()!.version}, moves 40 ms apart: each waits for an RCU grace period)`));
+  const v = hostCgroups()!.version;
+  console.log(line('a move into a run cgroup, alone', s.cgroup, `   (cgroup v${v}, 40 ms apart: each waits for an RCU grace period; ${v === 1 ? 'run() makes none: bwrap is born in its cgroups' : 'run() makes one per run, off the event loop'})`));
   console.log(`  added to a bare bwrap run            p50 ${fmt(hostOverhead)}   ratio ${(p50(s.hostSubmit) / p50(s.bare)).toFixed(2)}x`);
+  console.log(`  each after 20 ms of quiet (both):`);
+  console.log(line('  bare bwrap run', s.barePaced));
+  console.log(line('  submit --measurement (host)', s.hostSubmitPaced));
+  console.log(`  added to a bare bwrap run            p50 ${fmt(p50(s.hostSubmitPaced) - p50(s.barePaced))}`);
   const g = hostSide('bench');
   const h = hostSide('bench-host');
   if (g.length > 0 && h.length > 0) console.log(`  daemon's own durationMs (audit, whole ms): guest requests p50 ${p50(g)} p90 ${pct(g, 0.9)}; host requests p50 ${p50(h)} p90 ${pct(h, 0.9)}`);
