@@ -9,6 +9,7 @@ import * as assert from 'uvu/assert';
 import { submit, type SubmitOptions } from '../../lib/guest/index.js';
 import { UsageError } from '../../lib/errors.js';
 import { encodeChunks, encodeHello, encodeMessage, encodeRaw, encodeRequest, type Message, RESYNC_BYTES } from '../../lib/protocol/index.js';
+import { concat } from '../helpers/bytes.js';
 import { scratchDir } from '../helpers/tools.js';
 import { collector, type FakeHost, LIMITS, startFakeHost } from './fake-host.js';
 
@@ -248,7 +249,7 @@ test("a dead client's frame swallows the start of the HELLO: the REQUEST behind 
   // The dead client: its HELLO, an upload request, and a DATA frame cut 50 bytes short,
   // which the first 50 bytes of our HELLO will complete (and fail its CRC).
   const data = encodeChunks('DATA', 7, new Uint8Array(250).fill(0x41), 4096)[0]!;
-  const leftover = concatAll([
+  const leftover = concat([
     encodeHello({ role: 'guest', versions: [1], nonce: 'deadclient' }, 4096),
     encodeRequest(7, { argv: [], env: {}, upload: 100_000 }, 4096),
     data.subarray(0, data.length - 50),
@@ -270,15 +271,6 @@ test("a dead client's frame swallows the start of the HELLO: the REQUEST behind 
   assert.ok(second?.type === 'REQUEST' && second.body.session === nonces[nonces.length - 1], 'the second names the last HELLO');
 });
 
-function concatAll(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 test('abort (Ctrl-C) during a run sends CANCEL and returns 130', async () => {
   const ac = new AbortController();
