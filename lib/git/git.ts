@@ -92,6 +92,23 @@ export function workTreeOf(dir: string): { topLevel: string; prefix: string } | 
 }
 
 /**
+ * HEAD's commit id for the work tree `dir` is in, with one git call (the daemon asks every few
+ * seconds, and each load asks twice): undefined outside a work tree or before the first commit.
+ */
+export function headCommitOf(dir: string): string | undefined {
+  const r = runGit(dir, ['rev-parse', '--is-inside-work-tree', '--verify', '--quiet', '--end-of-options', 'HEAD^{commit}']);
+  if (r.status !== 0) {
+    // Not a repository (128) or no commit yet (1) is an answer; one git will not open is not.
+    if (/dubious ownership/.test(r.stderr)) throw new GitError(dir, ['rev-parse'], `git refuses to read ${dir}: ${r.stderr.trim().split('\n')[0] ?? ''} (see git config safe.directory)`);
+    return undefined;
+  }
+  const [inside, id = ''] = r.stdout.toString('utf8').split('\n');
+  if (inside !== 'true') return undefined;
+  if (!/^[0-9a-f]{40}([0-9a-f]{24})?$/.test(id)) throw new GitError(dir, ['rev-parse', 'HEAD'], `git rev-parse HEAD answered '${id}', not a commit id`);
+  return id;
+}
+
+/**
  * The full commit id `rev` names, or undefined when it names no commit (an unborn HEAD, an
  * unknown name). A revision that looks like an option is refused before git sees it.
  */

@@ -5,7 +5,7 @@
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { FileAccessError, VirtOffloadError } from '../errors.js';
-import { GitError, resolveCommit, verifyCommit, workTreeOf } from '../git/index.js';
+import { GitError, headCommitOf, resolveCommit, verifyCommit, workTreeOf } from '../git/index.js';
 import { fileError } from '../io/index.js';
 import { PolicyError, PolicySyntaxError, sortErrors } from './errors.js';
 import { scanRevision, throwIfUnreadable } from './loader-revision.js';
@@ -43,7 +43,7 @@ export class UnverifiedCommitError extends PolicyError {
 
 /** HEAD's commit id, or undefined outside git or before the first commit. */
 export function headCommit(dir: string): string | undefined {
-  return workTreeOf(dir) === undefined ? undefined : resolveCommit(dir, 'HEAD');
+  return headCommitOf(dir);
 }
 
 /** The policy files of a work tree as they are on disk. Throws a PolicyError when some cannot be read. */

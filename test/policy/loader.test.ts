@@ -6,6 +6,7 @@ import * as assert from 'uvu/assert';
 import { GitError } from '../../lib/git/index.js';
 import { PolicyError } from '../../lib/policy/index.js';
 import {
+  headCommit,
   LOADER_LIMITS,
   loadPolicySnapshot,
   loadPolicySnapshotAtRevision,
@@ -293,6 +294,22 @@ test('requireSigned needs a readable allowed-signers file and a git repository',
   const plain = fresh('plain-signed');
   mkdirSync(plain);
   assert.throws(() => loadPolicySnapshot(plain, { requireSigned: signers }), /is not a git work tree: a signed commit is required/);
+});
+
+test('headCommit (one git call): outside git, before the first commit, in the top level and in a sub-folder', () => {
+  const plain = fresh('no-git');
+  mkdirSync(plain, { recursive: true });
+  assert.is(headCommit(plain), undefined);
+  const repo = makeRepo(fresh('head'));
+  assert.is(headCommit(repo.dir), undefined, 'unborn HEAD');
+  repo.write('sub/x.policy', '# nothing\n');
+  repo.commit('first');
+  const id = repo.git('rev-parse', 'HEAD').toString().trim();
+  assert.match(id, /^[0-9a-f]{40}$/);
+  assert.is(headCommit(repo.dir), id);
+  assert.is(headCommit(join(repo.dir, 'sub')), id);
+  // Inside .git is not a work tree.
+  assert.is(headCommit(join(repo.dir, '.git')), undefined);
 });
 
 test.run();
