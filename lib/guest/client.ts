@@ -39,7 +39,7 @@ import {
 } from '../protocol/index.js';
 import { VERSION } from '../version.js';
 import { type ByteChannel, openChannel } from './channel.js';
-import { useNativeCrc32 } from '../transport/index.js';
+import { useNativeCrc32, useNativeUtf8 } from '../transport/index.js';
 import { findPort, type FindPortOptions } from './port.js';
 
 export const EXIT_STATUS = Object.freeze({
@@ -130,6 +130,7 @@ const REQUEST_ID = 1;
 export async function submit(options: SubmitOptions): Promise<SubmitResult> {
   const base = checkOptions(options);
   useNativeCrc32();
+  useNativeUtf8();
   let file: { handle: FileHandle; size: number } | undefined;
   if (options.file !== undefined) {
     try {

@@ -54,3 +54,5 @@ export {
 export type { Denial, ErrorReport, ExitReport, GuestHello, HostHello, LimitsHit, Message, MessageType, ProtocolLimits, RunRequest } from './messages.js';
 export { ERROR_CODES, HostSession } from './session.js';
 export type { HostAction, HostSessionOptions } from './session.js';
+export { decodeUtf8Portable, encodeUtf8Portable, useUtf8Implementation, utf8Implementation } from './utf8.js';
+export type { Utf8Implementation } from './utf8.js';

@@ -10,3 +10,4 @@ export type { JsonObject } from './framing.js';
 export { logExcerpt, silentLogger } from './logger.js';
 export type { Logger } from './logger.js';
 export { useNativeCrc32 } from './native-crc32.js';
+export { useNativeUtf8 } from './native-utf8.js';
