@@ -149,19 +149,27 @@ class DeviceChannel implements ByteChannel {
   readonly #fd: number;
   readonly #path: string;
   #closed = false;
-  /** The fd in libuv's loop (it owns the fd from then on); undefined where Node has no pipe binding. */
-  readonly #events: EventReader | undefined;
+  /**
+   * The fd in libuv's loop (it owns the fd from then on); undefined where Node has no pipe
+   * binding. Made at the first read, not at open: setting it up costs a guest under TCG about
+   * a millisecond, and a client that writes first (HELLO and REQUEST) lets the host work
+   * meanwhile. Bytes the host sends before then wait in the port (it is open).
+   */
+  #events: EventReader | undefined;
   /** Reads go through #events until its first end-of-file, then they are polled. */
-  #eventDriven: boolean;
+  #eventDriven = true;
 
   constructor(fd: number, path: string) {
     this.#fd = fd;
     this.#path = path;
-    this.#events = EventReader.open(fd);
-    this.#eventDriven = this.#events !== undefined;
   }
 
   async read(): Promise<Uint8Array | null> {
+    if (this.#closed) return null;
+    if (this.#eventDriven && this.#events === undefined) {
+      this.#events = EventReader.open(this.#fd);
+      this.#eventDriven = this.#events !== undefined;
+    }
     if (this.#eventDriven) {
       const chunk = await this.#events!.read();
       if (this.#closed) return null;

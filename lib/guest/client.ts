@@ -274,7 +274,6 @@ class Conversation {
       if (signal.aborted) return interrupted('interrupted before the request was sent');
       signal.addEventListener('abort', () => this.#aborted.resolve('aborted'), { once: true });
     }
-    void this.#pump();
     const request: RunRequest = file === undefined ? base : { ...base, upload: file.size };
     const handshake = await this.#handshake(request);
     if ('status' in handshake) return handshake;
@@ -359,6 +358,11 @@ class Conversation {
         }
         marker = true;
         sent.then(() => (sentDone = true), () => undefined);
+        // Reading starts once the first HELLO (and the REQUEST behind it) is written: setting up
+        // the reader of a port device costs a guest under TCG about a millisecond, which the host
+        // then spends on our request. A retry starts it regardless (nothing may go unread).
+        if (this.#nonces.size === 1) sent.then(() => this.#startPump(), () => this.#startPump());
+        else this.#startPump();
       }
       const wait = Math.max(0, Math.min(this.#retryMs, deadline - Date.now()));
       let got = await Promise.race([
@@ -463,6 +467,15 @@ class Conversation {
     const next = this.#writes.then(() => this.#channel.write(bytes));
     this.#writes = next.catch(() => undefined);
     return next;
+  }
+
+  #pumping = false;
+
+  /** Start reading the channel (once). */
+  #startPump(): void {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    void this.#pump();
   }
 
   /** Read the channel until the final reply or its end, feeding the decoder and acting on what it completes. */
