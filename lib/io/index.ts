@@ -8,3 +8,5 @@ export { readOpenFile } from './read-fd.js';
 export { createAtomicFile, fsyncDir } from './atomic-file.js';
 export type { AtomicFile, AtomicFileOptions } from './atomic-file.js';
 export { Mutex } from './mutex.js';
+export { waitForProbe } from './wait-for.js';
+export type { ProbeResult } from './wait-for.js';

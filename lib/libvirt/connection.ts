@@ -11,6 +11,7 @@
 //   unicast signal to us), tracked from replies and NameOwnerChanged.
 // - Subscribe (watchDevices) BEFORE the call that triggers a signal: libvirt-dbus may send
 //   DeviceAdded before the method reply.
+import { waitForProbe } from '../io/index.js';
 import { VirtOffloadError } from '../errors.js';
 import { BusCallFailure, openBus, systemBusAddress, type BusMessage, type BusPort } from './dbus.js';
 import { LibvirtCallError, LibvirtConnectError, LibvirtNoDomainError, LibvirtSignalTimeoutError, LibvirtTimeoutError } from './errors.js';
@@ -187,21 +188,16 @@ export class LibvirtConnection {
     return {
       seen: () => [...seen],
       wait: (signals, alias, timeoutMs) =>
-        new Promise((resolve, reject) => {
-          const check = (): void => {
+        waitForProbe<DeviceSignal>(
+          waiters,
+          timeoutMs,
+          () => {
             const hit = seen.find((s) => signals.includes(s.signal) && s.alias === alias);
-            if (hit) finish(() => resolve(hit.signal));
-            else if (this.#closed) finish(() => reject(this.#closed));
-          };
-          const timer = setTimeout(() => finish(() => reject(new LibvirtSignalTimeoutError(signals.join('/'), domain.name, `device ${alias}`, timeoutMs))), timeoutMs);
-          const finish = (settle: () => void): void => {
-            clearTimeout(timer);
-            waiters.delete(check);
-            settle();
-          };
-          waiters.add(check);
-          check();
-        }),
+            if (hit) return { value: hit.signal };
+            return this.#closed ? { error: this.#closed } : undefined;
+          },
+          () => new LibvirtSignalTimeoutError(signals.join('/'), domain.name, `device ${alias}`, timeoutMs),
+        ),
       close: async () => {
         if (closed) return;
         closed = true;

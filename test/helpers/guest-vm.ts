@@ -14,6 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureGuestImage, extraInitrd, type GuestFile, type GuestImage } from './guest-image.js';
+import { waitForProbe } from '../../lib/io/index.js';
 import { requireTool } from './tools.js';
 
 export interface GuestPort {
@@ -207,29 +208,21 @@ export async function startGuest(options: StartGuestOptions = {}): Promise<Guest
   });
 
   const tail = (): string => consoleText.slice(-2000);
-  const waitForConsole = (pattern: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> =>
-    new Promise((resolve, reject) => {
-      const re = new RegExp(pattern.source, pattern.flags.replace('g', ''));
-      const check = (): void => {
+  const waitForConsole = (pattern: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> => {
+    const re = new RegExp(pattern.source, pattern.flags.replace('g', ''));
+    return waitForProbe<RegExpExecArray>(
+      waiters,
+      timeoutMs,
+      () => {
         const m = re.exec(consoleText.slice(from));
-        if (m) return finish(() => resolve(m));
-        if (exitStatus) {
-          const how = exitStatus.signal ?? `exit ${exitStatus.code}`;
-          return finish(() => reject(new Error(`QEMU ended (${how}) before the console showed ${pattern}\nstderr: ${stderrText.trim()}\nconsole tail:\n${tail()}`)));
-        }
-      };
-      const timer = setTimeout(
-        () => finish(() => reject(new Error(`console did not show ${pattern} within ${timeoutMs} ms\nstderr: ${stderrText.trim()}\nconsole tail:\n${tail()}`))),
-        timeoutMs,
-      );
-      const finish = (settle: () => void): void => {
-        clearTimeout(timer);
-        waiters.delete(check);
-        settle();
-      };
-      waiters.add(check);
-      check();
-    });
+        if (m) return { value: m };
+        if (exitStatus === undefined) return undefined;
+        const how = exitStatus.signal ?? `exit ${exitStatus.code}`;
+        return { error: new Error(`QEMU ended (${how}) before the console showed ${pattern}\nstderr: ${stderrText.trim()}\nconsole tail:\n${tail()}`) };
+      },
+      () => new Error(`console did not show ${pattern} within ${timeoutMs} ms\nstderr: ${stderrText.trim()}\nconsole tail:\n${tail()}`),
+    );
+  };
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {

@@ -27,6 +27,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ensureGuestImage, type GuestImage } from './guest-image.js';
 import { commandEnd, commandResult } from './guest-vm.js';
+import { waitForProbe } from '../../lib/io/index.js';
 import { requireTool } from './tools.js';
 
 /** The libvirt connection URI of the stack. */
@@ -389,22 +390,18 @@ async function defineDomain(
   };
 
   const state = (): string => virsh(['domstate', name]).trim();
-  const waitForConsole = (pattern: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> =>
-    new Promise((resolve, reject) => {
-      const re = new RegExp(pattern.source, pattern.flags.replace('g', ''));
-      const check = (): void => {
+  const waitForConsole = (pattern: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> => {
+    const re = new RegExp(pattern.source, pattern.flags.replace('g', ''));
+    return waitForProbe<RegExpExecArray>(
+      waiters,
+      timeoutMs,
+      () => {
         const m = re.exec(text.slice(from));
-        if (m) finish(() => resolve(m));
-      };
-      const timer = setTimeout(() => finish(() => reject(new Error(`domain ${name}: console did not show ${pattern} within ${timeoutMs} ms (state: ${safeState()})\nconsole tail:\n${text.slice(-2000)}`))), timeoutMs);
-      const finish = (settle: () => void): void => {
-        clearTimeout(timer);
-        waiters.delete(check);
-        settle();
-      };
-      waiters.add(check);
-      check();
-    });
+        return m ? { value: m } : undefined;
+      },
+      () => new Error(`domain ${name}: console did not show ${pattern} within ${timeoutMs} ms (state: ${safeState()})\nconsole tail:\n${text.slice(-2000)}`),
+    );
+  };
   const safeState = (): string => virshResult(['domstate', name]).stdout.trim() || 'unknown';
 
   let undefined_ = false;
