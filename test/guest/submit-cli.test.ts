@@ -1,10 +1,11 @@
 // `virt-offload submit` as a user runs it (the built CLI in a child process) against the fake
 // host, the port given as a unix socket path: arguments after --, output, exit statuses.
-import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { voAsync } from '../helpers/offload-host.js';
 import { repoRoot, scratchDir } from '../helpers/tools.js';
 import { type FakeHost, startFakeHost } from './fake-host.js';
 
@@ -28,21 +29,7 @@ async function host(options: Parameters<typeof startFakeHost>[0]): Promise<FakeH
 }
 
 /** Run the CLI without blocking this process (the fake host lives in it); `during` gets the child. */
-function vo(args: string[], during?: (child: ReturnType<typeof spawn>) => void): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    during?.(child);
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
-}
+const vo = (args: string[], during?: (child: ChildProcess) => void) => voAsync(args, { cli, ...(during === undefined ? {} : { during }) });
 
 test('submit FILE --port SOCKET -- ARGS: upload, output, remote exit code; the name defaults to the file name', async () => {
   let seen: { argv: readonly string[]; name: string | undefined; size: number } | undefined;

@@ -25,6 +25,27 @@ export function voResult(args: readonly string[], options: { cwd?: string } = {}
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/**
+ * Run `virt-offload ARGS` without blocking this process, for tests whose other end (a fake
+ * host, a QMP session, libvirt) lives in it; `during` gets the child as it starts. Killed
+ * (SIGKILL) after timeoutMs. `cli`: another build of the entry point than the bundle.
+ */
+export function voAsync(
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; during?: (child: ChildProcess) => void; timeoutMs?: number; cli?: string } = {},
+): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [options.cli ?? cliPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'], timeout: options.timeoutMs ?? 30_000, killSignal: 'SIGKILL', env: options.env ?? process.env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    options.during?.(child);
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
 /** Run `virt-offload ARGS`; its stdout, or an error with its exit code and stderr. */
 export function vo(args: readonly string[], options: { cwd?: string } = {}): string {
   const r = voResult(args, options);

@@ -1,27 +1,16 @@
 // `virt-offload attach|detach` against a real (paused) QEMU: ports plug and unplug without a
 // guest OS when the VM already has a virtio-serial controller (libvirt-style id virtio-serial0).
 // Runs the shipped bundle dist/virt-offload.cjs (npm run build makes it).
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { QmpClient } from '../../lib/qmp/index.js';
 import { startQemu } from '../helpers/qemu.js';
-import { repoRoot } from '../helpers/tools.js';
+import { voAsync } from '../helpers/offload-host.js';
 
-const cli = join(repoRoot, 'dist/virt-offload.cjs');
 // Not spawnSync: a blocked event loop would keep our own QMP session from closing, and QEMU
 // serves one QMP client at a time.
-const run = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+const run = (args: string[]) => voAsync(args);
 
 async function labels(qmpSocket: string): Promise<string[]> {
   const qmp = new QmpClient();
@@ -40,35 +29,35 @@ test('attach, attach again (no-op), detach, detach again; text and --json', asyn
     const before = await labels(qemu.qmpSocket);
 
     let r = await run(['attach', '--qmp', qemu.qmpSocket, '--socket', socket]);
-    assert.is(r.code, 0, r.stderr);
+    assert.is(r.status, 0, r.stderr);
     assert.match(r.stdout, `attached port virt-offload.0 (vo-port0 on virtio-serial0.0, chardev vo-chr0 → ${socket})`);
     assert.match(r.stdout, /^ {2}chardev-add: add chardev vo-chr0: connect to .* \(retry every 1 s\)$/m);
     assert.match(r.stdout, /^ {2}device_add: add virtserialport vo-port0 named virt-offload\.0 on virtio-serial0\.0$/m);
     assert.ok((await labels(qemu.qmpSocket)).includes('vo-chr0'));
 
     r = await run(['attach', '--qmp', qemu.qmpSocket, '--socket', socket, '--json']);
-    assert.is(r.code, 0, r.stderr);
+    assert.is(r.status, 0, r.stderr);
     const again = JSON.parse(r.stdout) as { alreadyAttached: boolean; steps: unknown[]; portId: string };
     assert.is(again.alreadyAttached, true);
     assert.equal(again.steps, []);
     assert.is(again.portId, 'vo-port0');
 
     r = await run(['detach', '--qmp', qemu.qmpSocket, '--json']);
-    assert.is(r.code, 0, r.stderr);
+    assert.is(r.status, 0, r.stderr);
     const gone = JSON.parse(r.stdout) as { steps: { kind: string }[] };
     assert.equal(gone.steps.map((s) => s.kind), ['remove-port', 'remove-chardev'], 'the VM’s own controller stays');
     assert.equal(await labels(qemu.qmpSocket), before);
 
     r = await run(['detach', '--qmp', qemu.qmpSocket]);
-    assert.is(r.code, 0, r.stderr);
+    assert.is(r.status, 0, r.stderr);
     assert.match(r.stdout, /^not attached: no device or chardev of port virt-offload\.0; nothing to do$/m);
 
     // Another port name gets its own ids.
     r = await run(['attach', '--qmp', qemu.qmpSocket, '--socket', socket, '--name', 'vo-test']);
-    assert.is(r.code, 0, r.stderr);
+    assert.is(r.status, 0, r.stderr);
     assert.match(r.stdout, /vo-port-vo-test on virtio-serial0\.0, chardev vo-chr-vo-test/);
     r = await run(['detach', '--qmp', qemu.qmpSocket, '--name', 'vo-test']);
-    assert.is(r.code, 0, r.stderr);
+    assert.is(r.status, 0, r.stderr);
     assert.match(r.stdout, /^ {2}chardev-remove: remove chardev vo-chr-vo-test$/m);
     assert.equal(await labels(qemu.qmpSocket), before);
   } finally {
@@ -88,16 +77,16 @@ test('usage errors exit 2, naming the option; failures exit 1 with the reason', 
     ];
     for (const [args, message] of usage) {
       const r = await run(args);
-      assert.is(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.is(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, message);
     }
     const before = await labels(qemu.qmpSocket);
     let r = await run(['attach', '--qmp', qemu.qmpSocket, '--socket', join(qemu.dir, 'd.sock')]);
-    assert.is(r.code, 1);
+    assert.is(r.status, 1);
     assert.match(r.stderr, /no free pcie-root-port/);
     assert.equal(await labels(qemu.qmpSocket), before, 'nothing added');
     r = await run(['detach', '--qmp', join(qemu.dir, 'no-such.sock')]);
-    assert.is(r.code, 1);
+    assert.is(r.status, 1);
     assert.match(r.stderr, /cannot connect to QMP at .*no-such\.sock/);
   } finally {
     await qemu.stop();
