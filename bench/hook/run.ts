@@ -13,8 +13,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { domainXml, installHook, optIn, runHook, until } from '../../test/hooks/helpers.js';
-import { repoRoot, run, scratchDir } from '../../test/helpers/tools.js';
+import { domainXml, installHook, optIn, runHook } from '../../test/hooks/helpers.js';
+import { repoRoot, run, scratchDir, waitUntil } from '../../test/helpers/tools.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '40' } } });
 const runs = Number(values.runs);
@@ -37,7 +37,7 @@ try {
     [join(repoRoot, 'dist/virt-offload.cjs'), 'serve', '--repo', repo, '--run-dir', runDir, '--store', join(scratch.dir, 'store'), '--audit-log', join(scratch.dir, 'audit.jsonl'), '--log-level', 'error', '--watch-interval', '0'],
     { stdio: 'ignore' },
   );
-  await until('the daemon control socket', () => existsSync(join(runDir, 'control.sock')), 20_000);
+  await waitUntil('the daemon control socket', () => existsSync(join(runDir, 'control.sock')), 20_000);
   const present = installHook(join(scratch.dir, 'hooks'), runDir, ['--no-log-file']);
   const absent = installHook(join(scratch.dir, 'hooks-absent'), join(scratch.dir, 'no-daemon'), ['--no-log-file']);
   const plainXml = domainXml({ name: 'bench' });

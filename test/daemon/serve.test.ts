@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { measureFile } from '../../lib/io/index.js';
-import { repoRoot, requireTool, run, scratchDir } from '../helpers/tools.js';
+import { repoRoot, requireTool, run, scratchDir, waitUntil as waitUntilPolled } from '../helpers/tools.js';
 import { commitPolicy, control, Guest } from './helpers.js';
 
 requireTool('bwrap', 'bubblewrap');
@@ -19,17 +19,7 @@ let child: ChildProcess;
 let m = '';
 let script: Buffer;
 
-function waitUntil(what: string, ok: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const start = Date.now();
-  return new Promise((done, fail) => {
-    const tick = () => {
-      if (ok()) return done();
-      if (Date.now() - start > timeoutMs) return fail(new Error(`timed out waiting for ${what}; logs: ${JSON.stringify(logs.slice(-5))}`));
-      setTimeout(tick, 25);
-    };
-    tick();
-  });
-}
+const waitUntil = (what: string, ok: () => boolean): Promise<void> => waitUntilPolled(what, ok, 15_000, () => `logs: ${JSON.stringify(logs.slice(-5))}`);
 
 test.before(async () => {
   const path = join(scratch.dir, 'say.sh');

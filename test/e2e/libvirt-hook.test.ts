@@ -12,8 +12,7 @@ import * as assert from 'uvu/assert';
 import { measureFile } from '../../lib/io/index.js';
 import { commitPolicy, control } from '../daemon/helpers.js';
 import { offloadMetadata, startLibvirt, type LibvirtStack, type TinyDomain } from '../helpers/libvirt.js';
-import { repoRoot, run, scratchDir } from '../helpers/tools.js';
-import { until } from '../hooks/helpers.js';
+import { repoRoot, run, scratchDir, waitUntil } from '../helpers/tools.js';
 
 const HOOKS_DIR = '/etc/libvirt/hooks';
 const HOOK_FILE = join(HOOKS_DIR, 'qemu.d', 'virt-offload');
@@ -70,7 +69,7 @@ async function startServe(): Promise<void> {
   );
   serve.stderr!.setEncoding('utf8');
   serve.stderr!.on('data', (d: string) => serveLog.push(d));
-  await until('the daemon control socket', () => existsSync(controlPath), 20_000);
+  await waitUntil('the daemon control socket', () => existsSync(controlPath), 20_000);
 }
 
 async function stopServe(): Promise<void> {
@@ -142,7 +141,7 @@ test('a daemon restart while the domain runs: serve --libvirt adopts it, re-atta
   serveLog.length = 0;
   await startServe();
   let info: VmInfo | undefined;
-  await until(
+  await waitUntil(
     'the running domain adopted',
     () => {
       void vms().then((list) => (info = list.find((v) => v.name === domain.name)), () => {});
@@ -163,7 +162,7 @@ test('destroy: the daemon removed the VM and its socket', async () => {
   const socket = (await vms()).find((v) => v.name === domain.name)!.socket;
   assert.ok(existsSync(socket));
   await domain.destroy();
-  await until('the VM is gone from the daemon', () => !existsSync(socket), 10_000);
+  await waitUntil('the VM is gone from the daemon', () => !existsSync(socket), 10_000);
   assert.is((await vms()).find((v) => v.name === domain.name), undefined);
   await domain.undefine();
 });

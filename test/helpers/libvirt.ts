@@ -28,7 +28,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ensureGuestImage, type GuestImage } from './guest-image.js';
 import { commandEnd, commandResult } from './guest-vm.js';
 import { waitForProbe } from '../../lib/io/index.js';
-import { requireTool } from './tools.js';
+import { requireTool, waitUntil } from './tools.js';
 
 /** The libvirt connection URI of the stack. */
 export const LIBVIRT_URI = 'qemu:///system';
@@ -185,7 +185,7 @@ export async function startLibvirt(): Promise<LibvirtStack> {
       removeStalePidFile(DBUS_PID_FILE);
       if (existsSync(SYSTEM_BUS_SOCKET)) rmSync(SYSTEM_BUS_SOCKET, { force: true });
       runTool(tools.dbusDaemon, ['--system', '--fork']);
-      await waitFor(busAnswers, 10_000, 'dbus-daemon --system did not answer on its socket');
+      await waitUntil('dbus-daemon --system to answer on its socket', busAnswers, 10_000, undefined, 100);
       owner.dbus = true;
     }
     // 2. virtlogd: libvirtd does not start it, and domain starts fail without it.
@@ -193,7 +193,7 @@ export async function startLibvirt(): Promise<LibvirtStack> {
       reused.virtlogd = false;
       removeStalePidFile(VIRTLOGD_PID_FILE);
       runTool(tools.virtlogd, ['-d']);
-      await waitFor(() => existsSync('/run/libvirt/virtlogd-sock'), 10_000, 'virtlogd -d did not create /run/libvirt/virtlogd-sock');
+      await waitUntil('virtlogd -d to create /run/libvirt/virtlogd-sock', () => existsSync('/run/libvirt/virtlogd-sock'), 10_000, undefined, 100);
       owner.virtlogd = true;
     }
     // /dev/kvm is 0600 root:root here (no udev): libvirt then finds "KVM was enabled when
@@ -215,7 +215,7 @@ export async function startLibvirt(): Promise<LibvirtStack> {
       reused.libvirtd = false;
       removeStalePidFile(LIBVIRTD_PID_FILE);
       runTool(tools.libvirtd, ['-d']);
-      await waitFor(() => libvirtdAnswers(LIBVIRTD_READY_MS), LIBVIRTD_READY_MS, `libvirtd -d did not answer \`virsh list\` within ${LIBVIRTD_READY_MS} ms`);
+      await waitUntil('libvirtd -d to answer `virsh list`', () => libvirtdAnswers(LIBVIRTD_READY_MS), LIBVIRTD_READY_MS, undefined, 100);
       owner.libvirtd = true;
     }
     // libvirtd probes QEMU lazily, on the first call that needs capabilities (a define): do it
@@ -260,7 +260,7 @@ export async function startLibvirt(): Promise<LibvirtStack> {
       if (!pidAlive(pid)) throw new Error('libvirtd is not running');
       process.kill(pid!, 'SIGHUP');
       await sleep(300);
-      await waitFor(() => libvirtdAnswers(10_000), 30_000, 'libvirtd did not answer after SIGHUP');
+      await waitUntil('libvirtd to answer after SIGHUP', () => libvirtdAnswers(10_000), 30_000, undefined, 100);
     },
     stop: () => {
       stopping ??= (async () => {
@@ -671,14 +671,6 @@ async function withLock<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-async function waitFor(ready: () => boolean, timeoutMs: number, message: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (ready()) return;
-    if (Date.now() > deadline) throw new Error(message);
-    await sleep(100);
-  }
-}
 
 let exitHookInstalled = false;
 

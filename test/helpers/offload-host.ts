@@ -8,7 +8,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { repoRoot, requireTool, run } from './tools.js';
+import { repoRoot, requireTool, run, waitUntil } from './tools.js';
 
 /** The shipped CLI bundle (npm run build). */
 export const cliPath = join(repoRoot, 'dist', 'virt-offload.cjs');
@@ -98,15 +98,8 @@ export function storeList(store: string): Array<{ measurement: string; name?: st
     .map((l) => JSON.parse(l) as { measurement: string; name?: string; version?: string });
 }
 
-/** Poll `check` every 25 ms until it holds; rejects after timeoutMs naming `what` and `detail()`. */
-export async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000, detail: () => string = () => ''): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail() === '' ? '' : `: ${detail()}`}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+/** (The shared poller, for the offload tests and the demo that import it from here.) */
+export { waitUntil };
 
 /** Resident set size of a process in KiB (from /proc/PID/status). */
 export function rssKiB(pid: number): number {

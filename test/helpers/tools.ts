@@ -38,3 +38,16 @@ export function scratchDir(prefix = 'vo-test-'): { dir: string; cleanup: () => v
 
 /** Repository root (tests run from dist/test/…). */
 export const repoRoot = new URL('../../../', import.meta.url).pathname;
+
+/**
+ * Poll `check` every intervalMs (default 25) until it holds; rejects after timeoutMs naming
+ * `what` and `detail()`.
+ */
+export async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000, detail: () => string = () => '', intervalMs = 25): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail() === '' ? '' : `: ${detail()}`}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}

@@ -9,8 +9,8 @@ import * as assert from 'uvu/assert';
 import { startDaemon, type Daemon, type VmStatus } from '../../lib/daemon/index.js';
 import type { VmIdentity } from '../../lib/policy/index.js';
 import { control } from '../daemon/helpers.js';
-import { requireTool, run, scratchDir } from '../helpers/tools.js';
-import { domainXml, installHook, NS, optIn, RecordingRoute, runHook, until } from './helpers.js';
+import { requireTool, run, scratchDir, waitUntil } from '../helpers/tools.js';
+import { domainXml, installHook, NS, optIn, RecordingRoute, runHook } from './helpers.js';
 
 requireTool('git', 'git');
 const scratch = scratchDir('vo-hook-');
@@ -131,7 +131,7 @@ test('started begin: add-vm, then the daemon attaches through its route after re
   assert.ok(status, 'the VM was added');
   assert.is(status!.uuid, UUID);
   assert.ok(statSync(status!.socket).isSocket());
-  await until('the device is attached', () => vm('web1')?.device?.state === 'attached');
+  await waitUntil('the device is attached', () => vm('web1')?.device?.state === 'attached', 10_000);
   const route = routes.get('web1')!;
   assert.equal(route.attaches, [{ vm: 'web1', portName: 'virt-offload.0', socketPath: status!.socket }]);
   // The state is visible over the control socket too (what `status` users see).
@@ -243,13 +243,13 @@ test('attach retries while the domain is not ready, then succeeds; a route that 
   routes.set('slow', new RecordingRoute(2));
   const r = await runHook(hookFile, ['slow', 'started', 'begin', '-'], domainXml({ name: 'slow', uuid: '11111111-2222-4333-8444-555555555555', metadata: optIn() }));
   assert.is(r.status, 0, r.stderr);
-  await until('slow attached', () => vm('slow')?.device?.state === 'attached');
+  await waitUntil('slow attached', () => vm('slow')?.device?.state === 'attached', 10_000);
   assert.is(vm('slow')!.device!.attempts, 3);
 
   routes.set('broken', new RecordingRoute(100, 'no virtio-serial controller'));
   const b = await runHook(hookFile, ['broken', 'started', 'begin', '-'], domainXml({ name: 'broken', uuid: '21111111-2222-4333-8444-555555555555', metadata: optIn() }));
   assert.is(b.status, 0, 'the hook returned before the attach was tried');
-  await until('broken failed', () => vm('broken')?.device?.state === 'failed');
+  await waitUntil('broken failed', () => vm('broken')?.device?.state === 'failed', 10_000);
   const reply = await control(daemon.controlPath, { cmd: 'status' });
   const device = (reply.vms as Array<Record<string, unknown>>).find((v) => v.name === 'broken')!.device as Record<string, unknown>;
   assert.is(device.state, 'failed');
@@ -271,7 +271,7 @@ test('a stop while the attach is still retrying cancels it', async () => {
   routes.set('flap', route);
   const xml = domainXml({ name: 'flap', uuid: '31111111-2222-4333-8444-555555555555', metadata: optIn() });
   assert.is((await runHook(hookFile, ['flap', 'started', 'begin', '-'], xml)).status, 0);
-  await until('a first attempt', () => route.attaches.length >= 1);
+  await waitUntil('a first attempt', () => route.attaches.length >= 1, 10_000);
   assert.is((await runHook(hookFile, ['flap', 'stopped', 'end', '-'], xml)).status, 0);
   const tries = route.attaches.length;
   await new Promise((d) => setTimeout(d, 300));
