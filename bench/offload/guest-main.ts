@@ -26,7 +26,7 @@
 //                  frames go unchecked; samples are [read, crc] rows)
 import { open } from 'node:fs/promises';
 import { Writable } from 'node:stream';
-import { type ByteChannel, findPort, openChannel, submit, useNativeCrc32, useNativeUtf8 } from '../../lib/guest/index.js';
+import { type ByteChannel, findPort, openChannel, submit, useNativeCodecs } from '../../lib/guest/index.js';
 import { crc32, encodeHello, encodePing, encodeRequest, FrameDecoder, type Message } from '../../lib/protocol/index.js';
 
 const PORT = 'virt-offload.0';
@@ -203,8 +203,7 @@ async function main(): Promise<void> {
   const [mode, count, arg] = process.argv.slice(2);
   const n = Number(count);
   // What submit() does first; `parts` drives lib/protocol by hand and must checksum alike.
-  useNativeCrc32();
-  useNativeUtf8();
+  useNativeCodecs();
   let samples: number[] | number[][];
   if (mode === 'rtt') samples = await rtt(n);
   else if (mode === 'copy') samples = await copyFile(n, arg!);

@@ -13,7 +13,7 @@
 import type { Socket } from 'node:net';
 import type { VmIdentity } from '../policy/index.js';
 import { type DecoderEvent, encodeMessage, ERROR_CODES, FrameDecoder, type HostAction, HostSession, MAX_FRAME_CEILING, type Message, type ProtocolLimits } from '../protocol/index.js';
-import { useNativeCrc32, useNativeUtf8 } from '../transport/index.js';
+import { useNativeCodecs } from '../transport/index.js';
 import { conclude, errorBody, type FinalReply, type PipelineContext, processWork, record, type Work, type WorkSink } from './pipeline.js';
 
 export interface ConnectionBounds {
@@ -60,8 +60,7 @@ export class VmConnection {
     this.#bounds = bounds;
     this.#onClosed = onClosed;
     // Before the first frame is verified (once per process; idempotent).
-    useNativeCrc32();
-    useNativeUtf8();
+    useNativeCodecs();
     this.#decoder = new FrameDecoder({ from: 'guest', maxFrame: limits.maxFrame });
     this.#session = new HostSession({ limits, ...(software === undefined ? {} : { software }) });
     this.#sink = {

@@ -39,7 +39,7 @@ import {
 } from '../protocol/index.js';
 import { VERSION } from '../version.js';
 import { type ByteChannel, openChannel } from './channel.js';
-import { useNativeCrc32, useNativeUtf8 } from '../transport/index.js';
+import { useNativeCodecs } from '../transport/index.js';
 import { findPort, type FindPortOptions } from './port.js';
 
 export const EXIT_STATUS = Object.freeze({
@@ -129,8 +129,7 @@ const REQUEST_ID = 1;
  */
 export async function submit(options: SubmitOptions): Promise<SubmitResult> {
   const base = checkOptions(options);
-  useNativeCrc32();
-  useNativeUtf8();
+  useNativeCodecs();
   let file: { handle: FileHandle; size: number } | undefined;
   if (options.file !== undefined) {
     try {

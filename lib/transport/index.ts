@@ -11,3 +11,4 @@ export { logExcerpt, silentLogger } from './logger.js';
 export type { Logger } from './logger.js';
 export { useNativeCrc32 } from './native-crc32.js';
 export { useNativeUtf8 } from './native-utf8.js';
+export { useNativeCodecs } from './native-codecs.js';
