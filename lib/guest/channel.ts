@@ -65,51 +65,18 @@ function openError(path: string, err: NodeJS.ErrnoException): Error {
 class StreamChannel implements ByteChannel {
   readonly device = false;
   readonly #stream: Duplex;
-  readonly #queue: Uint8Array[] = [];
-  #queued = 0;
-  #ended = false;
-  #error: Error | undefined;
-  #wake: (() => void) | undefined;
+  readonly #chunks: ChunkQueue;
 
   constructor(stream: Duplex) {
     this.#stream = stream;
-    stream.on('data', (chunk: Buffer) => {
-      this.#queue.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-      this.#queued += chunk.byteLength;
-      if (this.#queued > HIGH_WATER) stream.pause();
-      this.#notify();
-    });
-    stream.on('end', () => this.#finish());
-    stream.on('close', () => this.#finish());
-    stream.on('error', (err) => {
-      this.#error ??= err;
-      this.#finish();
-    });
-  }
-
-  #finish(): void {
-    this.#ended = true;
-    this.#notify();
-  }
-
-  #notify(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
+    this.#chunks = new ChunkQueue(stream);
   }
 
   async read(): Promise<Uint8Array | null> {
-    for (;;) {
-      const chunk = this.#queue.shift();
-      if (chunk !== undefined) {
-        this.#queued -= chunk.length;
-        if (this.#queued <= HIGH_WATER / 2 && this.#stream.isPaused()) this.#stream.resume();
-        return chunk;
-      }
-      if (this.#error !== undefined) throw new ChannelError(`reading from the host failed: ${this.#error.message}`, { cause: this.#error });
-      if (this.#ended) return null;
-      await new Promise<void>((resolve) => (this.#wake = resolve));
-    }
+    const chunk = await this.#chunks.next();
+    const error = this.#chunks.error;
+    if (chunk === null && error !== undefined) throw new ChannelError(`reading from the host failed: ${error.message}`, { cause: error });
+    return chunk;
   }
 
   write(bytes: Uint8Array): Promise<void> {
@@ -263,27 +230,12 @@ function pipeBinding(): PipeBinding | undefined {
 /** Reads of an fd through libuv (epoll): chunks as they arrive, 'eof' once at the end. */
 class EventReader {
   readonly #socket: Socket;
-  readonly #queue: Uint8Array[] = [];
-  #queued = 0;
-  #eof = false;
-  #wake: (() => void) | undefined;
+  // A read error ends event-driven reads like the end does; the polled read that follows reports it.
+  readonly #chunks: ChunkQueue;
 
   private constructor(socket: Socket) {
     this.#socket = socket;
-    socket.on('data', (chunk: Buffer) => {
-      this.#queue.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-      this.#queued += chunk.byteLength;
-      if (this.#queued > HIGH_WATER) socket.pause();
-      this.#notify();
-    });
-    const end = (): void => {
-      this.#eof = true;
-      this.#notify();
-    };
-    socket.on('end', end);
-    socket.on('close', end);
-    // A read error ends event-driven reads; the polled read that follows reports it.
-    socket.on('error', end);
+    this.#chunks = new ChunkQueue(socket);
   }
 
   static open(fd: number): EventReader | undefined {
@@ -298,21 +250,62 @@ class EventReader {
   }
 
   async read(): Promise<Uint8Array | 'eof'> {
-    for (;;) {
-      const chunk = this.#queue.shift();
-      if (chunk !== undefined) {
-        this.#queued -= chunk.length;
-        if (this.#queued <= HIGH_WATER / 2 && this.#socket.isPaused()) this.#socket.resume();
-        return chunk;
-      }
-      if (this.#eof) return 'eof';
-      await new Promise<void>((resolve) => (this.#wake = resolve));
-    }
+    return (await this.#chunks.next()) ?? 'eof';
   }
 
   close(): void {
     this.#socket.destroy();
-    this.#eof = true;
+    this.#chunks.end();
+  }
+}
+
+/**
+ * What a readable stream delivers, queued until read: chunks in order, then null once it ended
+ * (closed or failed: `error` says which). Past HIGH_WATER unread bytes the stream is paused,
+ * and resumed when half of them are read.
+ */
+class ChunkQueue {
+  readonly #stream: Duplex;
+  readonly #queue: Uint8Array[] = [];
+  #queued = 0;
+  #ended = false;
+  /** The stream's error, if it ended with one. */
+  error: Error | undefined;
+  #wake: (() => void) | undefined;
+
+  constructor(stream: Duplex) {
+    this.#stream = stream;
+    stream.on('data', (chunk: Buffer) => {
+      this.#queue.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      this.#queued += chunk.byteLength;
+      if (this.#queued > HIGH_WATER) stream.pause();
+      this.#notify();
+    });
+    stream.on('end', () => this.end());
+    stream.on('close', () => this.end());
+    stream.on('error', (err) => {
+      this.error ??= err;
+      this.end();
+    });
+  }
+
+  /** The next chunk, or null once the stream ended and everything queued was read. */
+  async next(): Promise<Uint8Array | null> {
+    for (;;) {
+      const chunk = this.#queue.shift();
+      if (chunk !== undefined) {
+        this.#queued -= chunk.length;
+        if (this.#queued <= HIGH_WATER / 2 && this.#stream.isPaused()) this.#stream.resume();
+        return chunk;
+      }
+      if (this.#ended) return null;
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+  }
+
+  /** No more chunks will come (also when the owner closes the stream). */
+  end(): void {
+    this.#ended = true;
     this.#notify();
   }
 
