@@ -1,6 +1,8 @@
+import fc from 'fast-check';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseJsonObject, ProtocolError } from '../../lib/protocol/index.js';
+import { jsonReadOptions, shortRead } from '../../lib/protocol/json.js';
 import { plain } from './helpers.js';
 
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -88,6 +90,122 @@ test('refuses ill-formed UTF-8: overlong, surrogate, stray continuation, truncat
     refused(wrap(...bad), /not valid UTF-8/);
   }
   refused(Uint8Array.from([0x7b, 0x22, 0xc3]), /not valid UTF-8/);
+});
+
+// The short way (JSON.parse and one walk) must read every text exactly as the strict reader
+// does, or leave it to the strict reader: the same value (null prototypes, key order) or the
+// same error, word for word.
+
+type Outcome = { value: unknown; protos: string } | { error: string };
+
+function outcome(bytes: Uint8Array, shortWay: boolean): Outcome {
+  jsonReadOptions.shortWay = shortWay;
+  try {
+    const value = parseJsonObject(bytes, { offset: 1, type: 0x20, requestId: 2 });
+    return { value: JSON.stringify(value), protos: protos(value) };
+  } catch (e) {
+    if (!(e instanceof ProtocolError)) throw e;
+    return { error: `${e.kind} ${e.message}` };
+  } finally {
+    jsonReadOptions.shortWay = true;
+  }
+}
+
+/** The prototype of every object and array, in walk order, with its keys in order. */
+function protos(v: unknown): string {
+  if (typeof v !== 'object' || v === null) return '';
+  const kind = Array.isArray(v) ? 'A' : Object.getPrototypeOf(v) === null ? 'N' : 'P';
+  return `${kind}(${Object.keys(v).join(',')})[${Object.values(v).map(protos).join(';')}]`;
+}
+
+function agree(text: string | Uint8Array): void {
+  const bytes = typeof text === 'string' ? utf8(text) : text;
+  assert.equal(outcome(bytes, true), outcome(bytes, false), typeof text === 'string' ? text : String(text));
+}
+
+test('the short way agrees with the strict reader on hand-picked texts', () => {
+  for (const text of [
+    '{}', ' {"a":1} ', '{"a":[1,-2.5e3,true,false,null,"x\\u00e9\\ud834\\udd1e\\n"],"b":{"c":{"d":[]}}}', '{"":""}',
+    '{"a":1,"a":2}', '{"a":1,"\\u0061":2}', '{"a":{"b":1},"c":{"b":1}}', '{"a":"x:y","b":"\\":"}', '{"a:":1,"a:":2}',
+    '{"__proto__":{"x":1}}', '{"a":{"constructor":1}}', '{"a":[{"prototype":1}]}', '{"\\u005f_proto__":1}', '{"toString":1,"hasOwnProperty":2}',
+    '{"a":{"b":{"c":[1]}}}', '{"a":{"b":{"c":{"d":1}}}}', '{"a":{"b":{"c":{"d":[]}}}}', `{"a":${'['.repeat(100_000)}`, `{"a":${'['.repeat(5000)}${']'.repeat(5000)}}`,
+    '[]', '"x"', '1', '', '{', '{"a":1}x', '{"a":01}', '{"a":1,}', '{"a":"\t"}', '{"a":"\\x"}', '{"a":"\\u12"}',
+    '{"a":"\\ud800"}', '{"a":"\\udc00\\ud800"}', '{"\\ud800":1}', '{"a":NaN}', '{"a":1e400}', '{"a":-1e400}', '{"a":12345678901234567890}',
+    '{"a":9007199254740991}', '{"a":9007199254740992}', '{"a":9007199254740993.0}', '{"a":1e20}', '{"a":1.5e300}', '{"a":-0}', '{"a":1.0}',
+    '\\ufeff{}', '{"2":1,"1":2,"b":3,"a":4}', '{"a":"unterminated}', '{"a" : 1 ,\\n\\t"b":\\r[ ]}',
+  ]) agree(text);
+});
+
+/** JSON texts of objects: nested values with keys and strings that stress the checks. */
+const key = fc.oneof(
+  fc.constantFrom('a', 'b', '', ':', '"', '\\\\', '__proto__', 'constructor', 'prototype', 'toString', '0', '1', 'é', '𝄞', '\ud800', '\udc00'),
+  fc.string({ maxLength: 6, unit: 'binary' }),
+);
+const leaf = fc.oneof(
+  fc.string({ maxLength: 8, unit: 'binary' }),
+  fc.constantFrom(0, -0, 1.5, 2 ** 53 - 1, 2 ** 53, -(2 ** 53), 1e20, 1e300, true, false, null, 'a:b', '"', '\\\\'),
+  fc.integer(),
+  fc.double({ noNaN: true, noDefaultInfinity: true }),
+);
+const tree = fc.letrec<{ node: unknown }>((tie) => ({
+  node: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    leaf,
+    fc.array(tie('node'), { maxLength: 4 }),
+    fc.array(fc.tuple(key, tie('node')), { maxLength: 4 }).map((pairs) => ({ pairs })),
+  ),
+})).node;
+
+/** Writes a tree as JSON text; `{pairs}` are objects whose keys may repeat. */
+function write(v: unknown, style: number): string {
+  const sp = style % 3 === 0 ? '' : style % 3 === 1 ? ' ' : '\n\t';
+  if (Array.isArray(v)) return `[${sp}${v.map((x) => write(x, style)).join(`,${sp}`)}${sp}]`;
+  if (typeof v === 'object' && v !== null) {
+    const pairs = (v as { pairs: [string, unknown][] }).pairs;
+    return `{${sp}${pairs.map(([k, x]) => `${writeString(k, style)}${sp}:${sp}${write(x, style)}`).join(`,${sp}`)}${sp}}`;
+  }
+  return typeof v === 'string' ? writeString(v, style) : String(JSON.stringify(v));
+}
+
+/** JSON.stringify escapes lone surrogates as \\uXXXX; style 2 also escapes every letter a. */
+function writeString(s: string, style: number): string {
+  const text = JSON.stringify(s);
+  return style % 2 === 0 ? text : text.replace(/a/g, '\\u0061');
+}
+
+test('the short way agrees with the strict reader on generated objects (fast-check)', () => {
+  fc.assert(
+    fc.property(fc.array(fc.tuple(key, tree), { maxLength: 5 }), fc.nat(5), (pairs, style) => {
+      agree(write({ pairs }, style));
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+test('the short way agrees with the strict reader on texts with one character changed, dropped or added', () => {
+  const alphabet = '{}[]":,\\u0123456789abcdefnrtlsuxE.-+ \t\n\ufeff\ud800\udc00é';
+  fc.assert(
+    fc.property(fc.array(fc.tuple(key, tree), { minLength: 1, maxLength: 4 }), fc.nat(5), fc.nat(), fc.nat(2), fc.nat(alphabet.length - 1), (pairs, style, at, how, c) => {
+      const text = write({ pairs }, style);
+      const i = at % (text.length + 1);
+      const ch = alphabet[c]!;
+      agree(how === 0 ? text.slice(0, i) + ch + text.slice(i + 1) : how === 1 ? text.slice(0, i) + text.slice(i + 1) : text.slice(0, i) + ch + text.slice(i));
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+test('the short way takes the usual messages itself (it is not always falling back)', () => {
+  for (const text of [
+    '{"argv":["-n","x"],"env":{"LANG":"C"},"measurement":"sha256:ab","session":"n1"}',
+    '{"role":"host","version":1,"nonce":"n1","limits":{"maxFrame":65536,"maxUpload":1048576},"resumed":true}',
+    '{"code":0,"signal":null,"durationMs":3.5,"limitsHit":{"memory":false}}',
+  ]) {
+    const o = shortRead(text);
+    assert.ok(o !== undefined, text);
+    assert.is(Object.getPrototypeOf(o), null);
+  }
+  for (const text of ['{"a":1,"a":2}', '{"a":"\\ud800"}', '{"a":{"b":{"c":{"d":[]}}}}', '{"__proto__":1}', '{"a":1e20}']) assert.is(shortRead(text), undefined, text);
 });
 
 test.run();
