@@ -19,12 +19,15 @@
 //   parts N M      the same conversation as `submit M`, driven step by step with lib/protocol
 //                  over one open port, to time its parts: open, HELLO → host HELLO,
 //                  REQUEST → EXIT, PING → PONG, close (samples are [find, open, hello, request,
-//                  ping, close] rows; find is findPort, open is openChannel)
+//                  ping, close, find-sysfs] rows; find is findPort by the udev name, find-sysfs
+//                  the search a guest without udev makes, open is openChannel)
 //   cost N FILE    the guest CPU an upload of FILE spends besides the port writes, N times after
 //                  1 warm-up: reading it in ~1 MiB blocks (two buffers in turn, as the client), and
 //                  the CRC-32 of its 64 KiB frames, which the client no longer computes (DATA
 //                  frames go unchecked; samples are [read, crc] rows)
+import { existsSync, mkdirSync, readdirSync, symlinkSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { type ByteChannel, findPort, openChannel, submit, useNativeCodecs } from '../../lib/guest/index.js';
 import { crc32, encodeHello, encodePing, encodeRequest, FrameDecoder, type Message } from '../../lib/protocol/index.js';
@@ -130,10 +133,25 @@ async function until(channel: ByteChannel, decoder: FrameDecoder, match: (m: Mes
   }
 }
 
+/** A /dev without virtio-ports/ (as in a guest without udev) whose vportNpM lead to the real ones. */
+function devWithoutUdev(): string {
+  const dir = '/tmp/dev-without-udev';
+  mkdirSync(dir, { recursive: true });
+  for (const entry of readdirSync('/sys/class/virtio-ports')) {
+    if (!existsSync(join(dir, entry))) symlinkSync(join('/dev', entry), join(dir, entry));
+  }
+  return dir;
+}
+
 async function parts(n: number, measurement: string): Promise<number[][]> {
   const rows: number[][] = [];
+  const noUdev = devWithoutUdev();
   for (let i = 0; i < n + WARM_UPS; i++) {
     let t = performance.now();
+    const viaSysfs = findPort(PORT, { devRoot: noUdev });
+    const findSysfs = performance.now() - t;
+    if (!viaSysfs.startsWith(`${noUdev}/vport`)) throw new Error(`the sysfs search found ${viaSysfs}`);
+    t = performance.now();
     const path = findPort(PORT);
     const find = performance.now() - t;
     t = performance.now();
@@ -145,13 +163,16 @@ async function parts(n: number, measurement: string): Promise<number[][]> {
     try {
       const decoder = new FrameDecoder({ from: 'host' });
       const nonce = `bench${i}x${Math.random().toString(36).slice(2, 10)}`;
+      // Frames are encoded before each window: a window is the port and the host, and our reading of the reply.
+      const helloFrame = encodeHello({ role: 'guest', versions: [1], nonce }, 4096);
       t = performance.now();
       // As submit() does by default: HELLO alone (the marker only on a retry).
-      await channel.write(encodeHello({ role: 'guest', versions: [1], nonce }, 4096));
+      await channel.write(helloFrame);
       await until(channel, decoder, (m) => m.type === 'HELLO' && m.body.role === 'host' && m.body.nonce === nonce);
       hello = performance.now() - t;
+      const requestFrame = encodeRequest(1, { argv: [], env: {}, measurement }, 4096);
       t = performance.now();
-      await channel.write(encodeRequest(1, { argv: [], env: {}, measurement }, 4096));
+      await channel.write(requestFrame);
       const final = await until(channel, decoder, (m) => m.requestId === 1 && (m.type === 'EXIT' || m.type === 'DENIED' || m.type === 'ERROR'));
       request = performance.now() - t;
       if (final.type !== 'EXIT') throw new Error(`request ended with ${final.type}: ${JSON.stringify('body' in final ? final.body : null)}`);
@@ -164,7 +185,7 @@ async function parts(n: number, measurement: string): Promise<number[][]> {
       channel.close();
     }
     const close = performance.now() - t;
-    if (i >= WARM_UPS) rows.push([find, open, hello, request, ping, close]);
+    if (i >= WARM_UPS) rows.push([find, open, hello, request, ping, close, findSysfs]);
   }
   return rows;
 }
