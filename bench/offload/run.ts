@@ -257,6 +257,13 @@ async function inGuest<T = number[]>(command: string): Promise<T> {
 }
 
 const loadBefore = loadavg().map((l) => l.toFixed(2)).join(' ');
+
+/** Resident anonymous memory of a process, MB: what its fork(2) copies page tables for. */
+function residentOf(pid: number): number {
+  const m = /^RssAnon:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m === null ? Number.NaN : Math.round(Number(m[1]) / 1024);
+}
+const daemonRss = { beforeUploads: Number.NaN };
 try {
   const trueProg = buildProgram('truetiny', 0);
   const bigProg = buildProgram('truebig', bytes);
@@ -326,6 +333,7 @@ try {
 
     await ctl({ cmd: 'add-vm', name: 'bench', uuid: UUID_GUEST });
     s.submit.push(...(await inGuest(`submit ${runs} ${mTrue}`)));
+    if (round === 0) daemonRss.beforeUploads = residentOf(daemon!.pid!);
     s.upload.push(...(await inGuest(`upload ${uploads} /opt/vo/truebig`)));
     partRows.push(...(await inGuest<number[][]>(`parts ${runs} ${mTrue}`)));
     costRows.push(...(await inGuest<number[][]>(`cost ${uploads} /opt/vo/truebig`)));
@@ -415,6 +423,7 @@ try {
   console.log(line('  bare bwrap run', s.barePaced));
   console.log(line('  submit --measurement (host)', s.hostSubmitPaced));
   console.log(`  added to a bare bwrap run            p50 ${fmt(p50(s.hostSubmitPaced) - p50(s.barePaced))}`);
+  console.log(`  the daemon's resident anonymous memory: ${daemonRss.beforeUploads} MB before the first uploads, ${residentOf(daemon!.pid!)} MB at the end (each bwrap is forked from the daemon, and fork(2) copies the page tables of that memory: the larger it is, the later each run starts)`);
   const g = hostSide('bench');
   const h = hostSide('bench-host');
   if (g.length > 0 && h.length > 0) console.log(`  daemon's own durationMs (audit, whole ms): guest requests p50 ${p50(g)} p90 ${pct(g, 0.9)}; host requests p50 ${p50(h)} p90 ${pct(h, 0.9)}`);
