@@ -194,10 +194,6 @@ async function pipeline(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: 
     onStderr: (chunk) => sink.output(work, 'STDERR', chunk),
     ...(ctx.execConfig === undefined ? {} : { config: ctx.execConfig }),
   });
-  // After the reply: the run's cgroup is removed behind it; a directory that stayed busy is the host's to know.
-  void result.cleanup.then((err) => {
-    if (err !== undefined) ctx.log.error(`request ${work.requestId} of VM ${vm.name}: ${err.message}`, { vm: vm.name, measurement });
-  });
   if (work.done) return;
   const durationMs = Math.max(0, Math.round(result.durationMs));
   conclude(

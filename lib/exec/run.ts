@@ -18,8 +18,7 @@
 //  5. stream stdout/stderr (bounded by limits.outputBytes); at the wall limit, at the output
 //     cap or on abort, SIGKILL pid 1 of the namespace (the kernel then kills every process in
 //     it), every process in the cgroup and bwrap itself
-//  6. read the cgroup's events (OOM kills, fork refusals), kill what is left, and return; the
-//     cgroup's removal goes on behind the result (RunResult.cleanup)
+//  6. read the cgroup's events (OOM kills, fork refusals), kill what is left, remove the cgroup
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { constants as osConstants, tmpdir } from 'node:os';
@@ -105,13 +104,6 @@ export interface RunResult {
   /** 'bwrap' or 'unsandboxed:<profile name>', for the audit record. */
   readonly sandbox: string;
   readonly measurement: string;
-  /**
-   * The removal of the run's cgroup directories (and private directory), which goes on after
-   * run() has returned: nothing of the run is alive by then (below), so its result need not
-   * wait for the kernel's rmdir. Never rejects: undefined once removed, or the ExecError of a
-   * directory that stayed busy (for the caller's log).
-   */
-  readonly cleanup: Promise<ExecError | undefined>;
 }
 
 const BASE_ENV: Readonly<Record<string, string>> = Object.freeze({ PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' });
@@ -270,37 +262,18 @@ export async function run(options: RunOptions): Promise<RunResult> {
   // be inside a limit); an unsandboxed program starts at once, so its limits come first.
   const cgroup = RunCgroup.create(layout, { memoryBytes: limits.memoryBytes, pids: limits.pids + plan.extraTasks + (sandboxed ? BWRAP_TASKS : 0) }, { limitsLater: sandboxed });
   let tempDir: string | undefined;
-  const removeAll = async (): Promise<void> => {
+  try {
+    if (sandboxed) return await runInBwrap(options, bin, plan, cgroup, bwrapPath, identity, env, argv, sandboxName);
+    tempDir = privateRunDir();
+    return await runUnsandboxed(options, bin, plan, cgroup, tempDir, identity, env, argv, sandboxName);
+  } finally {
     try {
+      cgroup.killAll();
       await cgroup.removeWhenEmpty();
     } finally {
       if (tempDir !== undefined) rmSync(tempDir, { recursive: true, force: true });
     }
-  };
-  let outcome: Omit<RunResult, 'cleanup'>;
-  try {
-    if (sandboxed) outcome = await runInBwrap(options, bin, plan, cgroup, bwrapPath, identity, env, argv, sandboxName);
-    else {
-      tempDir = privateRunDir();
-      outcome = await runUnsandboxed(options, bin, plan, cgroup, tempDir, identity, env, argv, sandboxName);
-    }
-  } catch (err) {
-    // A failed run is cleaned up before its error goes out.
-    cgroup.killAll();
-    await removeAll();
-    throw err;
   }
-  // Nothing of the run is alive now: bwrap exited after its pid 1, and the kernel ends a pid
-  // namespace by killing and reaping every process in it before its pid 1 is gone; an
-  // unsandboxed run's leftovers (its own session or group) are killed here, synchronously.
-  // Removing the directories (rmdir in each hierarchy, ~0.5 ms, more while the kernel frees
-  // the memory cgroup) is left to the caller's background: the result does not wait for it.
-  cgroup.killAll();
-  const cleanup = removeAll().then(
-    () => undefined,
-    (err: unknown) => (err instanceof ExecError ? err : new ExecError('cgroup', `cannot remove the run's cgroup: ${String(err)}`, { cause: err })),
-  );
-  return { ...outcome, cleanup };
 }
 
 /** Refuse while an fd without close-on-exec is open: the program would inherit it (fds.ts). */
@@ -437,7 +410,7 @@ async function runInBwrap(
   env: Readonly<Record<string, string>>,
   argv: readonly string[],
   sandboxName: string,
-): Promise<Omit<RunResult, 'cleanup'>> {
+): Promise<RunResult> {
   const INFO_FD = 3;
   const BLOCK_FD = 4;
   const FIRST_FILE_FD = 5;
@@ -543,7 +516,7 @@ async function runInBwrap(
   return result(sup, cgroup, exit, true, sandboxName, bin);
 }
 
-function result(sup: Supervisor, cgroup: RunCgroup, exit: { code: number | null; signal: NodeJS.Signals | null }, viaBwrap: boolean, sandbox: string, bin: VerifiedBinary): Omit<RunResult, 'cleanup'> {
+function result(sup: Supervisor, cgroup: RunCgroup, exit: { code: number | null; signal: NodeJS.Signals | null }, viaBwrap: boolean, sandbox: string, bin: VerifiedBinary): RunResult {
   const durationMs = sup.finish();
   const events = cgroup.events();
   const decoded = decodeExit(exit.code, exit.signal, viaBwrap);
@@ -597,7 +570,7 @@ async function runUnsandboxed(
   env: Readonly<Record<string, string>>,
   argv: readonly string[],
   sandboxName: string,
-): Promise<Omit<RunResult, 'cleanup'>> {
+): Promise<RunResult> {
   for (const f of plan.files) {
     const data = f.name === 'wasi.json' ? [wasiConfig(dir, argv, env)] : f.data;
     writeFileSync(join(dir, f.name), Buffer.concat(data.map((d) => Buffer.from(d.buffer, d.byteOffset, d.byteLength))), { mode: Number.parseInt(f.perms, 8), flag: 'wx' });
