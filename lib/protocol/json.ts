@@ -64,6 +64,10 @@ const STRING_TOKEN = /"(?:[^"\\]|\\.)*"/g;
 const LONE_SURROGATE = /\p{Cs}/u;
 
 export function shortRead(text: string): JsonObject | undefined {
+  // Text decoded from UTF-8 has no unpaired surrogate; any other string that has one (a raw
+  // high surrogate before an escaped low one would make a pair in JSON.parse's result, where
+  // the strict reader refuses the escape) is left to the strict reader.
+  if (LONE_SURROGATE.test(text)) return undefined;
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
