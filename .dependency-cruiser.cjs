@@ -21,9 +21,9 @@ module.exports = {
     {
       name: 'lib-not-to-entry-points',
       severity: 'error',
-      comment: 'lib/ is imported by bin/, hooks/, tests and benches, never the other way round.',
+      comment: 'lib/ is imported by bin/, hooks/, tests, benches, the testbed and examples, never the other way round.',
       from: { path: '^lib/' },
-      to: { path: '^(bin|hooks|test|bench|examples)/' },
+      to: { path: '^(bin|hooks|test|bench|examples|testbed)/' },
     },
     { name: 'errors-is-a-leaf', severity: 'error', from: { path: '^lib/errors\\.ts$' }, to: { path: '^lib/' } },
     {

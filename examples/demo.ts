@@ -12,10 +12,10 @@
 import { copyFileSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureGuestImage } from '../test/helpers/guest-image.js';
-import { type Guest, liveGuestPids, startGuest } from '../test/helpers/guest-vm.js';
-import { cliPath, commitAll, initPolicyRepo, measureOnHost, readAudit, type ServeProcess, startServe, vo } from '../test/helpers/offload-host.js';
-import { repoRoot, requireTool } from '../test/helpers/tools.js';
+import { ensureGuestImage } from '../testbed/guest-image.js';
+import { type Guest, liveGuestPids, startGuest } from '../testbed/guest-vm.js';
+import { cliPath, commitAll, initPolicyRepo, measureOnHost, readAudit, type ServeProcess, startServe, vo } from '../testbed/offload-host.js';
+import { repoRoot, requireTool } from '../testbed/tools.js';
 
 const VM = 'demo-vm';
 const VM_UUID = '0d3e3f40-5162-4c2a-9e3b-7d4e589a0c1d';

@@ -14,7 +14,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { domainXml, installHook, optIn, runHook } from '../../test/hooks/helpers.js';
-import { repoRoot, run, scratchDir, waitUntil } from '../../test/helpers/tools.js';
+import { repoRoot, run, scratchDir, waitUntil } from '../../testbed/tools.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '40' } } });
 const runs = Number(values.runs);

@@ -14,8 +14,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { QmpHotplugRoute } from '../../lib/hotplug/index.js';
 import { QmpClient } from '../../lib/qmp/index.js';
-import { startGuest, type Guest } from '../../test/helpers/guest-vm.js';
-import { scratchDir } from '../../test/helpers/tools.js';
+import { startGuest, type Guest } from '../../testbed/guest-vm.js';
+import { scratchDir } from '../../testbed/tools.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '12' } } });
 const runs = Number(values.runs);

@@ -1,4 +1,4 @@
-// bench/offload: the whole offload path, a real tiny guest (QEMU/TCG, test/helpers/guest-vm)
+// bench/offload: the whole offload path, a real tiny guest (QEMU/TCG, testbed/guest-vm)
 // with a real virtio-serial port to a real daemon (`virt-offload serve`, the shipped bundle, in
 // its own process), against baselines measured through the same port in the same run.
 //
@@ -64,9 +64,9 @@ import { submit } from '../../lib/guest/index.js';
 import { measureFile } from '../../lib/io/index.js';
 import { installFile, openStore } from '../../lib/store/index.js';
 import { commitPolicy, control } from '../../test/daemon/helpers.js';
-import { ensureGuestImage } from '../../test/helpers/guest-image.js';
-import { type Guest, startGuest } from '../../test/helpers/guest-vm.js';
-import { repoRoot, requireTool, run, scratchDir } from '../../test/helpers/tools.js';
+import { ensureGuestImage } from '../../testbed/guest-image.js';
+import { type Guest, startGuest } from '../../testbed/guest-vm.js';
+import { repoRoot, requireTool, run, scratchDir } from '../../testbed/tools.js';
 
 const { values } = parseArgs({
   options: {

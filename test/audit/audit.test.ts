@@ -5,7 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { filterAudit, MAX_RECORD_BYTES, openAuditLog, readAuditLog } from '../../lib/audit/index.js';
 import { VirtOffloadError } from '../../lib/errors.js';
-import { scratchDir } from '../helpers/tools.js';
+import { scratchDir } from '../../testbed/tools.js';
 
 const { dir, cleanup } = scratchDir('vo-audit-');
 test.after(cleanup);

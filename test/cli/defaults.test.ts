@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DEFAULT_AUDIT_LOG } from '../../lib/audit/index.js';
 import { DEFAULT_STORE } from '../../lib/store/index.js';
-import { repoRoot } from '../helpers/tools.js';
+import { repoRoot } from '../../testbed/tools.js';
 
 const help = (args: string[]) => spawnSync(process.execPath, [join(repoRoot, 'dist/virt-offload.cjs'), ...args, '--help'], { encoding: 'utf8' }).stdout;
 

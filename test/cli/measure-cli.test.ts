@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { repoRoot, requireTool, run, scratchDir } from '../helpers/tools.js';
+import { repoRoot, requireTool, run, scratchDir } from '../../testbed/tools.js';
 
 const cli = join(repoRoot, 'dist/virt-offload.cjs');
 const { dir, cleanup } = scratchDir('vo-cli-');

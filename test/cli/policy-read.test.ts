@@ -5,7 +5,7 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { repoRoot, requireTool } from '../helpers/tools.js';
+import { repoRoot, requireTool } from '../../testbed/tools.js';
 import { allowedSigners, GROUPS, helloV1, m, makeKey, makeRepo, scratchDir } from '../policy/loader-repo.js';
 
 const cli = join(repoRoot, 'dist/virt-offload.cjs');

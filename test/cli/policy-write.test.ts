@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { buildSnapshot, type PolicySnapshot, type PolicySource } from '../../lib/policy/index.js';
-import { repoRoot, requireTool, run, scratchDir } from '../helpers/tools.js';
+import { repoRoot, requireTool, run, scratchDir } from '../../testbed/tools.js';
 
 const cli = join(repoRoot, 'dist/virt-offload.cjs');
 const gcc = requireTool('gcc', 'gcc');

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { installFile, list, openStore, type Store } from '../../lib/store/index.js';
-import { repoRoot, requireTool, run, scratchDir } from '../helpers/tools.js';
+import { repoRoot, requireTool, run, scratchDir } from '../../testbed/tools.js';
 import { buildHello, hexOf, writeScript, type HelloBuilds } from '../store/helpers.js';
 
 const cli = join(repoRoot, 'dist/virt-offload.cjs');

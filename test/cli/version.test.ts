@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { VERSION } from '../../lib/version.js';
-import { repoRoot } from '../helpers/tools.js';
+import { repoRoot } from '../../testbed/tools.js';
 
 test('lib/version.ts matches package.json', () => {
   const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };

@@ -8,7 +8,7 @@ import { startDaemon, type Daemon } from '../../lib/daemon/index.js';
 import { measureFile } from '../../lib/io/index.js';
 import { encodeFrame, FrameType } from '../../lib/protocol/index.js';
 import { list, openStore } from '../../lib/store/index.js';
-import { requireTool, run, scratchDir } from '../helpers/tools.js';
+import { requireTool, run, scratchDir } from '../../testbed/tools.js';
 import { commitPolicy, control, Guest } from './helpers.js';
 
 requireTool('bwrap', 'bubblewrap');

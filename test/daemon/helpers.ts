@@ -12,7 +12,7 @@ import {
   type Message,
   type ProtocolLimits,
 } from '../../lib/protocol/index.js';
-import { run } from '../helpers/tools.js';
+import { run } from '../../testbed/tools.js';
 
 export interface Reply {
   stdout: string;

@@ -10,7 +10,7 @@ import { type Daemon, startDaemon } from '../../lib/daemon/index.js';
 import { measureFile } from '../../lib/io/index.js';
 import { bufferReader } from '../../lib/measure/index.js';
 import { install, list, openStore } from '../../lib/store/index.js';
-import { requireTool, run, scratchDir } from '../helpers/tools.js';
+import { requireTool, run, scratchDir } from '../../testbed/tools.js';
 import { commitPolicy } from './helpers.js';
 
 const xdelta3 = requireTool('xdelta3', 'xdelta3');

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { measureFile } from '../../lib/io/index.js';
-import { repoRoot, requireTool, run, scratchDir, waitUntil as waitUntilPolled } from '../helpers/tools.js';
+import { repoRoot, requireTool, run, scratchDir, waitUntil as waitUntilPolled } from '../../testbed/tools.js';
 import { commitPolicy, control, Guest } from './helpers.js';
 
 requireTool('bwrap', 'bubblewrap');

@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { ExecError } from '../../lib/exec/index.js';
 import { measureFile } from '../../lib/io/index.js';
 import { VerifiedCache } from '../../lib/daemon/verified-cache.js';
-import { scratchDir } from '../helpers/tools.js';
+import { scratchDir } from '../../testbed/tools.js';
 
 const scratch = scratchDir('vo-verified-cache-');
 test.after(() => scratch.cleanup());

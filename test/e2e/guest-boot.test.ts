@@ -8,9 +8,9 @@ import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ensureGuestImage, type GuestImage } from '../helpers/guest-image.js';
-import { type Guest, GuestBootError, liveGuestPids, startGuest } from '../helpers/guest-vm.js';
-import { scratchDir } from '../helpers/tools.js';
+import { ensureGuestImage, type GuestImage } from '../../testbed/guest-image.js';
+import { type Guest, GuestBootError, liveGuestPids, startGuest } from '../../testbed/guest-vm.js';
+import { scratchDir } from '../../testbed/tools.js';
 
 const PORT_NAME = 'virt-offload.0';
 

@@ -9,11 +9,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { HotplugUnsupportedError, QmpHotplugRoute, type AttachResult } from '../../lib/hotplug/index.js';
 import { QmpClient } from '../../lib/qmp/index.js';
-import { ensureGuestImage, type GuestImage } from '../helpers/guest-image.js';
-import { type Guest, startGuest } from '../helpers/guest-vm.js';
+import { ensureGuestImage, type GuestImage } from '../../testbed/guest-image.js';
+import { type Guest, startGuest } from '../../testbed/guest-vm.js';
 import { type PingPongDaemon, startPingPongDaemon } from '../helpers/ping-pong-daemon.js';
 import { startQemu } from '../helpers/qemu.js';
-import { scratchDir } from '../helpers/tools.js';
+import { scratchDir } from '../../testbed/tools.js';
 
 const PORT = 'virt-offload.0';
 

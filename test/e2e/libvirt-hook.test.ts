@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { measureFile } from '../../lib/io/index.js';
 import { commitPolicy, control } from '../daemon/helpers.js';
 import { offloadMetadata, startLibvirt, type LibvirtStack, type TinyDomain } from '../helpers/libvirt.js';
-import { repoRoot, run, scratchDir, waitUntil } from '../helpers/tools.js';
+import { repoRoot, run, scratchDir, waitUntil } from '../../testbed/tools.js';
 
 const HOOKS_DIR = '/etc/libvirt/hooks';
 const HOOK_FILE = join(HOOKS_DIR, 'qemu.d', 'virt-offload');

@@ -15,10 +15,10 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { encodeChunks, encodeDataEnd, encodeFrame, encodeHello, encodeRequest, FrameDecoder, FrameType, type Message, resyncMarker } from '../../lib/protocol/index.js';
-import { ensureGuestImage, type GuestFile } from '../helpers/guest-image.js';
-import { type Guest, startGuest } from '../helpers/guest-vm.js';
-import { buildC, commitAll, initPolicyRepo, measureOnHost, readAudit, rssKiB, type ServeProcess, startServe, vo, waitUntil } from '../helpers/offload-host.js';
-import { repoRoot, scratchDir } from '../helpers/tools.js';
+import { ensureGuestImage, type GuestFile } from '../../testbed/guest-image.js';
+import { type Guest, startGuest } from '../../testbed/guest-vm.js';
+import { buildC, commitAll, initPolicyRepo, measureOnHost, readAudit, rssKiB, type ServeProcess, startServe, vo, waitUntil } from '../../testbed/offload-host.js';
+import { repoRoot, scratchDir } from '../../testbed/tools.js';
 
 const HELLO_C = `#include <stdio.h>
 int main(int argc, char **argv) {

@@ -18,8 +18,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ensureGuestImage } from '../helpers/guest-image.js';
-import { type Guest, startGuest } from '../helpers/guest-vm.js';
+import { ensureGuestImage } from '../../testbed/guest-image.js';
+import { type Guest, startGuest } from '../../testbed/guest-vm.js';
 import {
   buildC,
   cliPath,
@@ -32,8 +32,8 @@ import {
   storeList,
   vo,
   waitUntil,
-} from '../helpers/offload-host.js';
-import { repoRoot, requireTool, run, scratchDir } from '../helpers/tools.js';
+} from '../../testbed/offload-host.js';
+import { repoRoot, requireTool, run, scratchDir } from '../../testbed/tools.js';
 
 const HELLO_C = `#include <stdio.h>
 int main(int argc, char **argv) {

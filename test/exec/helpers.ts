@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { measureFile } from '../../lib/io/index.js';
 import { DEFAULT_LIMITS, type Limits } from '../../lib/policy/index.js';
-import { requireTool, run } from '../helpers/tools.js';
+import { requireTool, run } from '../../testbed/tools.js';
 
 /** One binary, many behaviours: argv[1] picks what it does. */
 export const PROBE_C = String.raw`

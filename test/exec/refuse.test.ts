@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { closeInheritedFds, ExecError, hostCgroups, run, type ExecErrorKind, type RunOptions } from '../../lib/exec/index.js';
-import { requireTool, scratchDir } from '../helpers/tools.js';
+import { requireTool, scratchDir } from '../../testbed/tools.js';
 import { buildProbe, install, limits } from './helpers.js';
 
 requireTool('bwrap', 'bubblewrap');

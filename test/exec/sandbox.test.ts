@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { closeInheritedFds, hostCgroups, run, type RunOptions, type StartInfo } from '../../lib/exec/index.js';
-import { requireTool, scratchDir } from '../helpers/tools.js';
+import { requireTool, scratchDir } from '../../testbed/tools.js';
 import { buildProbe, cmdline, install, limits } from './helpers.js';
 
 requireTool('bwrap', 'bubblewrap');

@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { closeInheritedFds, ExecError, run, verifyBytes } from '../../lib/exec/index.js';
 import { measureFile } from '../../lib/io/index.js';
-import { requireTool, scratchDir } from '../helpers/tools.js';
+import { requireTool, scratchDir } from '../../testbed/tools.js';
 import { buildProbe, limits } from './helpers.js';
 
 requireTool('bwrap', 'bubblewrap');

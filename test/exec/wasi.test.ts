@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { closeInheritedFds, run, type RunOptions } from '../../lib/exec/index.js';
-import { requireTool, run as runTool, scratchDir } from '../helpers/tools.js';
+import { requireTool, run as runTool, scratchDir } from '../../testbed/tools.js';
 import { install, limits } from './helpers.js';
 
 requireTool('bwrap', 'bubblewrap');

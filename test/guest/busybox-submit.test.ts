@@ -9,7 +9,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { repoRoot, requireTool, scratchDir } from '../helpers/tools.js';
+import { repoRoot, requireTool, scratchDir } from '../../testbed/tools.js';
 import { type FakeHost, type FakeHostOptions, startFakeHost } from './fake-host.js';
 
 const SCRIPT = join(repoRoot, 'examples', 'busybox-submit.sh');

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { openChannel } from '../../lib/guest/index.js';
-import { repoRoot, requireTool, scratchDir } from '../helpers/tools.js';
+import { repoRoot, requireTool, scratchDir } from '../../testbed/tools.js';
 
 const { dir, cleanup } = scratchDir('vo-channel-');
 test.after(cleanup);

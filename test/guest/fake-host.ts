@@ -13,7 +13,7 @@ import {
   type ProtocolLimits,
   type RunRequest,
 } from '../../lib/protocol/index.js';
-import { scratchDir } from '../helpers/tools.js';
+import { scratchDir } from '../../testbed/tools.js';
 
 // The same small limits as the protocol tests.
 import { LIMITS } from '../protocol/helpers.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { findPort, PortNotFoundError } from '../../lib/guest/index.js';
-import { scratchDir } from '../helpers/tools.js';
+import { scratchDir } from '../../testbed/tools.js';
 
 function tree(ports: Record<string, string>, devices: readonly string[]): { devRoot: string; sysRoot: string; cleanup: () => void } {
   const { dir, cleanup } = scratchDir('vo-port-');

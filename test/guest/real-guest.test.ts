@@ -1,5 +1,5 @@
 // Both guest clients inside a real guest (the tiny QEMU/TCG test guest with node, see
-// test/helpers/guest-vm.ts), talking through a real virtio-serial port to the fake host:
+// testbed/guest-vm.ts), talking through a real virtio-serial port to the fake host:
 // `virt-offload submit` (bundled here with esbuild) and examples/busybox-submit.sh, each
 // finding the port through /sys/class/virtio-ports (the guest has no udev), one after the
 // other on the same host connection (each client's marker and HELLO start a new session), and
@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import { build } from 'esbuild';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ensureGuestImage } from '../helpers/guest-image.js';
-import { type Guest, startGuest } from '../helpers/guest-vm.js';
-import { repoRoot, scratchDir } from '../helpers/tools.js';
+import { ensureGuestImage } from '../../testbed/guest-image.js';
+import { type Guest, startGuest } from '../../testbed/guest-vm.js';
+import { repoRoot, scratchDir } from '../../testbed/tools.js';
 import { type FakeHost, startFakeHost } from './fake-host.js';
 
 const M1 = `sha256:${'12'.repeat(32)}`;

@@ -5,8 +5,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { voAsync } from '../helpers/offload-host.js';
-import { repoRoot, scratchDir } from '../helpers/tools.js';
+import { voAsync } from '../../testbed/offload-host.js';
+import { repoRoot, scratchDir } from '../../testbed/tools.js';
 import { type FakeHost, startFakeHost } from './fake-host.js';
 
 const cli = join(repoRoot, 'dist/bin/virt-offload.js');

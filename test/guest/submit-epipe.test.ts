@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { repoRoot } from '../helpers/tools.js';
+import { repoRoot } from '../../testbed/tools.js';
 import { startFakeHost } from './fake-host.js';
 
 const M1 = `sha256:${'cd'.repeat(32)}`;

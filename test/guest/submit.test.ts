@@ -10,7 +10,7 @@ import { submit, type SubmitOptions } from '../../lib/guest/index.js';
 import { UsageError } from '../../lib/errors.js';
 import { encodeChunks, encodeHello, encodeMessage, encodeRaw, encodeRequest, type Message, RESYNC_BYTES } from '../../lib/protocol/index.js';
 import { concat } from '../helpers/bytes.js';
-import { scratchDir } from '../helpers/tools.js';
+import { scratchDir } from '../../testbed/tools.js';
 import { collector, type FakeHost, LIMITS, startFakeHost } from './fake-host.js';
 
 const { dir, cleanup } = scratchDir('vo-submit-');

@@ -4,7 +4,7 @@
 // unpacks them under <repoRoot>/.cache/, where later runs find them and do nothing.
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { repoRoot, requireTool, run } from './tools.js';
+import { repoRoot, requireTool, run } from '../../testbed/tools.js';
 
 /** The Debian (bookworm) packages whose signed .efi files the tests use. */
 export const DEBIAN_EFI_PACKAGES = ['shim-signed', 'grub-efi-amd64-signed', 'shim-helpers-amd64-signed'] as const;

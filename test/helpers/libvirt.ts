@@ -17,7 +17,7 @@
 // Test domains run as libvirt does it for real (QEMU as libvirt-qemu, DAC relabelling): their
 // scratch directory is mode 0711 so QEMU can reach sockets in it. The serial console is a unix
 // socket the test listens on (libvirt `mode='connect'`), so no output is lost before the test
-// attaches; the console speaks the command-loop protocol of test/fixtures/guest/init
+// attaches; the console speaks the command-loop protocol of testbed/guest/init
 // (VO-GUEST-READY, VO-BEGIN/VO-END), as in guest-vm.ts.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -25,10 +25,10 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ensureGuestImage, type GuestImage } from './guest-image.js';
-import { commandEnd, commandResult } from './guest-vm.js';
+import { ensureGuestImage, type GuestImage } from '../../testbed/guest-image.js';
+import { commandEnd, commandResult } from '../../testbed/guest-vm.js';
 import { waitForProbe } from '../../lib/io/index.js';
-import { requireTool, waitUntil } from './tools.js';
+import { requireTool, waitUntil } from '../../testbed/tools.js';
 
 /** The libvirt connection URI of the stack. */
 export const LIBVIRT_URI = 'qemu:///system';

@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { requireTool, scratchDir } from './tools.js';
+import { requireTool, scratchDir } from '../../testbed/tools.js';
 
 export interface QemuOptions {
   /** Machine type; default q35. */

@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { AttachResult, AttachSpec, DetachResult, DetachSpec, OffloadDeviceRoute } from '../../lib/hotplug/index.js';
-import { repoRoot, run } from '../helpers/tools.js';
+import { repoRoot, run } from '../../testbed/tools.js';
 
 export const NS = 'http://virt-offload.org/xmlns/domain/1.0';
 

@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { startDaemon, type Daemon, type VmStatus } from '../../lib/daemon/index.js';
 import type { VmIdentity } from '../../lib/policy/index.js';
 import { control } from '../daemon/helpers.js';
-import { requireTool, run, scratchDir, waitUntil } from '../helpers/tools.js';
+import { requireTool, run, scratchDir, waitUntil } from '../../testbed/tools.js';
 import { domainXml, installHook, NS, optIn, RecordingRoute, runHook } from './helpers.js';
 
 requireTool('git', 'git');

@@ -6,7 +6,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, 
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { repoRoot, scratchDir } from '../helpers/tools.js';
+import { repoRoot, scratchDir } from '../../testbed/tools.js';
 
 const CLI = join(repoRoot, 'dist/virt-offload.cjs');
 const scratch = scratchDir('vo-hookinst-');

@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { QmpClient } from '../../lib/qmp/index.js';
 import { startQemu } from '../helpers/qemu.js';
-import { voAsync } from '../helpers/offload-host.js';
+import { voAsync } from '../../testbed/offload-host.js';
 
 // Not spawnSync: a blocked event loop would keep our own QMP session from closing, and QEMU
 // serves one QMP client at a time.

@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { OFFLOAD_NAMESPACE, channels, parseXml, virtioSerialControllers } from '../../lib/libvirt/index.js';
 import { type LibvirtStack, startLibvirt } from '../helpers/libvirt.js';
-import { voAsync } from '../helpers/offload-host.js';
+import { voAsync } from '../../testbed/offload-host.js';
 
 const run = (args: string[], env?: NodeJS.ProcessEnv) => voAsync(args, env === undefined ? {} : { env });
 

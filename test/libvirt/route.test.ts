@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { UsageError } from '../../lib/errors.js';
 import { HotplugConflictError, HotplugNoSerialControllerError, HotplugStepError, HotplugTimeoutError, LibvirtRoute } from '../../lib/hotplug/index.js';
 import { BusCallFailure, LibvirtConnection, parseXml, type BusCall, type BusMessage, type BusPort } from '../../lib/libvirt/index.js';
-import { scratchDir } from '../helpers/tools.js';
+import { scratchDir } from '../../testbed/tools.js';
 
 const LIBVIRT = ':1.7';
 const PATH = '/org/libvirt/QEMU/domain/_1';

@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { UnsupportedBinaryError } from '../../lib/errors.js';
 import { measureFile } from '../../lib/io/index.js';
 import type { ExplainedRange } from '../../lib/measure/index.js';
-import { repoRoot, requireTool, run, scratchDir } from '../helpers/tools.js';
+import { repoRoot, requireTool, run, scratchDir } from '../../testbed/tools.js';
 
 const gcc = requireTool('gcc', 'gcc');
 const strip = requireTool('strip', 'binutils');

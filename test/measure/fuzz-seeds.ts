@@ -3,7 +3,7 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { debianSignedEfiFiles } from '../helpers/debian-efi.js';
-import { requireTool, run, scratchDir } from '../helpers/tools.js';
+import { requireTool, run, scratchDir } from '../../testbed/tools.js';
 
 const C_PROGRAM = `#include <stdio.h>
 static const char *names[] = { "alpha", "beta", "gamma" };

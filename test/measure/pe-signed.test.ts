@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { MalformedBinaryError } from '../../lib/errors.js';
 import { bufferReader, measure, planCanonical, type Profile } from '../../lib/measure/index.js';
 import { debianSignedEfiFiles } from '../helpers/debian-efi.js';
-import { requireTool, run, scratchDir } from '../helpers/tools.js';
+import { requireTool, run, scratchDir } from '../../testbed/tools.js';
 
 // ---- the files, read independently of the code under test -------------------------------
 

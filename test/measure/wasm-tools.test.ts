@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { measureFile } from '../../lib/io/index.js';
-import { repoRoot, requireTool, run, scratchDir } from '../helpers/tools.js';
+import { repoRoot, requireTool, run, scratchDir } from '../../testbed/tools.js';
 import { concat } from '../helpers/bytes.js';
 import { leb } from '../helpers/leb128.js';
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { applyVcdiff, inspectVcdiff, MAX_TARGET_BYTES, PatchError } from '../../lib/patch/index.js';
-import { requireTool, run, scratchDir } from '../helpers/tools.js';
+import { requireTool, run, scratchDir } from '../../testbed/tools.js';
 
 const xdelta3 = requireTool('xdelta3', 'xdelta3');
 const gcc = requireTool('gcc', 'gcc');

@@ -1,7 +1,7 @@
 // Real git repositories and real SSH signing keys for the loader and CLI tests.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { requireTool, run, scratchDir } from '../helpers/tools.js';
+import { requireTool, run, scratchDir } from '../../testbed/tools.js';
 
 export interface TestRepo {
   readonly dir: string;

@@ -14,7 +14,7 @@ import {
   readPolicyFilesAtRevision,
   UnverifiedCommitError,
 } from '../../lib/policy/loader.js';
-import { run } from '../helpers/tools.js';
+import { run } from '../../testbed/tools.js';
 import { allowedSigners, GROUPS, helloV1, m, makeKey, makeRepo, scratchDir } from './loader-repo.js';
 
 const { dir: scratch, cleanup } = scratchDir('vo-loader-');

@@ -5,7 +5,7 @@ import { join, relative } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { buildSnapshot, buildSnapshotOrThrow, DEFAULT_LIMITS, PolicyError, tryBuildSnapshot } from '../../lib/policy/index.js';
-import { repoRoot } from '../helpers/tools.js';
+import { repoRoot } from '../../testbed/tools.js';
 import { buildErrors, lines, m, snap, sources } from './helpers.js';
 
 const GROUPS = lines('group web vm:web-1 vm:web-2', 'group ops uuid:6F1C2A9E-3B7D-4E58-9A0C-1D2E3F405162 group:web');

@@ -5,7 +5,7 @@ import { crc32 as zlibCrc32 } from 'node:zlib';
 import { InternalError } from '../../lib/errors.js';
 import { useNativeCrc32 } from '../../lib/guest/index.js';
 import { crc32, crc32Implementation, crc32Portable, useCrc32Implementation } from '../../lib/protocol/index.js';
-import { requireTool, run } from '../helpers/tools.js';
+import { requireTool, run } from '../../testbed/tools.js';
 import { execFileSync } from 'node:child_process';
 
 const ascii = (s: string): Uint8Array => Uint8Array.from(s, (c) => c.charCodeAt(0));

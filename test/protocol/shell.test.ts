@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { encodeMessage, FrameDecoder, HostSession, type Message, RESYNC_BYTES } from '../../lib/protocol/index.js';
-import { repoRoot, requireTool, scratchDir } from '../helpers/tools.js';
+import { repoRoot, requireTool, scratchDir } from '../../testbed/tools.js';
 import { concat, errorsOf, garbageOf, LIMITS, M1, messagesOf, plain } from './helpers.js';
 
 const APPLETS = ['sh', 'printf', 'dd', 'od', 'crc32', 'tr', 'head', 'sed', 'grep', 'wc', 'mktemp', 'cat', 'rm', 'date', 'echo'];

@@ -4,7 +4,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import type { Logger } from '../../lib/qmp/index.js';
-import { scratchDir } from '../helpers/tools.js';
+import { scratchDir } from '../../testbed/tools.js';
 
 export interface RecordingLogger extends Logger {
   lines: string[];

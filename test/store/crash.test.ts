@@ -11,7 +11,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { measureFile } from '../../lib/io/index.js';
 import { openStore, recover, verify } from '../../lib/store/index.js';
-import { scratchDir } from '../helpers/tools.js';
+import { scratchDir } from '../../testbed/tools.js';
 import { buildHello } from './helpers.js';
 
 const { dir, cleanup } = scratchDir('vo-crash-');

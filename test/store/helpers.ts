@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { measureFile } from '../../lib/io/index.js';
-import { requireTool, run } from '../helpers/tools.js';
+import { requireTool, run } from '../../testbed/tools.js';
 
 export interface HelloBuilds {
   /** gcc -g (debug sections, build id) */

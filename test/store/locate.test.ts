@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { installFile, locate, openStore, StoreError, type Store } from '../../lib/store/index.js';
-import { scratchDir } from '../helpers/tools.js';
+import { scratchDir } from '../../testbed/tools.js';
 import { buildHello, hexOf, type HelloBuilds } from './helpers.js';
 
 const { dir, cleanup } = scratchDir('vo-store-locate-');

@@ -11,7 +11,7 @@ import { bufferReader, type ByteReader } from '../../lib/measure/index.js';
 import { applyVcdiff } from '../../lib/patch/index.js';
 import { buildSnapshotOrThrow, type PolicySnapshot } from '../../lib/policy/index.js';
 import { installFile, list, open, openStore, reconcile, verify, type ReconcileRecord, type Store } from '../../lib/store/index.js';
-import { requireTool, run, scratchDir } from '../helpers/tools.js';
+import { requireTool, run, scratchDir } from '../../testbed/tools.js';
 import { hexOf, writeScript } from './helpers.js';
 
 const { dir, cleanup } = scratchDir('vo-reconcile-');

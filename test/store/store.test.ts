@@ -9,7 +9,7 @@ import { MalformedBinaryError } from '../../lib/errors.js';
 import { measureFile } from '../../lib/io/index.js';
 import { bufferReader } from '../../lib/measure/index.js';
 import { install, installFile, list, open, openStore, recover, StoreError, uninstall, verify, type Store } from '../../lib/store/index.js';
-import { requireTool, run, scratchDir } from '../helpers/tools.js';
+import { requireTool, run, scratchDir } from '../../testbed/tools.js';
 import { buildHello, filesUnder, hexOf, sha256File, writeScript, type HelloBuilds } from './helpers.js';
 
 const { dir, cleanup } = scratchDir('vo-store-');

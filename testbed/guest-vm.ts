@@ -1,10 +1,10 @@
-// Start the tiny test guest (test/helpers/guest-image.ts) under QEMU/TCG, with virtio-serial
+// Start the tiny test guest (testbed/guest-image.ts) under QEMU/TCG, with virtio-serial
 // ports whose chardevs are unix sockets, read its console, run commands in it, and stop it.
 // QEMU always dies with the test: stop() kills it (SIGTERM, then SIGKILL), a failed boot kills
 // it, a process 'exit' handler kills what is left, and it is started through
 // `setpriv --pdeathsig KILL` so that even a SIGKILLed test process leaves no QEMU behind.
 //
-// Console protocol (test/fixtures/guest/init): the guest prints VO-GUEST-READY once its virtio
+// Console protocol (testbed/guest/init): the guest prints VO-GUEST-READY once its virtio
 // modules are loaded. With `run` it executes that script and prints VO-GUEST-EXIT <code>, then
 // powers off (QEMU exits). Without `run` it serves a command loop on the console: exec(script)
 // sends the script as one base64 line, the guest answers VO-BEGIN <n> … VO-END <n> <rc>.
@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureGuestImage, extraInitrd, type GuestFile, type GuestImage } from './guest-image.js';
-import { waitForProbe } from '../../lib/io/index.js';
+import { waitForProbe } from '../lib/io/index.js';
 import { requireTool } from './tools.js';
 
 export interface GuestPort {

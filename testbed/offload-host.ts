@@ -1,7 +1,7 @@
 // The host side of an offload run, with the shipped CLI (dist/virt-offload.cjs) for real:
 // a git policy repository edited with `virt-offload policy …`, small C tools built with gcc,
 // a `virt-offload serve` process (JSON logs parsed, control socket, audit log), and polling
-// helpers. Used by test/e2e/offload*.test.ts and examples/demo.ts.
+// helpers. Used by the e2e, hotplug, libvirt and guest tests and examples/demo.ts.
 // The daemon is started through `setpriv --pdeathsig KILL`: it dies with the process that
 // started it, even when that process is SIGKILLed; stop() ends it with SIGTERM (SIGKILL after 5 s).
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';

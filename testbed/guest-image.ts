@@ -9,7 +9,7 @@
 //   platform.md: 3.6–4.5 s on a loaded machine, 7–8.6 s when booting the bzImage);
 // - the initramfs (newc cpio, gzip) is written here in Node: busybox, its applet links, the
 //   modules (decompressed when the package ships .ko.xz: busybox insmod may not read xz),
-//   test/fixtures/guest/init and vo-port.
+//   testbed/guest/init and vo-port.
 // Every artifact's name carries the package versions (and a hash of what goes into it), so a
 // kernel update or an edit of the init script builds anew, and an unchanged one is reused.
 // `withNode: true` adds the host's `node` and the libraries `ldd` lists (≈100 MB, ≈42 MB
@@ -39,7 +39,7 @@ const FORMAT = 'guest-image-1';
 
 export const guestCacheDir = join(repoRoot, '.cache', 'guest');
 const debsDir = join(guestCacheDir, 'debs');
-const fixturesDir = join(repoRoot, 'test', 'fixtures', 'guest');
+const fixturesDir = join(repoRoot, 'testbed', 'guest');
 
 export interface GuestImage {
   /** ELF vmlinux (PVH boot) or, when the payload could not be unpacked, the bzImage. */

@@ -1,5 +1,5 @@
-// Test helpers for driving real tools: find them or fail with what to install, run them
-// without a shell, and make scratch directories that are removed afterwards.
+// Driving real tools, for the tests, benches and demo (testbed/): find them or fail with what
+// to install, run them without a shell, and make scratch directories that are removed afterwards.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,8 +36,8 @@ export function scratchDir(prefix = 'vo-test-'): { dir: string; cleanup: () => v
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** Repository root (tests run from dist/test/…). */
-export const repoRoot = new URL('../../../', import.meta.url).pathname;
+/** Repository root (this file runs from dist/testbed/). */
+export const repoRoot = new URL('../../', import.meta.url).pathname;
 
 /**
  * Poll `check` every intervalMs (default 25) until it holds; rejects after timeoutMs naming
