@@ -427,7 +427,7 @@ try {
   console.log(line('  bare bwrap run', s.barePaced));
   console.log(line('  submit --measurement (host)', s.hostSubmitPaced));
   console.log(`  added to a bare bwrap run            p50 ${fmt(p50(s.hostSubmitPaced) - p50(s.barePaced))}`);
-  console.log(`  the daemon's resident anonymous memory: ${daemonRss.beforeUploads} MB before the first uploads, ${residentOf(daemon!.pid!)} MB at the end (each bwrap is forked from the daemon, and fork(2) copies the page tables of that memory: the larger it is, the later each run starts)`);
+  console.log(`  the daemon's resident anonymous memory: ${daemonRss.beforeUploads} MB before the first uploads, ${residentOf(daemon!.pid!)} MB at the end (each bwrap is forked from the daemon, and fork(2) copies the page tables of that memory: the larger it is, the later each run starts); this bench process, which forks the bare runs: ${residentOf(process.pid)} MB`);
   const g = hostSide('bench');
   const h = hostSide('bench-host');
   if (g.length > 0 && h.length > 0) console.log(`  daemon's own durationMs (audit, whole ms): guest requests p50 ${p50(g)} p90 ${pct(g, 0.9)}; host requests p50 ${p50(h)} p90 ${pct(h, 0.9)}`);
