@@ -5,6 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { HotplugConflictError, HotplugStepError, HotplugTimeoutError, QmpHotplugRoute, type QmpPort } from '../../lib/hotplug/index.js';
 import { QmpExecuteError, type EventFilter, type QmpEvent } from '../../lib/qmp/index.js';
+import { rejectsWith } from '../qmp/helpers.js';
 
 const SOCK = '/run/vo/vm1.sock';
 
@@ -188,14 +189,7 @@ test('q35: the controller goes behind the free root port', async () => {
 test('a failed step rolls back what this call added, newest first, and names the QMP error', async () => {
   const vm = new FakeVm();
   vm.fail = (command, args) => (command === 'device_add' && args['driver'] === 'virtserialport' ? qmpError(command, 'GenericError', 'virtio-serial-bus: A port already exists by name virt-offload.0') : undefined);
-  let caught: unknown;
-  try {
-    await new QmpHotplugRoute(vm).attach({ vm: 'vm1', socketPath: SOCK });
-  } catch (err) {
-    caught = err;
-  }
-  assert.instance(caught, HotplugStepError);
-  const err = caught as HotplugStepError;
+  const err = await rejectsWith(new QmpHotplugRoute(vm).attach({ vm: 'vm1', socketPath: SOCK }), HotplugStepError, 'attach');
   assert.is(err.command, 'device_add');
   assert.is(err.errorClass, 'GenericError');
   assert.match(err.description ?? '', /already exists by name/);
@@ -230,14 +224,8 @@ test('the one-round plan failing is rolled back and the full state decides', asy
   const vm2 = new FakeVm();
   vm2.devices.set('ser0', { driver: 'virtio-serial-pci', bus: 'pci.0' });
   vm2.fail = (command, args) => (command === 'device_add' && args['driver'] === 'virtserialport' ? qmpError(command, 'GenericError', "Bus 'ser0.0' is full") : undefined);
-  let caught: unknown;
-  try {
-    await new QmpHotplugRoute(vm2).attach({ vm: 'vm2', socketPath: SOCK });
-  } catch (err) {
-    caught = err;
-  }
-  assert.instance(caught, HotplugStepError);
-  assert.match((caught as Error).message, /is full.*rolled back: remove chardev vo-chr0/);
+  const caught = await rejectsWith(new QmpHotplugRoute(vm2).attach({ vm: 'vm2', socketPath: SOCK }), HotplugStepError, 'attach');
+  assert.match(caught.message, /is full.*rolled back: remove chardev vo-chr0/);
   assert.is(vm2.chardevs.size, 0);
   assert.equal([...vm2.devices.keys()], ['ser0']);
 });
@@ -246,13 +234,7 @@ test('our port already there with another chardev: the early chardev is taken ba
   const vm = new FakeVm();
   vm.devices.set('ser0', { driver: 'virtio-serial-pci', bus: 'pci.0' });
   vm.devices.set('vo-port0', { driver: 'virtserialport', bus: 'ser0.0', name: 'virt-offload.0', chardev: 'someone-else' });
-  let caught: unknown;
-  try {
-    await new QmpHotplugRoute(vm).attach({ vm: 'vm1', socketPath: SOCK });
-  } catch (err) {
-    caught = err;
-  }
-  assert.instance(caught, HotplugConflictError);
+  await rejectsWith(new QmpHotplugRoute(vm).attach({ vm: 'vm1', socketPath: SOCK }), HotplugConflictError, 'attach');
   assert.equal(changes(vm), ['chardev-add vo-chr0', 'chardev-remove vo-chr0']);
   assert.is(vm.chardevs.size, 0, 'nothing of ours is left');
 });
@@ -262,14 +244,7 @@ test('a rollback that cannot finish says what is left', async () => {
   vm.stuck.add('vo-serial0');
   vm.fail = (command, args) => (command === 'device_add' && args['driver'] === 'virtserialport' ? qmpError(command, 'GenericError', 'nope') : undefined);
   const route = new QmpHotplugRoute(vm, { unplugTimeoutMs: 50 });
-  let caught: unknown;
-  try {
-    await route.attach({ vm: 'vm1', socketPath: SOCK });
-  } catch (err) {
-    caught = err;
-  }
-  const err = caught as HotplugStepError;
-  assert.instance(err, HotplugStepError);
+  const err = await rejectsWith(route.attach({ vm: 'vm1', socketPath: SOCK }), HotplugStepError, 'attach');
   assert.is(err.rolledBack, undefined);
   assert.match(err.rollbackProblem ?? '', /^remove virtio-serial-pci vo-serial0: vm1: device vo-serial0: no DEVICE_DELETED within 50 ms/);
   assert.ok(vm.chardevs.has('vo-chr0'), 'the chardev stays while the controller may still use it');
@@ -281,14 +256,8 @@ test('detach: DEVICE_DELETED timeout is a typed error; a retry waits for the pen
   const route = new QmpHotplugRoute(vm, { unplugTimeoutMs: 60 });
   await route.attach({ vm: 'vm1', socketPath: SOCK });
   vm.stuck.add('vo-serial0');
-  let caught: unknown;
-  try {
-    await route.detach({ vm: 'vm1' });
-  } catch (err) {
-    caught = err;
-  }
-  assert.instance(caught, HotplugTimeoutError);
-  assert.is((caught as HotplugTimeoutError).id, 'vo-serial0');
+  const caught = await rejectsWith(route.detach({ vm: 'vm1' }), HotplugTimeoutError, 'detach');
+  assert.is(caught.id, 'vo-serial0');
   assert.ok(vm.chardevs.has('vo-chr0'), 'no chardev-remove after a failed step');
 
   // The guest answers later: the retried device_del is "already in the process of unplug".
