@@ -114,6 +114,36 @@ export function liveGuestPids(): number[] {
 let exitHookInstalled = false;
 
 /** Boot the test guest and wait for its ready marker. */
+export interface ConsoleMatchWait {
+  /** The owner calls each of these after every chunk of console output. */
+  readonly waiters: Set<() => void>;
+  /** The console output so far. */
+  readonly text: () => string;
+  readonly pattern: RegExp;
+  /** Offset in the text where the search starts. */
+  readonly from: number;
+  readonly timeoutMs: number;
+  /** Why the pattern will never show (the VM is gone), or undefined while it may. */
+  readonly ended?: () => Error | undefined;
+  readonly timedOut: () => Error;
+}
+
+/** The first match of `pattern` in a console's text from `from` on, once it shows (a guest's serial console, a libvirt domain's). */
+export function waitForConsoleMatch(o: ConsoleMatchWait): Promise<RegExpExecArray> {
+  const re = new RegExp(o.pattern.source, o.pattern.flags.replace('g', ''));
+  return waitForProbe<RegExpExecArray>(
+    o.waiters,
+    o.timeoutMs,
+    () => {
+      const m = re.exec(o.text().slice(o.from));
+      if (m) return { value: m };
+      const error = o.ended?.();
+      return error === undefined ? undefined : { error };
+    },
+    o.timedOut,
+  );
+}
+
 export async function startGuest(options: StartGuestOptions = {}): Promise<Guest> {
   const qemu = requireTool('qemu-system-x86_64', 'qemu-system-x86');
   const setpriv = requireTool('setpriv', 'util-linux');
@@ -208,21 +238,20 @@ export async function startGuest(options: StartGuestOptions = {}): Promise<Guest
   });
 
   const tail = (): string => consoleText.slice(-2000);
-  const waitForConsole = (pattern: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> => {
-    const re = new RegExp(pattern.source, pattern.flags.replace('g', ''));
-    return waitForProbe<RegExpExecArray>(
+  const waitForConsole = (pattern: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> =>
+    waitForConsoleMatch({
       waiters,
+      text: () => consoleText,
+      pattern,
+      from,
       timeoutMs,
-      () => {
-        const m = re.exec(consoleText.slice(from));
-        if (m) return { value: m };
+      ended: () => {
         if (exitStatus === undefined) return undefined;
         const how = exitStatus.signal ?? `exit ${exitStatus.code}`;
-        return { error: new Error(`QEMU ended (${how}) before the console showed ${pattern}\nstderr: ${stderrText.trim()}\nconsole tail:\n${tail()}`) };
+        return new Error(`QEMU ended (${how}) before the console showed ${pattern}\nstderr: ${stderrText.trim()}\nconsole tail:\n${tail()}`);
       },
-      () => new Error(`console did not show ${pattern} within ${timeoutMs} ms\nstderr: ${stderrText.trim()}\nconsole tail:\n${tail()}`),
-    );
-  };
+      timedOut: () => new Error(`console did not show ${pattern} within ${timeoutMs} ms\nstderr: ${stderrText.trim()}\nconsole tail:\n${tail()}`),
+    });
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {

@@ -26,8 +26,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ensureGuestImage, type GuestImage } from '../../testbed/guest-image.js';
-import { commandEnd, commandResult } from '../../testbed/guest-vm.js';
-import { waitForProbe } from '../../lib/io/index.js';
+import { commandEnd, commandResult, waitForConsoleMatch } from '../../testbed/guest-vm.js';
 import { requireTool, waitUntil } from '../../testbed/tools.js';
 
 /** The libvirt connection URI of the stack. */
@@ -390,18 +389,15 @@ async function defineDomain(
   };
 
   const state = (): string => virsh(['domstate', name]).trim();
-  const waitForConsole = (pattern: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> => {
-    const re = new RegExp(pattern.source, pattern.flags.replace('g', ''));
-    return waitForProbe<RegExpExecArray>(
+  const waitForConsole = (pattern: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> =>
+    waitForConsoleMatch({
       waiters,
+      text: () => text,
+      pattern,
+      from,
       timeoutMs,
-      () => {
-        const m = re.exec(text.slice(from));
-        return m ? { value: m } : undefined;
-      },
-      () => new Error(`domain ${name}: console did not show ${pattern} within ${timeoutMs} ms (state: ${safeState()})\nconsole tail:\n${text.slice(-2000)}`),
-    );
-  };
+      timedOut: () => new Error(`domain ${name}: console did not show ${pattern} within ${timeoutMs} ms (state: ${safeState()})\nconsole tail:\n${text.slice(-2000)}`),
+    });
   const safeState = (): string => virshResult(['domstate', name]).stdout.trim() || 'unknown';
 
   let undefined_ = false;
