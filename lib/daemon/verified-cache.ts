@@ -10,7 +10,7 @@
 // whether it is still installed, is decided per request before the cache is asked (the policy
 // decision, then locate() in the store), so an uninstalled binary is never run from here.
 // Bounded by the bytes it holds; the least recently used entries go first.
-import { loadVerified, type ExecConfig, type VerifiedBinary } from '../exec/index.js';
+import { loadInstalled, type ExecConfig, type VerifiedBinary } from '../exec/index.js';
 
 /** Default bound on the bytes the cache holds. */
 export const DEFAULT_VERIFIED_CACHE_BYTES = 32 * 1024 * 1024;
@@ -36,8 +36,8 @@ export class VerifiedCache {
 
   /**
    * The measured image of the installed file at `path` whose measurement must be
-   * `measurement`: from the cache, or read and measured now (loadVerified: refused when the
-   * file does not match). The result names `path`.
+   * `measurement`: from the cache, or read and measured now as run() would (loadInstalled:
+   * refused when the file does not match). The result names `path`.
    */
   async load(path: string, measurement: string, config: ExecConfig = {}): Promise<VerifiedBinary> {
     const cached = this.#entries.get(measurement);
@@ -49,10 +49,7 @@ export class VerifiedCache {
       return cached.path === path ? cached : { ...cached, path };
     }
     this.misses++;
-    const verified = await loadVerified(path, measurement, {
-      ...(config.profile !== undefined ? { profile: config.profile } : {}),
-      ...(config.maxBinaryBytes !== undefined ? { maxBytes: config.maxBinaryBytes } : {}),
-    });
+    const verified = await loadInstalled(path, measurement, config);
     this.remember(verified);
     return verified;
   }
@@ -60,11 +57,8 @@ export class VerifiedCache {
   /** Keep an image measured elsewhere (an upload the daemon just hashed). */
   remember(verified: VerifiedBinary): void {
     if (verified.size > this.maxBytes) return;
-    const old = this.#entries.get(verified.measurement);
-    if (old !== undefined) {
-      this.#entries.delete(verified.measurement);
-      this.#bytes -= old.size;
-    }
+    // Re-inserted, so it is the most recently used.
+    this.forget(verified.measurement);
     this.#entries.set(verified.measurement, verified);
     this.#bytes += verified.size;
     for (const [key, entry] of this.#entries) {

@@ -248,10 +248,7 @@ export async function run(options: RunOptions): Promise<RunResult> {
   const bin =
     'verified' in options.binary
       ? options.binary.verified
-      : await loadVerified(options.binary.path, options.binary.measurement, {
-          ...(config.profile !== undefined ? { profile: config.profile } : {}),
-          ...(config.maxBinaryBytes !== undefined ? { maxBytes: config.maxBinaryBytes } : {}),
-        });
+      : await loadInstalled(options.binary.path, options.binary.measurement, config);
   const plan = planCommand(bin, options.interpreter ?? { kind: 'none' }, argv, env, config.nodePath ?? process.execPath);
   if (options.signal?.aborted) throw new ExecError('bad-request', 'run aborted before start', { path: bin.path, measurement: bin.measurement });
 
@@ -274,6 +271,14 @@ export async function run(options: RunOptions): Promise<RunResult> {
       if (tempDir !== undefined) rmSync(tempDir, { recursive: true, force: true });
     }
   }
+}
+
+/** loadVerified() with the measurement profile and size ceiling `config` names: how run() reads an installed file. */
+export function loadInstalled(path: string, measurement: string, config: ExecConfig = {}): Promise<VerifiedBinary> {
+  return loadVerified(path, measurement, {
+    ...(config.profile !== undefined ? { profile: config.profile } : {}),
+    ...(config.maxBinaryBytes !== undefined ? { maxBytes: config.maxBinaryBytes } : {}),
+  });
 }
 
 /** Refuse while an fd without close-on-exec is open: the program would inherit it (fds.ts). */
