@@ -264,7 +264,6 @@ function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** ERROR bodies are capped at 4096 characters by the protocol. */
 /**
  * What the guest is told about a failure. A request the policy's limits refuse is the guest's
  * to fix, so it gets the reason (argument counts and sizes, no host facts). Anything else is the
@@ -276,6 +275,7 @@ function guestText(err: unknown, vm: VmIdentity, work: Work): string {
   return `the host could not run the request; the reason is in the host's audit log (VM ${vm.name}, request ${work.requestId})`;
 }
 
+/** ERROR bodies are capped at 4096 characters by the protocol. */
 export function errorBody(code: string, text: string): ErrorReport {
   return { code, message: text.length > 4096 ? `${text.slice(0, 4095)}…` : text };
 }

@@ -212,7 +212,6 @@ function deferred<T>(): Deferred<T> {
   return d;
 }
 
-
 class Conversation {
   readonly #channel: ByteChannel;
   readonly #o: SubmitOptions;

@@ -191,7 +191,6 @@ export class LibvirtRoute implements OffloadDeviceRoute {
       throw err instanceof HotplugError ? err : new HotplugStepError(vm, what, err);
     }
   }
-
 }
 
 /** libvirt user alias of our channel for a port: ua-vo-port0 for virt-offload.0 (ua- + [A-Za-z0-9_-]). */

@@ -52,8 +52,9 @@ export class QmpHotplugRoute implements OffloadDeviceRoute {
       const { reconnect } = checkAttachSpec(spec);
       // The usual first attach takes the round trips of the bare command sequence: our chardev
       // is added in the same round as the one read that checks the VM (the peripheral list;
-      // a refused chardev-add means ours exists), then the port goes onto the bus found. Anything else (our chardev or port already there, no controller with an
-      // id, a failed step) undoes what this did and lets the full state decide.
+      // a refused chardev-add means ours exists), then the port goes onto the bus found.
+      // Anything else (our chardev or port already there, no controller with an id, a failed
+      // step) undoes what this did and lets the full state decide.
       let attached: { plan: AttachPlan; done: HotplugStep[] } | undefined;
       const early = chardevStep(ids, spec.socketPath, reconnect);
       const [quick, added] = await Promise.all([
@@ -143,7 +144,6 @@ export class QmpHotplugRoute implements OffloadDeviceRoute {
       throw new HotplugStepError(vm, 'reading the VM’s devices and chardevs', err);
     }
   }
-
 
   async #gather(vm: string, ids: ReturnType<typeof offloadIds>): Promise<VmState> {
     try {
