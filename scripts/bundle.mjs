@@ -57,10 +57,6 @@ await build({
 });
 chmodSync('dist/virt-offload.cjs', 0o755);
 
-// The exec helper process `serve` starts (lib/exec/helper-server.ts): its own small bundle, so
-// the process that forks every sandbox loads nothing else.
-await build({ ...common, entryPoints: ['dist/lib/exec/helper-entry.js'], outfile: 'dist/exec-helper.cjs' });
-
 // The libvirt hook: one self-contained CommonJS file (nothing from node_modules at run time)
 // that `virt-offload hook install` copies under /etc/libvirt/hooks/qemu.d/.
 await build({

@@ -1,6 +1,5 @@
 // `virt-offload serve`: the daemon. Runs until SIGTERM/SIGINT; SIGHUP reloads the policy.
 // Logs go to stderr with journald level prefixes (`<3>`…), or as JSON lines with --json.
-import { join } from 'node:path';
 import { createLogger, startDaemon, type Daemon, type DaemonLog, type DaemonOptions, type LogLevel } from '../../lib/daemon/index.js';
 import { UsageError } from '../../lib/errors.js';
 import type { SandboxChoice } from '../../lib/exec/index.js';
@@ -14,16 +13,6 @@ function count(opts: Record<string, unknown>, key: string, flag: string, min: nu
   if (text === undefined) return undefined;
   if (!/^(0|[1-9][0-9]{0,15})$/.test(text) || Number(text) < min || Number(text) > max) throw new UsageError(`${flag} ${text}: expected a whole number from ${min} to ${max}`, flag);
   return Number(text);
-}
-
-/**
- * The exec helper's bundle, dist/exec-helper.cjs, next to this command's directory
- * (dist/commands/serve.cjs): runs are forked from that small process, not from the daemon.
- */
-function execHelperScript(): string {
-  // Set in the CommonJS bundle this command runs from (scripts/bundle.mjs).
-  if (typeof __dirname !== 'string') throw new Error('serve runs from its bundle (dist/commands/serve.cjs), which knows where dist/exec-helper.cjs is');
-  return join(__dirname, '..', 'exec-helper.cjs');
 }
 
 export async function runServe(opts: Record<string, unknown>): Promise<number> {
@@ -51,7 +40,6 @@ export async function runServe(opts: Record<string, unknown>): Promise<number> {
 
     const daemon = await startDaemon({
       runDir,
-      execHelper: execHelperScript(),
       policyRepo,
       storeDir: str(opts.store)!,
       auditLog: str(opts.auditLog)!,

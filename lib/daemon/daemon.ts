@@ -10,7 +10,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { openAuditLog, type AuditLog } from '../audit/index.js';
 import { VirtOffloadError } from '../errors.js';
-import { closeInheritedFds, ExecError, ExecHelper, hostCgroups, removeStaleRuns, run, type ExecConfig, type SandboxChoice } from '../exec/index.js';
+import { closeInheritedFds, hostCgroups, removeStaleRuns, type ExecConfig, type SandboxChoice } from '../exec/index.js';
 import type { PolicySnapshot, VmIdentity } from '../policy/index.js';
 import { headCommit, PolicyReloader } from '../policy/loader.js';
 import { DEFAULT_MAX_FRAME, type ProtocolLimits } from '../protocol/index.js';
@@ -56,11 +56,6 @@ export interface DaemonOptions {
   readonly sandbox: SandboxChoice;
   readonly log?: DaemonLog;
   readonly execConfig?: ExecConfig;
-  /**
-   * The exec helper's entry script: runs then happen in that separate process (lib/exec
-   * helper-server.ts says why). Undefined: runs are forked from the daemon itself.
-   */
-  readonly execHelper?: string;
   readonly bounds?: Partial<ConnectionBounds>;
   /** Allowed-signers file: load only policy commits whose signature verifies. */
   readonly requireSigned?: string;
@@ -104,8 +99,6 @@ export interface DaemonStatus {
   readonly policy: { readonly loaded: boolean; readonly commit: string | undefined; readonly loadedAt: string | undefined; readonly lastError: string | undefined };
   readonly vms: readonly VmStatus[];
   readonly limits: ProtocolLimits;
-  /** The exec helper process (undefined: runs are forked from the daemon). */
-  readonly execHelper?: { readonly pid: number | undefined; readonly starts: number };
 }
 
 export interface Daemon {
@@ -153,7 +146,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const cgroups = hostCgroups();
   if (cgroups !== undefined) for (const dir of removeStaleRuns(cgroups)) log.info(`removed the cgroup of a run of a dead daemon: ${dir}`);
 
-  let helper: ExecHelper | undefined;
   const store: Store = openStore(options.storeDir, { create: true });
   for (const r of recover(store).removed) log.info(`store: removed ${r.path} (${r.why})`);
   const audit: AuditLog = openAuditLog(options.auditLog);
@@ -172,7 +164,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     log,
     sandbox: options.sandbox,
     ...(options.execConfig === undefined ? {} : { execConfig: options.execConfig }),
-    run: options.execHelper === undefined ? run : (o) => (helper === undefined ? Promise.reject(new ExecError('helper-failed', 'the exec helper is not started yet')) : helper.run(o)),
     snapshot: () => snapshot,
     storeLock,
     installed: (measurement) => afterUploadInstalled(measurement),
@@ -325,7 +316,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     policy: { loaded: snapshot !== undefined, commit: snapshot?.commit, loadedAt: snapshot?.loadedAt, lastError },
     vms: [...vms.values()].map((e) => ({ name: e.vm.name, uuid: e.vm.uuid, socket: e.path, connected: e.conn !== undefined, connection: e.conn?.stats, device: e.device?.status() })),
     limits,
-    ...(helper === undefined ? {} : { execHelper: { pid: helper.pid, starts: helper.starts } }),
   });
 
   const daemon: Daemon = {
@@ -349,25 +339,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       // Wait for a reload in progress, then let go of the log.
       await reloadLock.run(async () => undefined);
       await storeLock.run(async () => undefined);
-      await helper?.close();
       audit.close();
       log.info('daemon stopped');
     },
   };
 
   await reload();
-
-  // Started once the rest is in place, before anything can connect, while the daemon is still
-  // small (its own fork of the helper copies little).
-  if (options.execHelper !== undefined) {
-    try {
-      helper = await ExecHelper.start({ script: options.execHelper, log: (level, line) => log[level](line) });
-    } catch (err) {
-      audit.close();
-      throw err;
-    }
-    log.info(`exec helper started (pid ${helper.pid})`);
-  }
 
   const controlClients = new Set<Socket>();
   const control = createServer((socket) => {

@@ -6,7 +6,7 @@
 // the session ended the request early (cancel, bad upload, new guest session, disconnect).
 import type { AuditLog, AuditRecord } from '../audit/index.js';
 import { VirtOffloadError } from '../errors.js';
-import { ExecError, verifyBytes, type ExecConfig, type RunOptions, type RunResult, type SandboxChoice, type VerifiedBinary } from '../exec/index.js';
+import { ExecError, run, verifyBytes, type ExecConfig, type SandboxChoice, type VerifiedBinary } from '../exec/index.js';
 import { chunksReader } from '../measure/index.js';
 import { decide, type Decision, type PolicySnapshot, type VmIdentity } from '../policy/index.js';
 import type { ErrorReport, HostSession, RunRequest } from '../protocol/index.js';
@@ -38,8 +38,6 @@ export interface PipelineContext {
   readonly log: DaemonLog;
   readonly sandbox: SandboxChoice;
   readonly execConfig?: ExecConfig;
-  /** exec's run(), or the same run in the exec helper process (ExecHelper.run). */
-  readonly run: (options: RunOptions) => Promise<RunResult>;
   /** The snapshot decisions are made with right now (undefined: none loaded → deny). */
   snapshot(): PolicySnapshot | undefined;
   /** Serializes store writers: installs here and the reconciliation after a reload. */
@@ -184,7 +182,7 @@ async function pipeline(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: 
     verified = await ctx.verified.load(path, measurement, ctx.execConfig);
   }
   if (work.done) return;
-  const result = await ctx.run({
+  const result = await run({
     binary: verified === undefined ? { path, measurement } : { verified },
     argv: req.argv,
     env: req.env,

@@ -14,10 +14,8 @@ import { VirtOffloadError, type ErrorCode } from '../errors.js';
  * - cgroup: a per-run cgroup could not be created, limited, joined or removed
  * - too-large: the installed file is larger than the helper copies into a sandbox
  * - leaky-fd: this process holds an fd without close-on-exec that the program would inherit
- * - helper-failed: the exec helper process could not be started, or died during the run (its
- *   sandboxes die with it)
  */
-export type ExecErrorKind = 'tampered' | 'not-runnable' | 'bad-request' | 'no-sandbox' | 'sandbox-failed' | 'cgroup' | 'too-large' | 'leaky-fd' | 'helper-failed';
+export type ExecErrorKind = 'tampered' | 'not-runnable' | 'bad-request' | 'no-sandbox' | 'sandbox-failed' | 'cgroup' | 'too-large' | 'leaky-fd';
 
 const CODES: Record<ExecErrorKind, ErrorCode> = {
   tampered: 'EIO',
@@ -28,7 +26,6 @@ const CODES: Record<ExecErrorKind, ErrorCode> = {
   cgroup: 'EIO',
   'too-large': 'EUNSUPPORTED',
   'leaky-fd': 'EIO',
-  'helper-failed': 'EIO',
 };
 
 export class ExecError extends VirtOffloadError {

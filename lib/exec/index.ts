@@ -11,7 +11,3 @@ export { checkRequest, decodeExit, loadInstalled, run } from './run.js';
 export type { ExecConfig, LimitsHit, RunOptions, RunResult, SandboxChoice, StartInfo } from './run.js';
 export { DEFAULT_MAX_BINARY_BYTES, loadVerified, verifyBytes } from './verified.js';
 export type { VerifiedBinary } from './verified.js';
-export { ExecHelper } from './helper-client.js';
-export type { ExecHelperOptions } from './helper-client.js';
-export { serveExecHelper } from './helper-server.js';
-export type { ExecHelperServer } from './helper-server.js';

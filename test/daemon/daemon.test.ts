@@ -8,7 +8,7 @@ import { startDaemon, type Daemon } from '../../lib/daemon/index.js';
 import { measureFile } from '../../lib/io/index.js';
 import { encodeFrame, FrameType } from '../../lib/protocol/index.js';
 import { list, openStore } from '../../lib/store/index.js';
-import { repoRoot, requireTool, run, scratchDir } from '../../testbed/tools.js';
+import { requireTool, run, scratchDir } from '../../testbed/tools.js';
 import { commitPolicy, control, Guest } from './helpers.js';
 
 requireTool('bwrap', 'bubblewrap');
@@ -74,8 +74,6 @@ test.before(async () => {
     storeDir,
     auditLog: auditPath,
     sandbox: 'bwrap',
-    // As `serve` runs: every run forked by the exec helper process (d2 below forks in-process).
-    execHelper: join(repoRoot, 'dist/lib/exec/helper-entry.js'),
     limits: { maxFrame: 16384, uploadTimeoutMs: 2000, frameTimeoutMs: 500, maxConcurrent: 4 },
     bounds: { maxQueuedBytes: 2 * 1024 * 1024 },
     log: { error: (m) => logLines.push(`E ${m}`), warn: (m) => logLines.push(`W ${m}`), info: (m) => logLines.push(`I ${m}`), debug: () => {} },
@@ -386,38 +384,6 @@ test('CANCEL of a running request: ERROR cancelled at once, the run killed, one 
   assert.is(sleeping(), '', 'the sandboxed program is gone');
   // The connection goes on.
   assert.is((await g.submit({ measurement: bin.hello!.m })).final.type, 'EXIT');
-  g.close();
-});
-
-test('the exec helper dies mid-run: ERROR exec-failed and one audit record with the reason; the next request gets a new helper', async () => {
-  const first = daemon.status().execHelper;
-  assert.ok(first?.pid !== undefined, 'runs go through the exec helper process');
-  const g = await Guest.connect(join(runDir, 'vm', 'vm-b.sock'));
-  await g.hello();
-  const before = requestRecords().length;
-  const id = g.send({ bytes: bin.nap!.bytes });
-  await g.waitFor((m) => m.requestId === id && m.type === 'STDOUT');
-  process.kill(first!.pid!, 'SIGKILL');
-  const r = await g.reply(id);
-  assert.is(r.final.type, 'ERROR');
-  if (r.final.type === 'ERROR') {
-    assert.is(r.final.body.code, 'exec-failed');
-    assert.not.match(r.final.body.message, /pid|helper/, 'no host facts for the guest');
-  }
-  assert.is(r.finals, 1);
-  const recs = requestRecords().slice(before);
-  assert.is(recs.length, 1);
-  assert.is(recs[0]!.code, 'exec-failed');
-  assert.match(String(recs[0]!.reason), new RegExp(`exec helper \\(pid ${first!.pid}\\) ended \\(signal SIGKILL\\) during the run`));
-  assert.ok(logLines.some((l) => l.startsWith('E ') && l.includes(`exec helper ${first!.pid} ended (signal SIGKILL) with 1 run(s) in progress`)), logLines.join('\n'));
-  const sleeping = () => run('sh', ['-c', 'pgrep -f "^/bin/sh /run/virt-offload/prog$" || true']).trim();
-  for (let i = 0; i < 100 && sleeping() !== ''; i++) await new Promise((done) => setTimeout(done, 20));
-  assert.is(sleeping(), '', 'the sandbox ended with its helper');
-  const again = await g.submit({ measurement: bin.hello!.m }, ['0']);
-  assert.is(again.final.type, 'EXIT');
-  const now = daemon.status().execHelper!;
-  assert.is(now.starts, first!.starts + 1);
-  assert.ok(now.pid !== undefined && now.pid !== first!.pid);
   g.close();
 });
 
