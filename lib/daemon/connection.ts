@@ -236,9 +236,10 @@ export class VmConnection {
     try {
       bytes = encodeMessage(message, MAX_FRAME_CEILING);
     } catch (err) {
-      // A reply we built breaks the protocol's rules (a bug): the request still gets its one final reply.
+      // A reply we built breaks the protocol's rules (a bug): a final reply (EXIT, DENIED or
+      // ERROR) is still replaced by one that encodes, so its request never goes unanswered.
       this.#ctx.log.error(`VM ${this.vm.name}: cannot encode ${message.type} for request ${message.requestId}: ${err instanceof Error ? err.message : String(err)}`, { vm: this.vm.name });
-      if (message.type !== 'EXIT' && message.type !== 'DENIED') return;
+      if (message.type !== 'EXIT' && message.type !== 'DENIED' && message.type !== 'ERROR') return;
       bytes = encodeMessage({ type: 'ERROR', requestId: message.requestId, body: errorBody('internal', 'the host could not encode its reply (see its log)') }, MAX_FRAME_CEILING);
     }
     this.#socket.write(bytes);

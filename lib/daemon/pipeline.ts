@@ -14,6 +14,7 @@ import { install, locate, type Store } from '../store/index.js';
 import type { VerifiedCache } from './verified-cache.js';
 import type { DaemonLog } from './log.js';
 import type { Mutex } from '../io/index.js';
+import { clipText } from '../text.js';
 
 /** Codes of ERROR replies the daemon adds to the protocol's own. */
 export const DAEMON_ERROR_CODES = Object.freeze({
@@ -140,7 +141,7 @@ async function pipeline(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: 
   if (!decision.allow) {
     conclude(ctx, vm, work, sink, { decision: 'deny', code: decision.code, reason: decision.reason, ...policy }, {
       type: 'DENIED',
-      body: { measurement, code: decision.code, reason: decision.reason.slice(0, 4096) },
+      body: { measurement, code: decision.code, reason: clipText(decision.reason, 4096) },
     });
     return;
   }
@@ -277,6 +278,6 @@ function guestText(err: unknown, vm: VmIdentity, work: Work): string {
 
 /** ERROR bodies are capped at 4096 characters by the protocol. */
 export function errorBody(code: string, text: string): ErrorReport {
-  return { code, message: text.length > 4096 ? `${text.slice(0, 4095)}…` : text };
+  return { code, message: clipText(text, 4096) };
 }
 

@@ -3,6 +3,7 @@
 // snapshot at all is a denial too (fail closed).
 import { isMeasurement } from './names.js';
 import type { PolicyEntry, PolicySnapshot, VmScope } from './types.js';
+import { clipText } from '../text.js';
 
 export type DenyCode = 'no-policy' | 'malformed-measurement' | 'unknown-measurement' | 'revoked' | 'superseded' | 'not-approved-for-vm';
 
@@ -52,6 +53,6 @@ function atCommit(snapshot: PolicySnapshot): string {
 
 /** Guest-supplied text goes into an audit line: cap it and show control characters as escapes. */
 function printable(text: string): string {
-  const short = text.length > 80 ? `${text.slice(0, 80)}…` : text;
+  const short = clipText(text, 81);
   return short.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }

@@ -27,6 +27,7 @@ import {
 import { type JsonObject, type JsonValue, parseJsonObject } from './json.js';
 import { encodeUtf8 } from './utf8.js';
 import { MEASUREMENT_PATTERN } from '../measure/pure.js';
+import { clipText } from '../text.js';
 
 /** The message-level protocol versions this implementation speaks. */
 export const PROTOCOL_VERSIONS: readonly number[] = Object.freeze([1]);
@@ -244,7 +245,7 @@ class Fields {
 
 function printable(value: unknown): string {
   const text = typeof value === 'string' ? JSON.stringify(value) : String(JSON.stringify(value));
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+  return clipText(text, 80, '...');
 }
 
 /** UTF-8 length of a string without TextEncoder allocation (the JSON reader refused lone surrogates). */

@@ -26,6 +26,7 @@ import {
   type ProtocolLimits,
   type RunRequest,
 } from './messages.js';
+import { clipText } from '../text.js';
 
 /** Codes of ERROR replies the host sends (clients treat unknown codes as a generic failure). */
 export const ERROR_CODES = Object.freeze({
@@ -273,8 +274,8 @@ function send(message: Message): HostAction {
 }
 
 function sendError(requestId: number, code: string, message: string): HostAction {
-  // ERROR messages are capped at 4096 characters by the message rules; decoder texts are far shorter.
-  return send({ type: 'ERROR', requestId, body: { code, message: message.slice(0, 4096) } });
+  // ERROR messages are capped at 4096 characters by the message rules; they may quote a guest's text.
+  return send({ type: 'ERROR', requestId, body: { code, message: clipText(message, 4096) } });
 }
 
 function ignored(requestId: number, frame: string, reason: string): HostAction {

@@ -312,6 +312,33 @@ test('garbage and oversized frames: that connection is dropped, another VM is st
   again.close();
 });
 
+test('a refusal that quotes a guest\'s emoji text still reaches the guest: the request in flight gets its one final reply', async () => {
+  const g = await Guest.connect(join(runDir, 'vm', 'vm-b.sock'));
+  await g.hello();
+  const { encodeRequest } = await import('../../lib/protocol/index.js');
+  const before = requestRecords().length;
+  g.write(encodeRequest(5, { argv: [], env: {}, upload: 1000 }, 16384));
+  // The same id again, with a name the host refuses and quotes, cut to 80 characters.
+  const payload = new TextEncoder().encode(JSON.stringify({ argv: [], env: {}, upload: 10, name: `a${'\u{1F600}'.repeat(60)}` }));
+  g.write(encodeFrame(FrameType.REQUEST, 5, payload));
+  const r = await g.reply(5);
+  assert.is(r.final.type, 'ERROR');
+  if (r.final.type === 'ERROR') {
+    assert.is(r.final.body.code, 'malformed');
+    assert.match(r.final.body.message, /"name" "a\u{1F600}+\.\.\. does not match/u);
+  }
+  assert.is(r.finals, 1);
+  await new Promise((done) => setTimeout(done, 100));
+  const recs = requestRecords().slice(before);
+  assert.is(recs.length, 1);
+  // The upload in flight was aborted by the refused frame; its record says why.
+  assert.is(recs[0]!.code, 'aborted');
+  assert.match(String(recs[0]!.reason), /"name" "a\u{1F600}+\.\.\. does not match/u);
+  assert.not.ok(logLines.some((l) => l.includes('cannot encode')), logLines.filter((l) => l.includes('cannot encode')).join('\n'));
+  assert.is((await g.submit({ measurement: bin.hello!.m })).final.type, 'EXIT');
+  g.close();
+});
+
 test('an upload that stalls ends with ERROR timeout and an audit record; a stalled frame is abandoned', async () => {
   const g = await Guest.connect(join(runDir, 'vm', 'vm-b.sock'));
   await g.hello();

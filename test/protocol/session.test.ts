@@ -2,7 +2,7 @@
 // concurrency and duplicate ids, cancel and session reset, and exactly one final reply.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { encodeMessage, type HostAction, HostSession, type Message, ProtocolError, type RunRequest } from '../../lib/protocol/index.js';
+import { encodeFrame, encodeMessage, FrameDecoder, FrameType, type HostAction, HostSession, type Message, ProtocolError, type RunRequest } from '../../lib/protocol/index.js';
 import { LIMITS, M1 } from './helpers.js';
 
 const hello: Message = { type: 'HELLO', requestId: 0, body: { role: 'guest', versions: [1], nonce: 'abcdefgh' } };
@@ -122,6 +122,24 @@ test('a duplicate request id ends the request in flight with one ERROR and does 
   assert.equal(summary(session.onMessage(upload(1, 10))), ['abort 1', 'send ERROR 1 duplicate-id']);
   assert.is(session.inFlight, 0);
   assert.equal(session.finish(ticket, { type: 'ERROR', body: { code: 'internal', message: 'x' } }), []);
+});
+
+test('a refused REQUEST quoting a guest\'s emoji name: the ERROR for the request in flight still encodes', () => {
+  // The refusal quotes the name cut to 80 units: a cut inside a surrogate pair once made the
+  // ERROR fail its own encoding check, and the request went without its final reply.
+  const session = ready();
+  ticketOf(session.onMessage(upload(5, 10)));
+  const payload = new TextEncoder().encode(JSON.stringify({ argv: [], env: {}, upload: 10, name: `a${'\u{1F600}'.repeat(60)}` }));
+  const events = new FrameDecoder({ from: 'guest', maxFrame: LIMITS.maxFrame }).feed(encodeFrame(FrameType.REQUEST, 5, payload));
+  const refused = events.find((e) => e.kind === 'error');
+  assert.ok(refused !== undefined && refused.kind === 'error', JSON.stringify(events));
+  const actions = session.onError(refused.error);
+  assert.equal(summary(actions), ['abort 5', 'send ERROR 5 malformed']);
+  for (const a of actions) if (a.type === 'send') assert.ok(encodeMessage(a.message).length > 0);
+  // Cut between two characters, not replaced after the fact.
+  const sent = actions[1]?.type === 'send' && actions[1].message.type === 'ERROR' ? actions[1].message.body.message : '';
+  assert.match(sent, /"a\u{1F600}+\.\.\. does not match/u);
+  assert.not.match(sent, /\uFFFD/);
 });
 
 test('CANCEL ends the request with ERROR cancelled; a reused id gets a new ticket, the old ticket is stale', () => {
