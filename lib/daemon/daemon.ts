@@ -5,8 +5,8 @@
 // Fail closed: until a policy loads, every request is denied (no-policy); a reload that
 // fails keeps the last good snapshot and says so loudly; a reload that succeeds reconciles
 // the store (each change audited).
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { openAuditLog, type AuditLog } from '../audit/index.js';
 import { VirtOffloadError } from '../errors.js';
@@ -140,6 +140,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const vmDir = join(runDir, 'vm');
   const controlPath = join(runDir, 'control.sock');
   checkSocketPath(controlPath);
+  // Before anything is touched: a second daemon would take over the sockets of the first.
+  await refuseLiveDaemon(controlPath);
 
   // Descriptors inherited without close-on-exec would reach every sandboxed program.
   for (const fd of closeInheritedFds()) log.warn(`closed inherited fd ${fd.fd} (${fd.target})`);
@@ -149,8 +151,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const store: Store = openStore(options.storeDir, { create: true });
   for (const r of recover(store).removed) log.info(`store: removed ${r.path} (${r.why})`);
   const audit: AuditLog = openAuditLog(options.auditLog);
-  mkdirSync(runDir, { recursive: true, mode: 0o755 });
-  mkdirSync(vmDir, { recursive: true, mode: 0o755 });
+  prepareRunDir(runDir, vmDir, log);
 
   let snapshot: PolicySnapshot | undefined;
   let lastError: string | undefined;
@@ -390,6 +391,50 @@ function checkSocketPath(path: string): void {
 }
 
 /** A socket file left by a dead daemon is removed; anything else at that path is refused. */
+/**
+ * Refuse while another daemon answers on `controlPath`. Starting anyway would unlink its
+ * control and VM sockets: it would keep running, cut off from the hook, the CLI and its VMs.
+ * A socket nobody listens on (ECONNREFUSED) is a dead daemon's, and is replaced.
+ */
+async function refuseLiveDaemon(controlPath: string): Promise<void> {
+  try {
+    if (!lstatSync(controlPath).isSocket()) return; // removeStaleSocket refuses it, with its own words
+  } catch {
+    return;
+  }
+  const problem = await new Promise<string | undefined>((resolve) => {
+    const socket = connect(controlPath);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve('another virt-offload daemon is serving it');
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED' || err.code === 'ENOENT' ? undefined : `cannot tell whether a daemon is serving it (${err.message})`));
+  });
+  if (problem !== undefined) throw new VirtOffloadError('EUSAGE', `${controlPath}: ${problem}; stop that daemon first, or give this one another --run-dir`);
+}
+
+/**
+ * The run directory and its vm/ directory, where QEMU connects to the VMs' sockets. QEMU often
+ * runs as an unprivileged user (libvirt's DAC driver hands it each socket file on attach), so
+ * both must be searchable by others (0711: no listing); a umask (systemd's UMask=0077) must not
+ * make them 0700. A run directory we did not create is not changed, only checked.
+ */
+function prepareRunDir(runDir: string, vmDir: string, log: DaemonLog): void {
+  const make = (dir: string): string | undefined => {
+    try {
+      return mkdirSync(dir, { recursive: true, mode: 0o711 });
+    } catch (err) {
+      throw new VirtOffloadError('EIO', `cannot create the run directory ${dir}: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  if (make(runDir) !== undefined) chmodSync(runDir, 0o711);
+  else if ((statSync(runDir).mode & 0o001) === 0) {
+    log.warn(`run directory ${runDir} is not searchable by other users (mode ${(statSync(runDir).mode & 0o777).toString(8)}): QEMU running as an unprivileged user cannot reach the VM sockets in it; make it 0711`);
+  }
+  make(vmDir);
+  chmodSync(vmDir, 0o711);
+}
+
 function removeStaleSocket(path: string): void {
   let st;
   try {

@@ -87,12 +87,25 @@ test.after(async () => {
   scratch.cleanup();
 });
 
-test('sockets: control and VM sockets exist with mode 0600', () => {
+test('sockets: control and VM sockets exist with mode 0600, in directories others may search but not list', () => {
   for (const p of [daemon.controlPath, join(runDir, 'vm', 'vm-a.sock'), join(runDir, 'vm', 'vm-b.sock')]) {
     const st = statSync(p);
     assert.ok(st.isSocket(), p);
     assert.is(st.mode & 0o777, 0o600, p);
   }
+  // QEMU may run unprivileged: libvirt hands it the socket file, the directories must let it through.
+  for (const dir of [runDir, join(runDir, 'vm')]) assert.is(statSync(dir).mode & 0o777, 0o711, dir);
+});
+
+test('a second daemon on the same run directory is refused, and the first keeps its sockets', async () => {
+  try {
+    await startDaemon({ runDir, policyRepo: repo, storeDir, auditLog: auditPath, sandbox: 'bwrap' });
+    assert.unreachable('a second daemon started');
+  } catch (err) {
+    assert.match((err as Error).message, `${daemon.controlPath}: another virt-offload daemon is serving it; stop that daemon first, or give this one another --run-dir`);
+  }
+  assert.is((await control(daemon.controlPath, { cmd: 'ping' })).ok, true);
+  assert.ok(statSync(join(runDir, 'vm', 'vm-a.sock')).isSocket());
 });
 
 test('an approved ELF uploaded by a VM runs sandboxed: stdout, stderr and exit code come back, one audit record', async () => {
