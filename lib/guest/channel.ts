@@ -8,7 +8,7 @@
 // will_write_block() is true while !host_connected). So a device read that returns nothing is
 // reported as an empty chunk ("nothing now"), never as the end of the stream; the client
 // decides what it means, and bounds its waits with its own timers.
-import { close, constants, openSync, read, statSync, writeSync } from 'node:fs';
+import { close, closeSync, constants, fstatSync, openSync, read, statSync, type Stats, writeSync } from 'node:fs';
 import { connect, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ChannelError, PortNotFoundError } from './errors.js';
@@ -42,7 +42,26 @@ export async function openChannel(target: string | Duplex): Promise<ByteChannel>
     if (e.code === 'ENXIO' && isSocket(target)) return connectSocket(target);
     throw openError(target, e);
   }
+  const problem = notAPort(fstatSync(fd));
+  if (problem !== undefined) {
+    closeSync(fd);
+    throw new PortNotFoundError(target, `cannot use ${target} as the port: ${problem}`);
+  }
   return new DeviceChannel(fd, target);
+}
+
+/**
+ * Why an opened file cannot be the port, or undefined. libuv aborts the whole process when it
+ * is handed an fd that epoll refuses (a regular file, /dev/null…), so only what can be polled
+ * gets through: a character device other than the memory devices of major 1 (null, zero,
+ * random…), or a FIFO. A unix socket never gets here (open(2) refuses it: ENXIO).
+ */
+function notAPort(st: Stats): string | undefined {
+  if (st.isFIFO()) return undefined;
+  if (!st.isCharacterDevice()) return `it is a ${st.isFile() ? 'regular file' : st.isDirectory() ? 'directory' : 'file of another kind'}, not a virtio-serial port (a character device), a FIFO or a unix socket`;
+  const major = ((st.rdev >> 8) & 0xfff) | (Math.floor(st.rdev / 2 ** 32) & ~0xfff);
+  if (major === 1) return 'it is a memory device (/dev/null, /dev/zero…), not a virtio-serial port';
+  return undefined;
 }
 
 /** Connect to a unix stream socket at `path` (the `--port PATH` of tests and host-side use). */

@@ -104,6 +104,12 @@ test('usage errors → 2 before anything is contacted; a missing file → 66; an
   const named = await vo(['submit', '--measurement', M1, '--port', 'no-such-port.7']);
   assert.is(named.status, 71);
   assert.match(named.stderr, /no virtio-serial port .*no-such-port\.7/);
+  // What epoll cannot watch is refused with a message (libuv used to abort the process: 134).
+  for (const [port, what] of [['/dev/null', 'a memory device'], [tool, 'a regular file']] as const) {
+    const r = await vo(['submit', '--measurement', M1, '--wait', '1', '--port', port]);
+    assert.is(r.status, 71, `${port}: ${r.status} ${r.stderr}`);
+    assert.match(r.stderr, `cannot use ${port} as the port: it is ${what}`);
+  }
 });
 
 test.run();
