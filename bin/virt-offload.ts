@@ -252,6 +252,65 @@ Exit codes: 0 stopped by a signal, 1 could not start (the message says why), 2 u
     process.exitCode = await runServe(opts);
   });
 
+// ---- the running daemon, through its control socket ----------------------------------------
+const RUN_DIR = '/run/virt-offload';
+program
+  .command('status')
+  .summary("show the running daemon's state: the policy in force, each VM's socket and device")
+  .option('--run-dir <dir>', "the daemon's --run-dir (its control socket is <run-dir>/control.sock)", RUN_DIR)
+  .option('--json', "print the daemon's reply as JSON")
+  .addHelpText('after', '\nExit codes: 0 shown, 1 no daemon answered (or it refused), 2 usage.')
+  .action(async (opts: Record<string, unknown>) => {
+    const { runStatus } = await import('./commands/daemon-ctl.js');
+    process.exitCode = await runStatus(opts);
+  });
+
+program
+  .command('reload')
+  .summary('make the running daemon reload the policy now (as SIGHUP does) and say which commit is in force')
+  .option('--run-dir <dir>', "the daemon's --run-dir", RUN_DIR)
+  .option('--json', "print the daemon's reply as JSON")
+  .addHelpText('after', '\nExit codes: 0 reloaded, 1 the reload failed (the last good policy stays in force) or no daemon answered, 2 usage.')
+  .action(async (opts: Record<string, unknown>) => {
+    const { runReload } = await import('./commands/daemon-ctl.js');
+    process.exitCode = await runReload(opts);
+  });
+
+const vm = program
+  .command('vm')
+  .summary("add or remove a VM's socket on the running daemon (the libvirt hook does this by itself)")
+  .description(`Add or remove a VM on the running daemon: its socket <run-dir>/vm/<name>.sock is the
+chardev backend of the VM's offload port, and the VM's identity for the policy (vm:NAME, uuid:UUID).
+On a host without libvirt: add the VM, then attach the port with \`virt-offload attach --qmp\`.`);
+vm.command('add')
+  .summary("create the VM's socket (idempotent for the same name and UUID); print its path")
+  .argument('<name>', "the VM's name (the libvirt domain name; vm:NAME in the policy)")
+  .requiredOption('--uuid <uuid>', "the VM's UUID (uuid:UUID in the policy)")
+  .option('--attach', 'also hot-plug the offload port (needs serve --libvirt)')
+  .option('--port <name>', 'name of the port in the guest, with --attach (default virt-offload.0)')
+  .option('--run-dir <dir>', "the daemon's --run-dir", RUN_DIR)
+  .option('--json', "print the daemon's reply as JSON")
+  .addHelpText('after', `
+Example (no libvirt):
+  virt-offload vm add vm1 --uuid 6f1c2a9e-3b7d-4e58-9a0c-1d2e3f405162
+  virt-offload attach --qmp /run/vm1.qmp --socket /run/virt-offload/vm/vm1.sock
+Exit codes: 0 added, 1 the daemon refused or did not answer, 2 usage.`)
+  .action(async (name: string, opts: Record<string, unknown>) => {
+    const { runVmAdd } = await import('./commands/daemon-ctl.js');
+    process.exitCode = await runVmAdd(name, opts);
+  });
+vm.command('remove')
+  .summary("remove the VM's socket (detaching its offload port first, when the daemon attached it)")
+  .argument('<name>', "the VM's name")
+  .option('--uuid <uuid>', 'remove it only if its UUID is this one')
+  .option('--run-dir <dir>', "the daemon's --run-dir", RUN_DIR)
+  .option('--json', "print the daemon's reply as JSON")
+  .addHelpText('after', '\nExit codes: 0 removed, 1 no such VM, or the daemon refused or did not answer, 2 usage.')
+  .action(async (name: string, opts: Record<string, unknown>) => {
+    const { runVmRemove } = await import('./commands/daemon-ctl.js');
+    process.exitCode = await runVmRemove(name, opts);
+  });
+
 // ---- submit: inside a guest, hand a binary to the host --------------------------------------
 program
   .command('submit')

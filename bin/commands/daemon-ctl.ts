@@ -1,0 +1,128 @@
+// `virt-offload status|reload|vm add|vm remove`: the running daemon, through its control socket
+// (<run-dir>/control.sock, line JSON: lib/daemon/control.ts). The libvirt hook speaks the same
+// commands; these are for the admin's shell, and for hosts without libvirt, where nothing else
+// adds a VM's socket.
+import { join } from 'node:path';
+import { UsageError, VirtOffloadError } from '../../lib/errors.js';
+import { controlRequest } from '../../hooks/control-client.js';
+import { EXIT, reportFailure } from '../exit.js';
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+const VM_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
+
+/** One command to the daemon; its reply, or a failure that names the socket. */
+async function ask(opts: Record<string, unknown>, request: Record<string, unknown>, replyMs = 10_000): Promise<Record<string, unknown>> {
+  const path = join(str(opts.runDir)!, 'control.sock');
+  try {
+    return await controlRequest(path, request, { connectMs: 2000, replyMs });
+  } catch (err) {
+    throw new VirtOffloadError('EIO', `${(err as Error).message}${(err as { kind?: string }).kind === 'unreachable' ? ' (start it with `virt-offload serve`, or give its --run-dir)' : ''}`);
+  }
+}
+
+/** Print the reply as JSON (--json) or as `text`; a reply with ok false is a failure (exit 1). */
+function answer(opts: Record<string, unknown>, reply: Record<string, unknown>, text: () => string): number {
+  if (opts.json === true) process.stdout.write(`${JSON.stringify(reply)}\n`);
+  if (reply.ok !== true) {
+    if (opts.json !== true) process.stderr.write(`virt-offload: the daemon refused: ${String(reply.error ?? 'no reason given')}\n`);
+    return EXIT.failed;
+  }
+  if (opts.json !== true) process.stdout.write(text());
+  return EXIT.ok;
+}
+
+export async function runStatus(opts: Record<string, unknown>): Promise<number> {
+  try {
+    const reply = await ask(opts, { cmd: 'status' });
+    return answer(opts, reply, () => describeStatus(reply));
+  } catch (err) {
+    return reportFailure(err);
+  }
+}
+
+export async function runReload(opts: Record<string, unknown>): Promise<number> {
+  try {
+    // A reload reads the repository and may install and remove store objects: give it time.
+    const reply = await ask(opts, { cmd: 'reload' }, 120_000);
+    if (reply.ok !== true && opts.json !== true) {
+      process.stderr.write(`virt-offload: the reload failed: ${String(reply.error ?? 'no reason given')}\n`);
+      process.stderr.write(`virt-offload: the policy in force is ${reply.commit === undefined || reply.commit === null ? 'none (everything is denied)' : `still commit ${String(reply.commit)}`}\n`);
+      return EXIT.failed;
+    }
+    return answer(opts, reply, () => `policy reloaded: commit ${String(reply.commit)}${typeof reply.storeChanges === 'number' ? `, ${reply.storeChanges} store change(s)` : ''}\n`);
+  } catch (err) {
+    return reportFailure(err);
+  }
+}
+
+export async function runVmAdd(name: string, opts: Record<string, unknown>): Promise<number> {
+  try {
+    const uuid = str(opts.uuid)!;
+    if (!VM_NAME.test(name)) throw new UsageError(`VM name ${JSON.stringify(name)}: expected [A-Za-z0-9][A-Za-z0-9._+-]{0,63} (a libvirt domain name)`, 'NAME');
+    if (!UUID.test(uuid)) throw new UsageError(`--uuid ${uuid}: expected a UUID like 6f1c2a9e-3b7d-4e58-9a0c-1d2e3f405162`, '--uuid');
+    const port = str(opts.port);
+    if (port !== undefined && opts.attach !== true) throw new UsageError('--port needs --attach', '--port');
+    const request: Record<string, unknown> = { cmd: 'add-vm', name, uuid };
+    if (opts.attach === true) {
+      request.attach = true;
+      if (port !== undefined) request.port = port;
+    }
+    const reply = await ask(opts, request);
+    return answer(opts, reply, () => {
+      let text = `${name}: socket ${String(reply.socket)}\n`;
+      if (reply.attach === 'scheduled') text += `${name}: the offload port is being attached (see \`virt-offload status\`)\n`;
+      if (reply.attach === 'no-route') text += `${name}: NOT attached: the daemon has no hot-plug route (serve --libvirt); attach it with \`virt-offload attach --qmp …\`\n`;
+      return text;
+    });
+  } catch (err) {
+    return reportFailure(err);
+  }
+}
+
+export async function runVmRemove(name: string, opts: Record<string, unknown>): Promise<number> {
+  try {
+    const uuid = str(opts.uuid);
+    if (uuid !== undefined && !UUID.test(uuid)) throw new UsageError(`--uuid ${uuid}: expected a UUID like 6f1c2a9e-3b7d-4e58-9a0c-1d2e3f405162`, '--uuid');
+    // Detaching through libvirt waits for the guest to let the device go.
+    const reply = await ask(opts, { cmd: 'remove-vm', name, ...(uuid === undefined ? {} : { uuid }) }, 60_000);
+    if (reply.ok === true && reply.removed !== true) {
+      if (opts.json === true) process.stdout.write(`${JSON.stringify(reply)}\n`);
+      else process.stderr.write(`virt-offload: the daemon has no VM ${name}${uuid === undefined ? '' : ` with UUID ${uuid}`}\n`);
+      return EXIT.failed;
+    }
+    return answer(opts, reply, () => `${name}: removed (its socket is gone)\n`);
+  } catch (err) {
+    return reportFailure(err);
+  }
+}
+
+interface VmLine {
+  name?: unknown;
+  uuid?: unknown;
+  socket?: unknown;
+  connected?: unknown;
+  connection?: { requests?: unknown; inFlight?: unknown } | null;
+  device?: { state?: unknown; portName?: unknown; route?: unknown; error?: unknown; attachMs?: unknown } | null;
+}
+
+/** The status reply as an admin reads it: the policy in force first, then one block per VM. */
+function describeStatus(reply: Record<string, unknown>): string {
+  const policy = (reply.policy ?? {}) as { loaded?: unknown; commit?: unknown; loadedAt?: unknown; lastError?: unknown };
+  const lines: string[] = [];
+  if (policy.loaded === true) lines.push(`policy: commit ${String(policy.commit)} (loaded ${String(policy.loadedAt)})`);
+  else lines.push('policy: NONE LOADED: every request is denied');
+  if (typeof policy.lastError === 'string') lines.push(`  last reload FAILED: ${policy.lastError}`);
+  const vms = Array.isArray(reply.vms) ? (reply.vms as VmLine[]) : [];
+  lines.push(`VMs: ${vms.length}`);
+  for (const vm of vms) {
+    lines.push(`  ${String(vm.name)}  ${String(vm.uuid)}`);
+    lines.push(`    socket ${String(vm.socket)}: ${vm.connected === true ? `connected, ${String(vm.connection?.requests ?? 0)} request(s), ${String(vm.connection?.inFlight ?? 0)} in flight` : 'nobody connected'}`);
+    const d = vm.device;
+    if (d !== undefined && d !== null) {
+      const extra = d.state === 'attached' && typeof d.attachMs === 'number' ? ` in ${d.attachMs} ms` : typeof d.error === 'string' ? `: ${d.error}` : '';
+      lines.push(`    device ${String(d.portName)}: ${String(d.state)}${typeof d.route === 'string' ? ` (${d.route})` : ''}${extra}`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,82 @@
+// `virt-offload status|reload|vm add|vm remove` against a running daemon's control socket.
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { startDaemon, type Daemon } from '../../lib/daemon/index.js';
+import { voAsync } from '../../testbed/offload-host.js';
+import { requireTool, run, scratchDir } from '../../testbed/tools.js';
+import { commitPolicy } from './helpers.js';
+
+requireTool('git', 'git');
+const scratch = scratchDir('vo-ctl-');
+const repo = join(scratch.dir, 'policy');
+const runDir = join(scratch.dir, 'run');
+const UUID = '6f1c2a9e-3b7d-4e58-9a0c-1d2e3f405162';
+const M = `sha256:${'ab'.repeat(32)}`;
+let daemon: Daemon;
+
+test.before(async () => {
+  mkdirSync(repo);
+  run('git', ['init', '-q', repo]);
+  commitPolicy(repo, { 'tool.policy': `binary tool\nvms all\nversion 1 approved ${M}\n` }, 'approve tool');
+  daemon = await startDaemon({ runDir, policyRepo: repo, storeDir: join(scratch.dir, 'store'), auditLog: join(scratch.dir, 'audit.jsonl'), sandbox: 'bwrap' });
+});
+test.after(async () => {
+  await daemon?.close();
+  scratch.cleanup();
+});
+
+const vo = (...args: string[]) => voAsync([...args, '--run-dir', runDir]);
+
+test('vm add: the socket is created and its path printed; status shows the policy and the VM; vm remove takes it away', async () => {
+  const added = await vo('vm', 'add', 'web1', '--uuid', UUID);
+  assert.is(added.status, 0, added.stderr);
+  const socket = join(runDir, 'vm', 'web1.sock');
+  assert.is(added.stdout, `web1: socket ${socket}\n`);
+  assert.ok(statSync(socket).isSocket());
+
+  const head = run('git', ['-C', repo, 'rev-parse', 'HEAD']).trim();
+  const status = await vo('status');
+  assert.is(status.status, 0, status.stderr);
+  assert.match(status.stdout, new RegExp(`^policy: commit ${head} \\(loaded `, 'm'));
+  assert.match(status.stdout, /^VMs: 1$/m);
+  assert.match(status.stdout, new RegExp(`^  web1  ${UUID}\\n    socket ${socket}: nobody connected$`, 'm'));
+  const json = JSON.parse((await vo('status', '--json')).stdout) as { ok: boolean; vms: { name: string }[] };
+  assert.is(json.ok, true);
+  assert.equal(json.vms.map((v) => v.name), ['web1']);
+
+  const removed = await vo('vm', 'remove', 'web1');
+  assert.is(removed.status, 0, removed.stderr);
+  assert.throws(() => statSync(socket), /ENOENT/);
+  const again = await vo('vm', 'remove', 'web1');
+  assert.is(again.status, 1);
+  assert.match(again.stderr, /the daemon has no VM web1/);
+});
+
+test('reload: prints the commit in force; a broken policy commit fails with 1 and says the last good one stays', async () => {
+  const head = run('git', ['-C', repo, 'rev-parse', 'HEAD']).trim();
+  const ok = await vo('reload');
+  assert.is(ok.status, 0, ok.stderr);
+  assert.is(ok.stdout, `policy reloaded: commit ${head}, 0 store change(s)\n`);
+  writeFileSync(join(repo, 'tool.policy'), 'binary tool\nversion 1 approved nonsense\n');
+  commitPolicy(repo, {}, 'break it');
+  const bad = await vo('reload');
+  assert.is(bad.status, 1);
+  assert.match(bad.stderr, /the reload failed: /);
+  assert.match(bad.stderr, `the policy in force is still commit ${head}`);
+  const status = await vo('status');
+  assert.match(status.stdout, /^  last reload FAILED: /m);
+});
+
+test('usage errors → 2 before the daemon is asked; no daemon → 1 naming the socket', async () => {
+  for (const args of [['vm', 'add', 'web1'], ['vm', 'add', 'bad name', '--uuid', UUID], ['vm', 'add', 'web1', '--uuid', 'nope'], ['vm', 'add', 'web1', '--uuid', UUID, '--port', 'p']]) {
+    const r = await vo(...args);
+    assert.is(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+  }
+  const none = await voAsync(['status', '--run-dir', join(scratch.dir, 'nowhere')]);
+  assert.is(none.status, 1);
+  assert.match(none.stderr, `the virt-offload daemon is not running (nothing listens on ${join(scratch.dir, 'nowhere', 'control.sock')}: ENOENT)`);
+});
+
+test.run();
