@@ -67,7 +67,11 @@ export interface RunOptions {
   /** Arguments after the program name. */
   readonly argv?: readonly string[];
   readonly stdin?: Uint8Array | string;
-  /** Variables added to PATH=/usr/bin:/bin and LANG=C.UTF-8 (LD_* refused). */
+  /**
+   * Variables added to PATH=/usr/bin:/bin and LANG=C.UTF-8. Refused: LD_*, MALLOC_*, PATH and
+   * the C library's other file-steering variables (REFUSED_ENV); any variable at all for a
+   * script (its interpreter may read it as code). A WASI module gets them, node does not.
+   */
   readonly env?: Readonly<Record<string, string>>;
   readonly limits: Limits;
   readonly interpreter?: Interpreter;
@@ -112,6 +116,18 @@ const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** bwrap outside the sandbox, and its pid 1 of the namespace (which reaps orphans), count against pids.max. */
 const BWRAP_TASKS = 2;
 
+/**
+ * Variables that make the C library load or read files of the caller's choosing (glibc drops
+ * them for set-uid programs: its "unsecure" list), and PATH, which the sandbox fixes. A program
+ * that writes a guest's bytes to /tmp could otherwise be made to load them as code.
+ */
+const REFUSED_ENV: ReadonlyMap<string, string> = new Map([
+  ...['GCONV_PATH', 'GETCONF_DIR', 'LOCPATH', 'NLSPATH', 'TZDIR', 'HOSTALIASES', 'LOCALDOMAIN', 'NIS_PATH', 'RESOLV_HOST_CONF', 'RES_OPTIONS', 'TMPDIR', 'GLIBC_TUNABLES'].map(
+    (n) => [n, 'it steers the C library'] as const,
+  ),
+  ['PATH', 'the sandbox sets PATH=/usr/bin:/bin'],
+]);
+
 /** Refuse argv/env that break the policy's limits or could steer the loader. */
 export function checkRequest(argv: readonly string[], env: Readonly<Record<string, string>>, limits: Limits): void {
   if (argv.length > limits.args) throw new ExecError('bad-request', `${argv.length} arguments given; the policy allows ${limits.args}`);
@@ -125,6 +141,8 @@ export function checkRequest(argv: readonly string[], env: Readonly<Record<strin
     if (!ENV_NAME.test(name)) throw new ExecError('bad-request', `environment variable name '${name.slice(0, 64)}' is not [A-Za-z_][A-Za-z0-9_]*`);
     // LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT… choose what the loader maps: not the guest's call.
     if (name.startsWith('LD_')) throw new ExecError('bad-request', `environment variable ${name} is refused (it steers the dynamic loader)`);
+    const why = REFUSED_ENV.get(name) ?? (name.startsWith('MALLOC_') ? 'it steers the C library' : undefined);
+    if (why !== undefined) throw new ExecError('bad-request', `environment variable ${name} is refused (${why})`);
     if (typeof value !== 'string' || value.includes('\0')) throw new ExecError('bad-request', `environment variable ${name} has a NUL byte or is not a string`);
     bytes += Buffer.byteLength(name, 'utf8') + Buffer.byteLength(value, 'utf8') + 2;
   }
@@ -175,6 +193,16 @@ export function planCommand(bin: VerifiedBinary, interpreter: Interpreter, argv:
       ok = false;
     }
     if (!ok) throw new ExecError('not-runnable', `interpreter ${interpreter.path} named by the policy is not an executable file on this host`, { path: interpreter.path, measurement: bin.measurement });
+    // An interpreter reads its own variables as code or as where to find code (BASH_ENV,
+    // ENV, PERL5OPT, PYTHONSTARTUP, NODE_OPTIONS, RUBYOPT…): they would run bytes nobody
+    // measured. No list of them is complete, so a script gets none of the caller's.
+    const names = Object.keys(env);
+    if (names.length > 0) {
+      throw new ExecError('bad-request', `environment variables are refused for a script (interpreter ${interpreter.path} may read them as code that was not measured): ${names.slice(0, 8).join(', ')}${names.length > 8 ? ', …' : ''}`, {
+        path: bin.path,
+        measurement: bin.measurement,
+      });
+    }
     return { command: (dir) => [interpreter.path, join(dir, PROG), ...argv], files: [prog], roBinds: [interpreter.path], extraTasks: 0, processEnv: true };
   }
   if (bin.format !== 'wasm') {

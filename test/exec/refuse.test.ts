@@ -84,6 +84,12 @@ test('argv and env are checked against the limits and the rules', async () => {
   await refused(opts(storePath, measurement, { argv: ['a\0b'] }), 'bad-request', /NUL/);
   await refused(opts(storePath, measurement, { env: { LD_PRELOAD: '/tmp/x.so' } }), 'bad-request', /LD_PRELOAD is refused/);
   await refused(opts(storePath, measurement, { env: { 'A=B': 'c' } }), 'bad-request', /name/);
+  // What makes the C library load files of the caller's choosing, and the sandbox's PATH.
+  for (const name of ['GCONV_PATH', 'LOCPATH', 'GLIBC_TUNABLES', 'MALLOC_CHECK_', 'TMPDIR', 'PATH']) {
+    await refused(opts(storePath, measurement, { env: { [name]: '/tmp' } }), 'bad-request', new RegExp(`environment variable ${name} is refused`));
+  }
+  const ok = await run(opts(storePath, measurement, { argv: ['env'], env: { GREETING: 'hi' } }));
+  assert.match(ok.stdout.toString(), /^GREETING=hi$/m);
   await refused(opts(storePath, 'sha256:abc'), 'bad-request', /not a measurement/);
 });
 
@@ -96,6 +102,11 @@ test('format and interpreter must match: ELF direct, script with its named inter
   await refused(opts(storePath, measurement, { interpreter: { kind: 'wasi' } }), 'not-runnable', /WebAssembly modules only/);
   await refused(opts(join(dir, 'script.installed'), scriptM, { interpreter: { kind: 'path', path: '/no/such/interpreter' } }), 'not-runnable', /not an executable file/);
 
+  // An interpreter reads variables as code (BASH_ENV, ENV, PERL5OPT…): a script gets none.
+  const sh = { kind: 'path', path: '/bin/sh' } as const;
+  for (const env of [{ BASH_ENV: '$(id)' }, { ENV: '/tmp/x' }, { HARMLESS: 'yes' }] as Record<string, string>[]) {
+    await refused(opts(join(dir, 'script.installed'), scriptM, { interpreter: sh, env }), 'bad-request', /environment variables are refused for a script \(interpreter \/bin\/sh may read them as code/);
+  }
   const r = await run(opts(join(dir, 'script.installed'), scriptM, { argv: ['one', 'two words'], stdin: 'input\n', interpreter: { kind: 'path', path: '/bin/sh' } }));
   assert.is(r.stdout.toString(), 'script [one] [two words]\ngot input\n');
   assert.is(r.exitCode, 5);
