@@ -2,7 +2,8 @@
 //
 // What the sandbox sees (platform.md pitfall 10, peers.md (d) 10):
 // - every namespace unshared (user, pid, net, ipc, uts, mount, cgroup), no --share-net
-// - uid/gid 65534 inside, all capabilities dropped, --die-with-parent, --new-session
+// - uid/gid 65534 inside, all capabilities dropped, no nested user namespace (bubblewrap
+//   >= 0.8.0: --disable-userns), --die-with-parent, --new-session
 //   (TIOCSTI, CVE-2017-5226), --clearenv then only PATH, LANG and the caller's checked env
 // - an empty root tmpfs with: a new /proc, a minimal /dev, a private /tmp (the cwd), the
 //   program's canonical bytes copied in at /run/virt-offload/ (see verified.ts), and read-only
@@ -94,6 +95,10 @@ export function bwrapArgs(plan: BwrapPlan, binds: SystemBinds = systemBinds()): 
   const args = [
     '--unshare-all',
     '--unshare-user',
+    // No nested user namespace: in one a program holds every capability over new network,
+    // mount… namespaces, the kernel surface (nf_tables…) of many privilege escalations.
+    '--disable-userns',
+    '--assert-userns-disabled',
     '--uid', String(SANDBOX_UID),
     '--gid', String(SANDBOX_GID),
     '--cap-drop', 'ALL',

@@ -14,6 +14,7 @@ export const PROBE_C = String.raw`
 #include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,6 +125,11 @@ int main(int argc, char **argv) {
     FILE *f = fopen(argv[2], "w");
     if (!f) return fail("create");
     printf("CREATED\n");
+    return 0;
+  }
+  if (!strcmp(cmd, "userns")) {
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNET) < 0) return fail("unshare");
+    printf("UNSHARED\n");
     return 0;
   }
   if (!strcmp(cmd, "kill-self")) { raise(SIGSEGV); return 0; }

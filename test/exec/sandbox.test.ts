@@ -107,6 +107,11 @@ test('sandbox: no network, not even to a listener on the host loopback', async (
   }
 });
 
+test('sandbox: no new user namespace inside (and so no capabilities in one: nf_tables and the like stay out of reach)', async () => {
+  const r = await probe(['userns']);
+  assert.match(r.stdout.toString(), /^ERR unshare (ENOSPC|EPERM)\n$/);
+});
+
 test('pids limit contains a fork bomb', async () => {
   const r = await probe(['forkbomb'], { limits: limits({ pids: 16 }) });
   const m = /FORK FAILED after (\d+) EAGAIN/.exec(r.stdout.toString());
