@@ -99,7 +99,9 @@ export interface RunResult {
    */
   readonly signal: string | null;
   readonly durationMs: number;
+  /** The program's stdout; empty when onStdout was given (each chunk went there instead). */
   readonly stdout: Buffer;
+  /** Its stderr; empty when onStderr was given. */
   readonly stderr: Buffer;
   /** Output was cut at limits.outputBytes (stdout and stderr together). */
   readonly truncated: boolean;
@@ -326,10 +328,15 @@ function sandboxLabel(choice: SandboxChoice): string {
   return `unsandboxed:${choice.unsandboxed}`;
 }
 
+const STDERR_HEAD_BYTES = 4096;
+
 /** Shared bookkeeping of one running child: output cap, timers, kill, result. */
 class Supervisor {
   readonly stdout: Buffer[] = [];
   readonly stderr: Buffer[] = [];
+  /** The first STDERR_HEAD_BYTES of stderr, kept even when it is streamed. */
+  readonly stderrHead: Buffer[] = [];
+  stderrHeadBytes = 0;
   outputBytes = 0;
   truncated = false;
   wallHit = false;
@@ -352,9 +359,17 @@ class Supervisor {
         const room = cap - this.outputBytes;
         const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
         if (part.length > 0) {
-          into.push(part);
+          // Kept only when nobody takes it as it comes: the daemon streams each chunk to the
+          // guest, and keeping a copy too would hold up to the policy's output limit per run
+          // in the daemon's memory, outside any cgroup.
+          if (cb === undefined) into.push(part);
+          else cb(part);
+          // The start of stderr, always: when bwrap cannot build the sandbox, it says why there.
+          if (into === this.stderr && this.stderrHeadBytes < STDERR_HEAD_BYTES) {
+            this.stderrHead.push(part.subarray(0, STDERR_HEAD_BYTES - this.stderrHeadBytes));
+            this.stderrHeadBytes += Math.min(part.length, STDERR_HEAD_BYTES - this.stderrHeadBytes);
+          }
           this.outputBytes += part.length;
-          cb?.(part);
         }
         if (chunk.length > room) {
           this.truncated = true;
@@ -540,7 +555,7 @@ async function runInBwrap(
   }
   if (setupError !== undefined) throw setupError;
   if (m === null) {
-    const stderr = Buffer.concat(sup.stderr).toString('utf8').trim().slice(0, 2000);
+    const stderr = Buffer.concat(sup.stderrHead).toString('utf8').trim().slice(0, 2000);
     throw new ExecError('sandbox-failed', `bubblewrap could not build the sandbox for ${bin.path} (exit ${exit.code ?? exit.signal}): ${stderr}`, {
       path: bin.path,
       measurement: bin.measurement,

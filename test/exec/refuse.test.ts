@@ -112,6 +112,17 @@ test('format and interpreter must match: ELF direct, script with its named inter
   assert.is(r.exitCode, 5);
 });
 
+test('bubblewrap cannot build the sandbox: sandbox-failed with what it said, also when stderr is streamed', async () => {
+  // A stand-in that passes the start-up probe (no --info-fd) and fails every real run, as a
+  // bwrap does on a host that refuses it something.
+  const fake = join(dir, 'fake-bwrap');
+  writeFileSync(fake, '#!/bin/sh\ncase "$*" in *--info-fd*) echo "bwrap: Creating new namespace failed: fake" >&2; exit 1;; esac\nexit 0\n', { mode: 0o755 });
+  chmodSync(dir, 0o711); // bwrap runs as 65534 when we are root
+  const streamed: Buffer[] = [];
+  const e = await refused(opts(storePath, measurement, { argv: ['echo'], config: { bwrapPath: fake }, onStderr: (c) => streamed.push(c) }), 'sandbox-failed', /bubblewrap could not build the sandbox for .*: bwrap: Creating new namespace failed: fake/);
+  assert.is(e.path, storePath);
+});
+
 test('a PT_INTERP outside the system library directories is refused', async () => {
   const evil = buildProbe(dir, ['-Wl,--dynamic-linker=/tmp/evil/ld.so'], 'evil-interp');
   const m = await install(evil, join(dir, 'evil.installed'));
