@@ -8,7 +8,7 @@ import type { AuditLog, AuditRecord } from '../audit/index.js';
 import { VirtOffloadError } from '../errors.js';
 import { ExecError, run, verifyBytes, type ExecConfig, type SandboxChoice, type VerifiedBinary } from '../exec/index.js';
 import { chunksReader } from '../measure/index.js';
-import { decide, type Decision, type PolicySnapshot, type VmIdentity } from '../policy/index.js';
+import { decide, type Decision, type PolicyEntry, type PolicySnapshot, type VmIdentity } from '../policy/index.js';
 import type { ErrorReport, HostSession, RunRequest } from '../protocol/index.js';
 import { install, locate, type Store } from '../store/index.js';
 import type { VerifiedCache } from './verified-cache.js';
@@ -108,7 +108,6 @@ async function handleFailure(ctx: PipelineContext, vm: VmIdentity, work: Work, s
 
 async function pipeline(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: WorkSink): Promise<void> {
   const req = work.request;
-  const snapshot = ctx.snapshot();
   let uploaded: readonly Uint8Array[] | undefined;
   // An upload is measured once, here: the canonical chunks that were hashed are what is run
   // (run() does not read the store file back and hash it a third time; install() hashes it
@@ -135,22 +134,40 @@ async function pipeline(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: 
   }
   if (work.done) return;
   const measurement = work.measurement;
-  const decision = decide(snapshot, vm, measurement);
+  // Decided with the policy in force once the binary is measured, and decided again wherever
+  // the request waited (for the store lock, for the file's measurement): a reload meanwhile
+  // may have revoked it, and a revoked binary must neither be installed again nor run.
+  let snapshot = ctx.snapshot();
+  let decision = decide(snapshot, vm, measurement);
+  let policy = { commit: snapshot?.commit ?? null };
   work.decision = decision;
-  const policy = { commit: snapshot?.commit ?? null };
-  if (!decision.allow) {
+  /** The policy entry in force now, or undefined (and the request answered DENIED) when it refuses. */
+  const allowedEntry = (): PolicyEntry | undefined => {
+    const now = ctx.snapshot();
+    if (now !== snapshot) {
+      snapshot = now;
+      decision = decide(now, vm, measurement);
+      policy = { commit: now?.commit ?? null };
+      work.decision = decision;
+    }
+    if (decision.allow) return decision.entry;
     conclude(ctx, vm, work, sink, { decision: 'deny', code: decision.code, reason: decision.reason, ...policy }, {
       type: 'DENIED',
       body: { measurement, code: decision.code, reason: clipText(decision.reason, 4096) },
     });
-    return;
-  }
-  const entry = decision.entry;
+    return undefined;
+  };
+  let entry = allowedEntry();
+  if (entry === undefined) return;
   let path: string;
   if (uploaded !== undefined) {
     const bytes = uploaded;
     try {
-      const result = await ctx.storeLock.run(() => install(ctx.store, { measurement, name: entry.name, version: entry.version }, chunksReader(bytes)));
+      const result = await ctx.storeLock.run(async () => {
+        entry = allowedEntry();
+        return entry === undefined ? undefined : install(ctx.store, { measurement, name: entry.name, version: entry.version }, chunksReader(bytes));
+      });
+      if (result === undefined) return;
       path = result.path;
       if (result.action === 'installed' || result.action === 'repaired') ctx.installed?.(measurement);
     } catch (err) {
@@ -183,6 +200,9 @@ async function pipeline(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: 
     verified = await ctx.verified.load(path, measurement, ctx.execConfig);
   }
   if (work.done) return;
+  // The entry in force now: its limits and interpreter are the ones the run gets.
+  entry = allowedEntry();
+  if (entry === undefined) return;
   const result = await run({
     binary: verified === undefined ? { path, measurement } : { verified },
     argv: req.argv,
