@@ -69,7 +69,11 @@ else
   shift
 fi
 args=
-for a in "$@"; do args="$args${args:+,}\"$a\""; done
+for a in "$@"; do
+  # This client does not escape JSON: refuse what would need it rather than send broken JSON.
+  case $a in *[\"\\]* | *[[:cntrl:]]*) echo "vo-run: an argument has a quote, a backslash or a control character, which this client cannot send" >&2; exit 2 ;; esac
+  args="$args${args:+,}\"$a\""
+done
 
 if [ -n "${VO_IN:-}" ]; then
   exec 3< "$VO_IN" 4> "$VO_OUT"

@@ -132,6 +132,20 @@ test('--measurement: denied → 77 with the measurement; ERROR → 70; host gone
   assert.match(gone.stderr, /closed before the reply/);
 });
 
+test('an argument the script would have to escape into JSON is refused (2) before the port is opened', () => {
+  const { dir, bin, busybox, cleanup } = sandbox();
+  try {
+    for (const arg of ['say "hi"', 'back\\slash', 'line\nbreak']) {
+      // VO_IN/VO_OUT name nothing: opening them would fail with another message.
+      const r = spawnSync(busybox, ['sh', SCRIPT, '--measurement', M1, 'ok', arg], { cwd: dir, env: { PATH: bin, VO_IN: join(dir, 'none-in'), VO_OUT: join(dir, 'none-out') }, encoding: 'utf8' });
+      assert.is(r.status, 2, `${JSON.stringify(arg)}: ${r.stderr}`);
+      assert.match(r.stderr, /an argument has a quote, a backslash or a control character/);
+    }
+  } finally {
+    cleanup();
+  }
+});
+
 test('a host that connects late: the script reads end-of-file, waits, and sends marker + a new HELLO', async () => {
   const run = await runScript(['--measurement', M1], { onRun: (ctx) => ctx.exit(0) }, { lateMs: 1500 });
   assert.is(run.status, 0, run.stderr);
