@@ -3,6 +3,7 @@
 // It is shipped as one bundle (scripts/bundle.mjs): Node's start-up is the floor of every
 // command, and resolving dozens of small modules would add a third to it.
 import { Command, CommanderError, Option } from 'commander';
+import { UsageError } from '../lib/errors.js';
 import { VERSION } from '../lib/version.js';
 import { endQuietlyOnClosedPipe, EXIT, reportFailure } from './exit.js';
 
@@ -72,12 +73,15 @@ const policy = program
 policy
   .command('check')
   .summary('validate a policy repository (exit 0 valid, 1 errors as file:line)')
-  .argument('[dir]', 'policy repository work tree', '.')
+  .argument('[dir]', 'policy repository work tree (the same as --repo; default .)')
+  .option('--repo <dir>', 'policy repository work tree, as for the other policy commands')
   .option('--json', 'print the result as JSON')
   .option('--require-signed <allowed-signers>', "refuse unless HEAD's commit signature verifies against this allowed-signers file")
-  .action(async (dir: string, opts: Record<string, unknown>) => {
+  .action(async (dir: string | undefined, opts: Record<string, unknown>) => {
+    const repo = typeof opts.repo === 'string' ? opts.repo : undefined;
+    if (dir !== undefined && repo !== undefined && dir !== repo) throw new UsageError(`give the repository once: DIR ${dir} and --repo ${repo} differ`, '--repo');
     const { runPolicyCheck } = await import('./commands/policy/check.js');
-    process.exitCode = await runPolicyCheck(dir, opts);
+    process.exitCode = await runPolicyCheck(dir ?? repo ?? '.', opts);
   });
 
 policy

@@ -74,8 +74,11 @@ function currentContent(path: string): string | undefined {
     if (!st.isFile()) throw new VirtOffloadError('EIO', `${path} exists and is not a regular file; refusing to replace it`);
     return readFileSync(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    if (err instanceof VirtOffloadError) throw err;
+    // ENOTDIR (a --hooks-dir that is a file), EACCES…: say where, not a stack trace.
+    throw new VirtOffloadError('EIO', code === 'ENOTDIR' ? `${path}: a component of the path is not a directory (check --hooks-dir)` : `cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
 }
 
@@ -99,7 +102,11 @@ export async function runHookInstall(opts: Record<string, unknown>): Promise<num
       if (before !== undefined && !before.split('\n', 2)[1]?.startsWith(MARKER)) {
         throw new VirtOffloadError('EIO', `${p.path} exists and was not written by virt-offload; refusing to replace it`);
       }
-      mkdirSync(p.dropInDir, { recursive: true, mode: 0o755 });
+      try {
+        mkdirSync(p.dropInDir, { recursive: true, mode: 0o755 });
+      } catch (err) {
+        throw new VirtOffloadError('EIO', `cannot create ${p.dropInDir}: ${(err as Error).message}`, { cause: err });
+      }
       const file = createAtomicFile(p.path, { mode: 0o755, tempPath: join(p.dropInDir, `.${HOOK_NAME}.tmp-${process.pid}`), what: 'the libvirt hook' });
       try {
         file.write(Buffer.from(content, 'utf8'));

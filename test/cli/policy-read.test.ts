@@ -42,6 +42,12 @@ test('check: exit 0 and a summary naming the commit', () => {
   const r = vo(['policy', 'check', repo.dir]);
   assert.is(r.status, 0, r.stderr);
   assert.is(r.stdout, `policy OK: 2 binaries, 3 versions, 3 measurements, commit ${second.slice(0, 12)}\n`);
+  // --repo, as the other policy commands take it; both at once only if they agree.
+  assert.is(vo(['policy', 'check', '--repo', repo.dir]).stdout, r.stdout);
+  assert.is(vo(['policy', 'check', repo.dir, '--repo', repo.dir]).stdout, r.stdout);
+  const both = vo(['policy', 'check', repo.dir, '--repo', scratch]);
+  assert.is(both.status, 2);
+  assert.match(both.stderr, /give the repository once/);
   const j = vo(['policy', 'check', '--json'], repo.dir);
   assert.is(j.status, 0, j.stderr);
   const obj = JSON.parse(j.stdout) as Record<string, unknown>;

@@ -95,4 +95,14 @@ test('usage errors: relative paths, a --node that is not executable', () => {
   assert.not.ok(existsSync(join(scratch.dir, 'f', 'qemu.d', 'virt-offload')));
 });
 
+test('a --hooks-dir that is a file: exit 1 with the path, no stack trace', () => {
+  const file = join(scratch.dir, 'a-file');
+  writeFileSync(file, '');
+  for (const action of ['install', 'uninstall']) {
+    const r = cli([action, '--hooks-dir', file]);
+    assert.is(r.status, 1, r.stderr);
+    assert.is(r.stderr, `virt-offload: ${file}/qemu.d/virt-offload: a component of the path is not a directory (check --hooks-dir)\n`);
+  }
+});
+
 test.run();
