@@ -1,9 +1,11 @@
 // `virt-offload serve`: the daemon. Runs until SIGTERM/SIGINT; SIGHUP reloads the policy.
 // Logs go to stderr with journald level prefixes (`<3>`…), or as JSON lines with --json.
+import { statSync } from 'node:fs';
 import { createLogger, startDaemon, type Daemon, type DaemonLog, type DaemonOptions, type LogLevel } from '../../lib/daemon/index.js';
-import { UsageError } from '../../lib/errors.js';
+import { UsageError, VirtOffloadError } from '../../lib/errors.js';
 import type { SandboxChoice } from '../../lib/exec/index.js';
 import { EXIT, reportFailure } from '../exit.js';
+import { parseByteSize } from '../sizes.js';
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 const LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
@@ -15,11 +17,28 @@ function count(opts: Record<string, unknown>, key: string, flag: string, min: nu
   return Number(text);
 }
 
+function mustExist(path: string, flag: string, kind: 'file' | 'directory'): void {
+  let ok = false;
+  try {
+    const st = statSync(path);
+    ok = kind === 'file' ? st.isFile() : st.isDirectory();
+  } catch (err) {
+    throw new VirtOffloadError('EIO', `${flag} ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (err as Error).message}`);
+  }
+  if (!ok) throw new VirtOffloadError('EIO', `${flag} ${path}: not a ${kind}`);
+}
+
 export async function runServe(opts: Record<string, unknown>): Promise<number> {
   try {
     const runDir = str(opts.runDir)!;
     const policyRepo = str(opts.repo);
     if (policyRepo === undefined) throw new UsageError('--repo DIR is required (the policy repository work tree)', '--repo');
+    // A mistyped path would start a daemon that denies everything (or never applies a patch):
+    // refuse to start instead. A repository whose policy does not load is another matter: the
+    // daemon starts, denies, and loads it once a good commit arrives.
+    mustExist(policyRepo, '--repo', 'directory');
+    if (str(opts.requireSigned) !== undefined) mustExist(str(opts.requireSigned)!, '--require-signed', 'file');
+    if (str(opts.patchDir) !== undefined) mustExist(str(opts.patchDir)!, '--patch-dir', 'directory');
     const unsandboxed = str(opts.unsandboxed);
     if (unsandboxed !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(unsandboxed)) {
       throw new UsageError(`--unsandboxed ${unsandboxed}: a profile name is [A-Za-z0-9][A-Za-z0-9._-]{0,63}`, '--unsandboxed');
@@ -27,7 +46,9 @@ export async function runServe(opts: Record<string, unknown>): Promise<number> {
     const level = str(opts.logLevel) ?? 'info';
     if (!LEVELS.includes(level as LogLevel)) throw new UsageError(`--log-level ${level}: expected ${LEVELS.join(', ')}`, '--log-level');
     const sandbox: SandboxChoice = unsandboxed === undefined ? 'bwrap' : { unsandboxed };
-    const maxUpload = count(opts, 'maxUpload', '--max-upload', 0, Number.MAX_SAFE_INTEGER);
+    const uploadText = str(opts.maxUpload);
+    const maxUpload = uploadText === undefined ? undefined : parseByteSize(uploadText);
+    if (uploadText !== undefined && maxUpload === undefined) throw new UsageError(`--max-upload ${uploadText}: expected a size: bytes, or a whole number of K, M or G (e.g. 64M)`, '--max-upload');
     const maxConcurrent = count(opts, 'maxConcurrent', '--max-concurrent', 1, 1024);
     const watch = count(opts, 'watchInterval', '--watch-interval', 0, 86_400_000);
     const log = createLogger({ json: opts.json === true, level: level as LogLevel });

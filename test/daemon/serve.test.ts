@@ -1,6 +1,6 @@
 // `virt-offload serve` as a process (the bundled CLI): JSON logs on stderr, the control socket,
 // a guest request, SIGHUP and a new HEAD commit reload the policy, SIGTERM stops it cleanly.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -29,7 +29,7 @@ test.before(async () => {
   mkdirSync(repo);
   run('git', ['init', '-q', repo]);
   commitPolicy(repo, { 'say.policy': `binary say\ninterpreter /bin/sh\nvms all\nversion 1 approved ${m}\n` }, 'approve say');
-  child = spawn(process.execPath, [join(repoRoot, 'dist/virt-offload.cjs'), 'serve', '--run-dir', runDir, '--repo', repo, '--store', join(scratch.dir, 'store'), '--audit-log', join(scratch.dir, 'audit.jsonl'), '--watch-interval', '200', '--json'], {
+  child = spawn(process.execPath, [join(repoRoot, 'dist/virt-offload.cjs'), 'serve', '--run-dir', runDir, '--repo', repo, '--store', join(scratch.dir, 'store'), '--audit-log', join(scratch.dir, 'audit.jsonl'), '--watch-interval', '200', '--max-upload', '32M', '--json'], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let buf = '';
@@ -59,6 +59,8 @@ test('serve: control socket, a guest request, JSON logs with levels', async () =
   g.close();
   assert.ok(logs.every((l) => typeof l.time === 'string' && ['error', 'warn', 'info', 'debug'].includes(String(l.level))));
   assert.ok(logs.some((l) => l.level === 'info' && /policy loaded/.test(String(l.message))));
+  const status = await control(join(runDir, 'control.sock'), { cmd: 'status' });
+  assert.is((status.limits as { maxUpload: number }).maxUpload, 32 * 1024 * 1024, '--max-upload 32M');
 });
 
 test('serve: SIGHUP reloads; a new HEAD commit is picked up by the watcher; a bad commit is logged as an error', async () => {
@@ -72,6 +74,24 @@ test('serve: SIGHUP reloads; a new HEAD commit is picked up by the watcher; a ba
   await waitUntil('the failed reload', () => logs.some((l) => l.level === 'error' && /POLICY RELOAD FAILED, keeping the last good policy/.test(String(l.message))));
   const status = await control(join(runDir, 'control.sock'), { cmd: 'status' });
   assert.is((status.policy as Record<string, unknown>).commit, head);
+});
+
+test('serve: a mistyped --repo, --require-signed or --patch-dir stops it at once (1); --max-upload takes K, M, G', () => {
+  const cli = join(repoRoot, 'dist/virt-offload.cjs');
+  const base = ['serve', '--run-dir', join(scratch.dir, 'run-bad'), '--store', join(scratch.dir, 'store-bad'), '--audit-log', join(scratch.dir, 'audit-bad.jsonl')];
+  const cases: [string[], RegExp][] = [
+    [['--repo', join(scratch.dir, 'no-such-repo')], /--repo .*no-such-repo: no such file or directory/],
+    [['--repo', repo, '--require-signed', join(scratch.dir, 'no-signers')], /--require-signed .*no-signers: no such file or directory/],
+    [['--repo', repo, '--patch-dir', join(repo, '.git', 'HEAD')], /--patch-dir .*HEAD: not a directory/],
+  ];
+  for (const [args, message] of cases) {
+    const r = spawnSync(process.execPath, [cli, ...base, ...args], { encoding: 'utf8', timeout: 20_000 });
+    assert.is(r.status, 1, r.stderr);
+    assert.match(r.stderr, message);
+  }
+  const size = spawnSync(process.execPath, [cli, ...base, '--repo', repo, '--max-upload', '64Q'], { encoding: 'utf8', timeout: 20_000 });
+  assert.is(size.status, 2);
+  assert.match(size.stderr, /--max-upload 64Q: expected a size: bytes, or a whole number of K, M or G/);
 });
 
 test('serve: SIGTERM stops it with exit 0 and removes its sockets', async () => {

@@ -11,6 +11,7 @@ import { applyVcdiff, MAX_TARGET_BYTES, PatchError } from '../../../lib/patch/in
 import { appendVersionLine, PolicyError, setVersionStatus, type BinaryPolicy, type PolicyEntry } from '../../../lib/policy/index.js';
 import { reportFailure } from '../../exit.js';
 import { checkBinaryName, checkVersion, commitEdit, describeVersions, fileText, findBinary, loadRepo, printResult, stringOption, versionLines } from './write-repo.js';
+import { parseByteSize } from '../../sizes.js';
 
 export async function runPolicyUpdate(name: string, opts: Record<string, unknown>): Promise<number> {
   try {
@@ -141,8 +142,7 @@ function maxSizeOption(opts: Record<string, unknown>): number {
   const raw = opts.maxSize;
   if (raw === undefined) return MAX_TARGET_BYTES;
   const text = String(raw);
-  const m = /^([1-9][0-9]*)([KMG]?)$/.exec(text);
-  const value = m === null ? NaN : Number(m[1]) * { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2] as '' | 'K' | 'M' | 'G'];
+  const value = parseByteSize(text) ?? NaN;
   if (!(value > 0 && value <= MAX_TARGET_BYTES)) throw new UsageError(`--max-size ${text}: expected a size up to 1G (bytes, or K, M, G)`, '--max-size');
   return value;
 }
