@@ -23,7 +23,7 @@ import { type DaemonLog, silentLog } from './log.js';
 import { Mutex } from '../io/index.js';
 import { patchSource } from './patch-source.js';
 import { VerifiedCache } from './verified-cache.js';
-import type { PipelineContext } from './pipeline.js';
+import type { PipelineContext, UploadInstall } from './pipeline.js';
 
 const MiB = 1024 * 1024;
 
@@ -167,7 +167,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     ...(options.execConfig === undefined ? {} : { execConfig: options.execConfig }),
     snapshot: () => snapshot,
     storeLock,
-    installed: (measurement) => afterUploadInstalled(measurement),
+    installed: (change) => afterUploadInstalled(change),
     verified,
   };
   const vms = new Map<string, VmEntry>();
@@ -212,7 +212,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
   // An upload installed a new object: a superseded version that was kept until its successor
   // arrived (reconcile's keep-until-successor rule) can go now. After the request, not in it.
-  const afterUploadInstalled = (measurement: string): void => {
+  const afterUploadInstalled = (change: UploadInstall): void => {
+    const { measurement, name, version, vm, repaired, commit } = change;
+    // A store change like a reconciliation's, in the same form (`audit --action install`).
+    const reason = `uploaded by VM ${vm}${repaired ? ' (repaired a damaged copy)' : ''}`;
+    appendAudit({ event: 'store', action: 'install', measurement, name, version, reason, commit, vm });
+    log.info(`store: install ${measurement} ${name} ${version} (${reason})`, { measurement, vm });
     const snap = snapshot;
     if (snap === undefined || closing) return;
     reconcileStore(snap).catch((err: unknown) => log.error(`store reconciliation after installing ${measurement} failed: ${err instanceof Error ? err.message : String(err)}`, { measurement }));

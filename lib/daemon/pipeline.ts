@@ -44,13 +44,24 @@ export interface PipelineContext {
   /** Serializes store writers: installs here and the reconciliation after a reload. */
   readonly storeLock: Mutex;
   /**
-   * Called after an upload put a new object into the store: the daemon reconciles the store
-   * then, so a superseded version whose successor was waiting for its bytes is uninstalled
-   * now rather than at the next reload. Never awaited by the request.
+   * Called after an upload put a new object into the store (or repaired one): the daemon
+   * audits the store change, and reconciles the store then, so a superseded version whose
+   * successor was waiting for its bytes is uninstalled now rather than at the next reload
+   * (that part is not awaited by the request).
    */
-  readonly installed?: (measurement: string) => void;
+  readonly installed?: (change: UploadInstall) => void;
   /** Measured images of installed binaries, so a repeated run does not re-read and re-hash its file. */
   readonly verified?: VerifiedCache;
+}
+
+/** A store change an upload made: what was installed, for which VM, under which policy commit. */
+export interface UploadInstall {
+  readonly measurement: string;
+  readonly name: string;
+  readonly version: string;
+  readonly vm: string;
+  readonly repaired: boolean;
+  readonly commit: string | null;
 }
 
 /** The per-request state the connection keeps; the pipeline fills in what it learns. */
@@ -169,7 +180,9 @@ async function pipeline(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: 
       });
       if (result === undefined) return;
       path = result.path;
-      if (result.action === 'installed' || result.action === 'repaired') ctx.installed?.(measurement);
+      if (result.action === 'installed' || result.action === 'repaired') {
+        ctx.installed?.({ measurement, name: entry.name, version: entry.version, vm: vm.name, repaired: result.action === 'repaired', commit: policy.commit });
+      }
     } catch (err) {
       if (!(err instanceof VirtOffloadError) || work.done) throw err;
       conclude(ctx, vm, work, sink, { decision: 'allow', code: DAEMON_ERROR_CODES.installFailed, reason: message(err), ...policy }, {

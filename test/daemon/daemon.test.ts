@@ -133,6 +133,10 @@ test('an approved ELF uploaded by a VM runs sandboxed: stdout, stderr and exit c
   assert.is(recs[0]!.commit, run('git', ['-C', repo, 'rev-parse', 'HEAD']).trim());
   // Installed: `submit --measurement` now runs it without an upload.
   assert.ok(list(openStore(storeDir)).some((o) => o.measurement === bin.hello!.m));
+  // The install is a store change, audited like a reconciliation's (`audit --action install`).
+  const installs = audit().filter((x) => x.event === 'store' && x.action === 'install' && x.measurement === bin.hello!.m);
+  assert.is(installs.length, 1);
+  assert.equal([installs[0]!.name, installs[0]!.version, installs[0]!.vm, installs[0]!.reason, installs[0]!.commit], ['hello', '1', 'vm-a', 'uploaded by VM vm-a', recs[0]!.commit]);
   const again = await g.submit({ measurement: bin.hello!.m }, ['0']);
   assert.is(again.final.type, 'EXIT');
   assert.is(again.stdout, 'hello 0\n');
