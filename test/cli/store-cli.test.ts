@@ -147,12 +147,13 @@ test('store gc --repo: removes what the policy does not approve, keeps the rest;
   const audited = readFileSync(auditLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
   assert.equal(audited.map((a) => [a.action, a.name, a.reason, a.command]).sort(), [['uninstall', 'old', 'not in the policy', 'store gc'], ['uninstall', 'tool', 'superseded by 2', 'store gc']]);
   assert.ok(audited.every((a) => typeof a.time === 'string' && !Number.isNaN(Date.parse(a.time as string))));
+  assert.ok(audited.every((a) => a.event === 'store'), 'the same event as the daemon\'s store changes');
   const shown = vo(['audit', '--audit-log', auditLog, '--action', 'uninstall', '--json']);
   assert.is(shown.status, 0, shown.stderr);
   assert.is(shown.stdout.trim().split('\n').length, 2);
   const lastOne = vo(['audit', '--audit-log', auditLog, '--last', '1']);
   assert.is(lastOne.status, 0, lastOne.stderr);
-  assert.match(lastOne.stdout, /^\S+ uninstall measurement="sha256:[0-9a-f]{64}" name="(tool|old)"/);
+  assert.match(lastOne.stdout, /^\S+ uninstall event="store" measurement="sha256:[0-9a-f]{64}" name="(tool|old)"/);
   assert.is(vo(['audit', '--audit-log', auditLog, '--since', 'yesterday-ish']).status, 2);
 
   // Text output; a second run has nothing to do.

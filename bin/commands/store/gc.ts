@@ -39,11 +39,12 @@ export async function runStoreGc(opts: Record<string, unknown>): Promise<number>
 /** Recover leftovers and remove what the snapshot does not approve, auditing each change. */
 async function collect(store: Store, snapshot: PolicySnapshot, audit: AuditLog, json: boolean): Promise<number> {
   for (const r of recover(store, { minAgeMs: RECOVER_MARGIN_MS }).removed) {
-    audit.append({ action: 'recover', path: r.path, reason: r.why, command: 'store gc' });
+    audit.append({ event: 'store', action: 'recover', path: r.path, reason: r.why, command: 'store gc' });
     process.stdout.write(json ? `${JSON.stringify({ action: 'recover', path: r.path, reason: r.why })}\n` : `removed ${r.path} (${r.why})\n`);
   }
   const print = (r: ReconcileRecord): void => {
-    audit.append({ ...r, command: 'store gc' });
+    // The daemon's form of a store change (event store), so one filter finds both.
+    audit.append({ event: 'store', ...r, command: 'store gc' });
     if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
     else {
       const verb = r.action === 'uninstall' ? 'removed' : r.action;
