@@ -1,6 +1,6 @@
 // Where the store reconciliation gets the bytes of a newly approved version it does not hold:
 // a VCDIFF delta in the patch directory, applied to an installed version of the same binary
-// (DESIGN.md: "a patch (VCDIFF against an installed version) that yields an approved newer
+// (the design: "a patch (VCDIFF against an installed version) that yields an approved newer
 // version installs it"). The installed bytes are canonical images (what `measure --canonical`
 // writes), so a delta for the host is made between canonical images:
 //   xdelta3 -e -A -S none -n -s OLD.canonical NEW.canonical DELTA

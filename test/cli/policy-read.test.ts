@@ -69,7 +69,7 @@ test('check: exit 1 with every error as file:line: message, paths relative to DI
   assert.match(lines[0]!, /^binaries\/hello\.policy:7: version 1\.1: unknown status 'aproved'/);
   assert.match(lines[1]!, /^binaries\/tool\.policy:2: vms: group:nope is not defined$/);
   assert.match(lines[2]!, new RegExp(`^binaries/tool\\.policy:3: version 1: ${m(1)} is already listed for hello 1\\.0 at binaries/hello\\.policy:6$`));
-  assert.match(r.stderr, /the policy has 3 errors/);
+  assert.match(r.stderr, /the policy has 3 errors \(listed above\)\n/);
   const j = vo(['policy', 'check', '--json', join(repo.dir, 'policies')]);
   assert.is(j.status, 1);
   const obj = JSON.parse(j.stdout) as { ok: boolean; errors: { file: string; line: number; message: string }[] };

@@ -21,7 +21,8 @@ export async function runPolicyCheck(dir: string, opts: Record<string, unknown>)
     }
     if (err instanceof PolicyError && err.errors.length > 0) {
       if (!json) for (const e of err.errors) process.stdout.write(`${e.message}\n`);
-      process.stderr.write(`virt-offload: ${err.message.split('\n')[0]}\n`);
+      // The summary comes after the list it introduces elsewhere ("…has 2 errors:").
+      process.stderr.write(`virt-offload: ${err.message.split('\n')[0]!.replace(/:$/, '')}${json ? '' : ' (listed above)'}\n`);
       return EXIT.failed;
     }
     return json ? EXIT.failed : reportFailure(err);

@@ -19,7 +19,7 @@ export async function runStoreVerify(opts: Record<string, unknown>): Promise<num
     }
     if (problems.length === 0) return EXIT.ok;
     const differ = problems.filter((i) => i.status === 'differs').length;
-    process.stderr.write(`virt-offload: store ${store.root} failed verification: ${problems.length} problem${problems.length === 1 ? '' : 's'}${differ > 0 ? ` (${differ} object${differ === 1 ? '' : 's'} differ from their measurement and will not be run)` : ''}\n`);
+    process.stderr.write(`virt-offload: store ${store.root} failed verification: ${problems.length} problem${problems.length === 1 ? '' : 's'}${differ > 0 ? ` (${differ === 1 ? '1 object differs from its measurement and' : `${differ} objects differ from their measurement and`} will not be run)` : ''}\n`);
     return EXIT.failed;
   } catch (err) {
     return reportFailure(err);
