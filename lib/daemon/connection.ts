@@ -12,7 +12,8 @@
 //  - more than maxQueuedBytes of replies waiting for a guest that does not read: closed too.
 import type { Socket } from 'node:net';
 import type { VmIdentity } from '../policy/index.js';
-import { type DecoderEvent, encodeMessage, ERROR_CODES, FrameDecoder, type HostAction, HostSession, MAX_FRAME_CEILING, type Message, type ProtocolLimits } from '../protocol/index.js';
+import { type DecoderEvent, encodeMessage, ERROR_CODES, FrameDecoder, type HostAction, HostSession, MAX_FRAME_CEILING, type Message, type ProtocolLimits, type RunRequest } from '../protocol/index.js';
+import { RequestRate } from './admission.js';
 import { useNativeCodecs } from '../transport/index.js';
 import { conclude, errorBody, type FinalReply, type PipelineContext, processWork, record, type Work, type WorkSink } from './pipeline.js';
 
@@ -27,6 +28,10 @@ export interface ConnectionBounds {
    * rather than let the daemon's memory grow up to the policy's output limit per request.
    */
   readonly maxQueuedBytes: number;
+  /** Requests a second one VM may start, on average (admission.ts says why). */
+  readonly maxRequestsPerSecond: number;
+  /** …and at once, after a quiet spell. */
+  readonly requestBurst: number;
 }
 
 export interface ConnectionStats {
@@ -52,6 +57,7 @@ export class VmConnection {
   #garbage = 0;
   #errors = 0;
   #requests = 0;
+  readonly #rate: RequestRate;
 
   constructor(vm: VmIdentity, socket: Socket, limits: ProtocolLimits, ctx: PipelineContext, bounds: ConnectionBounds, onClosed: (conn: VmConnection) => void, software?: string) {
     this.vm = vm;
@@ -62,7 +68,8 @@ export class VmConnection {
     // Before the first frame is verified (once per process; idempotent).
     useNativeCodecs();
     this.#decoder = new FrameDecoder({ from: 'guest', maxFrame: limits.maxFrame });
-    this.#session = new HostSession({ limits, ...(software === undefined ? {} : { software }) });
+    this.#rate = new RequestRate(bounds.maxRequestsPerSecond, bounds.requestBurst);
+    this.#session = new HostSession({ limits, ...(software === undefined ? {} : { software }), admit: (request) => this.#admit(request) });
     this.#sink = {
       output: (work, stream, bytes) => this.#sendAll(this.#session.output(work.ticket, stream, bytes)),
       finish: (work, reply) => this.#finish(work, reply),
@@ -145,6 +152,23 @@ export class VmConnection {
     }
   }
 
+  /** The daemon's own bounds on a request the protocol admits (admission.ts). */
+  #admit(request: RunRequest): string | undefined {
+    if (!this.#rate.take()) return `more than ${this.#bounds.maxRequestsPerSecond} requests a second from this VM; slow down`;
+    const budget = this.#ctx.uploads;
+    if (request.upload !== undefined && budget !== undefined && !budget.tryReserve(request.upload)) {
+      return `the host holds ${budget.reserved} bytes of uploads from its VMs (limit ${budget.maxBytes}); try again shortly`;
+    }
+    return undefined;
+  }
+
+  /** Give back what the request reserved of the upload budget (once). */
+  #release(work: Work): void {
+    if (work.request.upload === undefined || work.released === true) return;
+    work.released = true;
+    this.#ctx.uploads?.release(work.request.upload);
+  }
+
   #misbehaved(why: string): void {
     this.#ctx.log.warn(`VM ${this.vm.name}: disconnecting a guest that does not speak the protocol: ${why}`, { vm: this.vm.name });
     this.close(why);
@@ -203,6 +227,7 @@ export class VmConnection {
   /** End a request's work: its audit record now (before the session's ERROR reply is written), its run killed. */
   #abort(work: Work, code: string, reason: string): void {
     clearTimeout(work.uploadTimer);
+    this.#release(work);
     work.chunks.length = 0;
     work.abort.abort();
     this.#works.delete(work.ticket);
@@ -221,6 +246,7 @@ export class VmConnection {
 
   #finish(work: Work, reply: FinalReply): void {
     clearTimeout(work.uploadTimer);
+    this.#release(work);
     this.#works.delete(work.ticket);
     if (this.#closed) return;
     this.#sendAll(this.#session.finish(work.ticket, reply));

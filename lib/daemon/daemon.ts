@@ -22,6 +22,7 @@ import { type DeviceRouteFactory, type DeviceStatus, VmDevice } from './device.j
 import { type DaemonLog, silentLog } from './log.js';
 import { Mutex } from '../io/index.js';
 import { patchSource } from './patch-source.js';
+import { UploadBudget } from './admission.js';
 import { VerifiedCache } from './verified-cache.js';
 import type { PipelineContext, UploadInstall } from './pipeline.js';
 
@@ -38,7 +39,9 @@ export const DEFAULT_PROTOCOL_LIMITS: ProtocolLimits = Object.freeze({
   uploadTimeoutMs: 120_000,
 });
 
-export const DEFAULT_BOUNDS: ConnectionBounds = Object.freeze({ maxGarbageBytes: 1 * MiB, maxErrors: 32, maxQueuedBytes: 64 * MiB });
+export const DEFAULT_BOUNDS: ConnectionBounds = Object.freeze({ maxGarbageBytes: 1 * MiB, maxErrors: 32, maxQueuedBytes: 64 * MiB, maxRequestsPerSecond: 200, requestBurst: 200 });
+/** Upload bytes the daemon holds for all VMs together: twice what one VM may hold by default (4 × 64 MiB). */
+export const DEFAULT_UPLOAD_BUDGET = 512 * MiB;
 
 /** libvirt domain names (the policy's `vm:` members) and UUIDs. */
 const VM_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
@@ -57,6 +60,8 @@ export interface DaemonOptions {
   readonly log?: DaemonLog;
   readonly execConfig?: ExecConfig;
   readonly bounds?: Partial<ConnectionBounds>;
+  /** Upload bytes in flight across all VMs (default DEFAULT_UPLOAD_BUDGET, never below one upload's maxUpload). */
+  readonly uploadBudget?: number;
   /** Allowed-signers file: load only policy commits whose signature verifies. */
   readonly requireSigned?: string;
   /** Poll the policy repo's HEAD this often (ms) and reload when it moved; 0 (default) off. */
@@ -169,6 +174,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     storeLock,
     installed: (change) => afterUploadInstalled(change),
     verified,
+    uploads: new UploadBudget(Math.max(options.uploadBudget ?? DEFAULT_UPLOAD_BUDGET, limits.maxUpload)),
   };
   const vms = new Map<string, VmEntry>();
   let closing = false;

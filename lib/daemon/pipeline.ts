@@ -15,6 +15,7 @@ import type { VerifiedCache } from './verified-cache.js';
 import type { DaemonLog } from './log.js';
 import type { Mutex } from '../io/index.js';
 import { clipText } from '../text.js';
+import type { UploadBudget } from './admission.js';
 
 /** Codes of ERROR replies the daemon adds to the protocol's own. */
 export const DAEMON_ERROR_CODES = Object.freeze({
@@ -50,6 +51,8 @@ export interface PipelineContext {
    * (that part is not awaited by the request).
    */
   readonly installed?: (change: UploadInstall) => void;
+  /** Upload bytes in flight across every VM (admission.ts); undefined: unbounded. */
+  readonly uploads?: UploadBudget;
   /** Measured images of installed binaries, so a repeated run does not re-read and re-hash its file. */
   readonly verified?: VerifiedCache;
 }
@@ -82,6 +85,8 @@ export interface Work {
   uploadStarted?: number;
   /** From the first DATA frame to DATA_END, ms (0.1 ms resolution); set at DATA_END. */
   uploadMs?: number;
+  /** Set once its upload reservation went back to the budget. */
+  released?: boolean;
 }
 
 export type FinalReply = Parameters<HostSession['finish']>[1];

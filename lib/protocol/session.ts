@@ -40,7 +40,7 @@ export const ERROR_CODES = Object.freeze({
   staleSession: 'stale-session',
   /** A REQUEST with the id of a request still in flight; both are ended. */
   duplicateId: 'duplicate-id',
-  /** maxConcurrent requests are in flight already. */
+  /** maxConcurrent requests are in flight already, or the host's rate or upload budget is used up. */
   busy: 'busy',
   /** argv/env over maxArgs or maxArgBytes. */
   limit: 'limit',
@@ -84,11 +84,18 @@ export interface HostSessionOptions {
   readonly limits: ProtocolLimits;
   /** Sent in the host's HELLO, e.g. "virt-offload/0.1.0". */
   readonly software?: string;
+  /**
+   * The daemon's last word on a REQUEST that passed every check of the protocol: a reason to
+   * refuse it with ERROR busy (a rate, a budget shared by all VMs), or undefined to admit it.
+   * Called once per request, right before it is in flight.
+   */
+  readonly admit?: (request: RunRequest) => string | undefined;
 }
 
 export class HostSession {
   readonly limits: ProtocolLimits;
   readonly #software: string | undefined;
+  readonly #admit: ((request: RunRequest) => string | undefined) | undefined;
   #ready = false;
   /** The nonce of the guest HELLO the current session began (or was resumed) with. */
   #nonce: string | undefined;
@@ -102,6 +109,7 @@ export class HostSession {
     encodeHello({ role: 'host', version: 1, nonce: 'checking', limits: options.limits });
     this.limits = options.limits;
     this.#software = options.software;
+    this.#admit = options.admit;
   }
 
   /** True once a guest HELLO was answered. */
@@ -224,6 +232,8 @@ export class HostSession {
     if (request.upload !== undefined && request.upload > l.maxUpload) {
       return [sendError(id, ERROR_CODES.tooLarge, `upload of ${request.upload} bytes; the host allows ${l.maxUpload}`)];
     }
+    const refusal = this.#admit?.(request);
+    if (refusal !== undefined) return [sendError(id, ERROR_CODES.busy, refusal)];
     const ticket = this.#nextTicket++;
     this.#tickets.set(ticket, id);
     const begin: HostAction = { type: 'begin', ticket, requestId: id, request };
