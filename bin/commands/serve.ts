@@ -28,17 +28,29 @@ function mustExist(path: string, flag: string, kind: 'file' | 'directory'): void
   if (!ok) throw new VirtOffloadError('EIO', `${flag} ${path}: not a ${kind}`);
 }
 
+function notAFile(path: string, flag: string): void {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isDirectory()) throw new VirtOffloadError('EIO', `${flag} ${path}: not a directory`);
+}
+
 export async function runServe(opts: Record<string, unknown>): Promise<number> {
   try {
     const runDir = str(opts.runDir)!;
     const policyRepo = str(opts.repo);
     if (policyRepo === undefined) throw new UsageError('--repo DIR is required (the policy repository work tree)', '--repo');
-    // A mistyped path would start a daemon that denies everything (or never applies a patch):
-    // refuse to start instead. A repository whose policy does not load is another matter: the
-    // daemon starts, denies, and loads it once a good commit arrives.
+    // A mistyped path would start a daemon that denies everything: refuse to start instead. A
+    // repository whose policy does not load is another matter: the daemon starts, denies, and
+    // loads it once a good commit arrives.
     mustExist(policyRepo, '--repo', 'directory');
     if (str(opts.requireSigned) !== undefined) mustExist(str(opts.requireSigned)!, '--require-signed', 'file');
-    if (str(opts.patchDir) !== undefined) mustExist(str(opts.patchDir)!, '--patch-dir', 'directory');
+    // --patch-dir may not exist yet (patches often arrive with a later policy commit); a file
+    // in its place is a mistake.
+    if (str(opts.patchDir) !== undefined) notAFile(str(opts.patchDir)!, '--patch-dir');
     const unsandboxed = str(opts.unsandboxed);
     if (unsandboxed !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(unsandboxed)) {
       throw new UsageError(`--unsandboxed ${unsandboxed}: a profile name is [A-Za-z0-9][A-Za-z0-9._-]{0,63}`, '--unsandboxed');

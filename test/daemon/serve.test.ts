@@ -76,7 +76,7 @@ test('serve: SIGHUP reloads; a new HEAD commit is picked up by the watcher; a ba
   assert.is((status.policy as Record<string, unknown>).commit, head);
 });
 
-test('serve: a mistyped --repo, --require-signed or --patch-dir stops it at once (1); --max-upload takes K, M, G', () => {
+test('serve: a mistyped --repo or --require-signed, or a file as --patch-dir, stops it at once (1); --max-upload takes K, M, G', () => {
   const cli = join(repoRoot, 'dist/virt-offload.cjs');
   const base = ['serve', '--run-dir', join(scratch.dir, 'run-bad'), '--store', join(scratch.dir, 'store-bad'), '--audit-log', join(scratch.dir, 'audit-bad.jsonl')];
   const cases: [string[], RegExp][] = [
