@@ -61,7 +61,9 @@ export class FrameDecoder {
     }
     this.from = options.from;
     this.maxFrame = maxFrame;
-    this.#buf = new Uint8Array(HEADER_BYTES + maxFrame);
+    // Room for a whole frame, and for a cut header plus the 2 × HEADER_BYTES added to it at
+    // once (feed()), which is more than a whole frame when maxFrame is below 48.
+    this.#buf = new Uint8Array(HEADER_BYTES + Math.max(maxFrame, 2 * HEADER_BYTES));
   }
 
   /** Bytes held right now (an unfinished frame or a possible magic prefix); never above HEADER_BYTES + maxFrame. */

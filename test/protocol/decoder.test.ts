@@ -6,6 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
   crc32 as crcOf,
+  type DecoderEvent,
   encodeCancel,
   encodeChunks,
   encodeFrame,
@@ -84,6 +85,18 @@ test('a length over maxFrame is refused as soon as the header is complete, witho
   const rest = decoder.feed(concat([big.subarray(HEADER_BYTES), encodeCancel(7)]));
   assert.equal(plain(messagesOf(rest)), [{ type: 'CANCEL', requestId: 7 }]);
   assert.is(garbageOf([...events, ...rest]), big.length);
+});
+
+test('a tiny maxFrame (0, 10, 47): headers cut anywhere are still read, nothing is written past the buffer', () => {
+  const frames = concat([encodeFrame(FrameType.DATA_END, 1), encodeFrame(FrameType.CANCEL, 2), encodeFrame(FrameType.DATA_END, 3)]);
+  for (const maxFrame of [0, 10, 47]) {
+    for (const cut of [1, 3, 5, 23, 25]) {
+      const decoder = new FrameDecoder({ from: 'guest', maxFrame });
+      const events: DecoderEvent[] = [];
+      for (let at = 0; at < frames.length; at += cut) events.push(...decoder.feed(frames.subarray(at, at + cut)));
+      assert.equal(messagesOf(events).map((m) => `${m.type} ${m.requestId}`), ['DATA_END 1', 'CANCEL 2', 'DATA_END 3'], `maxFrame ${maxFrame}, cut ${cut}`);
+    }
+  }
 });
 
 test('a header announcing 4 GiB never makes the decoder hold more than HEADER + maxFrame', () => {
