@@ -13,6 +13,12 @@ export async function runAudit(opts: Record<string, unknown>): Promise<number> {
       const value = str(opts[key]);
       if (value !== undefined) filter[key] = value;
     }
+    // A value no record can have would print nothing and look like "no such records".
+    const choices = { decision: ['allow', 'deny', 'error'], action: ['install', 'uninstall', 'install-failed', 'uninstall-failed', 'recover'] } as const;
+    for (const key of ['decision', 'action'] as const) {
+      const value = filter[key];
+      if (value !== undefined && !(choices[key] as readonly string[]).includes(value)) throw new UsageError(`--${key} ${value}: expected ${choices[key].join(', ')}`, `--${key}`);
+    }
     if (filter.since !== undefined && Number.isNaN(Date.parse(filter.since))) {
       throw new UsageError(`--since ${filter.since}: not an ISO time (e.g. 2026-11-23T00:00:00Z)`, '--since');
     }

@@ -47,6 +47,9 @@ export function openStore(root: string, options: OpenStoreOptions = {}): Store {
     }
     // mkdir's mode is filtered by the umask; the store's mode is not the umask's business.
     if (created !== undefined) chmodSync(abs, DIR_MODE);
+  } else if (lstatOrUndefined(abs) === undefined) {
+    // Said plainly before the directories above it are looked at (they may be missing too).
+    throw new StoreError('missing', `no store at ${abs} (create it with the daemon, or check --store)`, { path: abs });
   }
   checkAncestors(abs);
   checkDir(abs, true);

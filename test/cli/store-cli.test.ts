@@ -155,6 +155,14 @@ test('store gc --repo: removes what the policy does not approve, keeps the rest;
   assert.is(lastOne.status, 0, lastOne.stderr);
   assert.match(lastOne.stdout, /^\S+ uninstall event="store" measurement="sha256:[0-9a-f]{64}" name="(tool|old)"/);
   assert.is(vo(['audit', '--audit-log', auditLog, '--since', 'yesterday-ish']).status, 2);
+  const maybe = vo(['audit', '--audit-log', auditLog, '--decision', 'maybe']);
+  assert.is(maybe.status, 2);
+  assert.match(maybe.stderr, /--decision maybe: expected allow, deny, error/);
+  assert.is(vo(['audit', '--audit-log', auditLog, '--action', 'delete']).status, 2);
+  // A store that is not there, even its parent: said plainly.
+  const absent = vo(['store', 'ls', '--store', join(dir, 'no-parent', 'store')]);
+  assert.is(absent.status, 1);
+  assert.match(absent.stderr, /no store at .*no-parent\/store \(create it with the daemon, or check --store\)/);
 
   // Text output; a second run has nothing to do.
   const again = vo(['store', 'gc', '--repo', repo, '--store', store.root, '--audit-log', auditLog]);
