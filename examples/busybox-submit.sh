@@ -59,7 +59,9 @@ hello() {
   frame 1 0 "$tmp/j"
 }
 
-if [ "${1:-}" = --measurement ]; then
+[ $# -ge 1 ] || { echo "usage: vo-run FILE [--] [ARGS...] | vo-run --measurement sha256:HEX [--] [ARGS...]" >&2; exit 2; }
+if [ "$1" = --measurement ]; then
+  [ $# -ge 2 ] || { echo "vo-run: --measurement needs a measurement (sha256:HEX)" >&2; exit 2; }
   what="\"measurement\":\"$2\"" file=
   shift 2
 else
@@ -68,6 +70,8 @@ else
   what="\"upload\":$(($(wc -c < "$file")))"
   shift
 fi
+# As with `virt-offload submit`, a -- before the program's arguments is not one of them.
+[ "${1:-}" != -- ] || shift
 args=
 for a in "$@"; do
   # This client does not escape JSON: refuse what would need it rather than send broken JSON.

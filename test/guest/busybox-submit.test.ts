@@ -99,7 +99,8 @@ test('upload in the host maxFrame chunks, output, remote exit code; PING answere
   const binary = new Uint8Array(10_000).map((_, i) => (i * 37 + (i >> 8)) & 0xff);
   binary.set([0x56, 0x4f, 0x46, 0x31], 5000);
   let upload: Uint8Array | undefined;
-  const run = await runScript(['tool.bin', '-x', 'héllo wörld'], {
+  // The -- before the program's arguments is not one of them (as with `virt-offload submit`).
+  const run = await runScript(['tool.bin', '--', '-x', 'héllo wörld'], {
     onRun: (ctx) => {
       upload = ctx.upload;
       ctx.send({ type: 'PING', requestId: 4, data: Uint8Array.of(7) });
@@ -132,9 +133,14 @@ test('--measurement: denied → 77 with the measurement; ERROR → 70; host gone
   assert.match(gone.stderr, /closed before the reply/);
 });
 
-test('an argument the script would have to escape into JSON is refused (2) before the port is opened', () => {
+test('an argument the script would have to escape into JSON is refused (2) before the port is opened; so are no arguments', () => {
   const { dir, bin, busybox, cleanup } = sandbox();
   try {
+    for (const args of [[], ['--measurement']]) {
+      const r = spawnSync(busybox, ['sh', SCRIPT, ...args], { cwd: dir, env: { PATH: bin, VO_IN: join(dir, 'none-in'), VO_OUT: join(dir, 'none-out') }, encoding: 'utf8' });
+      assert.is(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /^(usage: vo-run FILE|vo-run: --measurement needs a measurement)/);
+    }
     for (const arg of ['say "hi"', 'back\\slash', 'line\nbreak']) {
       // VO_IN/VO_OUT name nothing: opening them would fail with another message.
       const r = spawnSync(busybox, ['sh', SCRIPT, '--measurement', M1, 'ok', arg], { cwd: dir, env: { PATH: bin, VO_IN: join(dir, 'none-in'), VO_OUT: join(dir, 'none-out') }, encoding: 'utf8' });
