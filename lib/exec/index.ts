@@ -7,7 +7,7 @@ export { ExecError } from './errors.js';
 export { closeInheritedFds, inheritableFds } from './fds.js';
 export type { OpenFd } from './fds.js';
 export type { ExecErrorKind } from './errors.js';
-export { checkRequest, decodeExit, loadInstalled, run } from './run.js';
+export { checkRequest, decodeExit, loadInstalled, run, RUN_NICE } from './run.js';
 export type { ExecConfig, LimitsHit, RunOptions, RunResult, SandboxChoice, StartInfo } from './run.js';
 export { DEFAULT_MAX_BINARY_BYTES, loadVerified, verifyBytes } from './verified.js';
 export type { VerifiedBinary } from './verified.js';

@@ -21,7 +21,7 @@
 //  6. read the cgroup's events (OOM kills, fork refusals), kill what is left, remove the cgroup
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { constants as osConstants, tmpdir } from 'node:os';
+import { constants as osConstants, setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { Profile } from '../measure/index.js';
@@ -439,6 +439,23 @@ function exited(child: ChildProcess): boolean {
   return child.exitCode !== null || child.signalCode !== null;
 }
 
+/**
+ * Niceness of every run. A program that spins (or forks up to its pids limit and spins) then
+ * yields the CPU to the daemon, which serves every VM, and to the host's own work; there is no
+ * CPU limit per run yet (cgroup cpu controller: not wired), so this is what keeps one guest's
+ * busy loop from slowing the rest of the host to its pace.
+ */
+export const RUN_NICE = 10;
+
+function lowerPriority(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    setPriority(pid, RUN_NICE);
+  } catch {
+    // Gone already (it exited), or not ours to change: the run goes on at its inherited priority.
+  }
+}
+
 function kill(pid: number | undefined): void {
   if (pid === undefined) return;
   try {
@@ -536,6 +553,9 @@ async function runInBwrap(
       if (limitsError !== undefined) throw limitsError;
       // Cloned before bwrap's own move (or that move failed): move it now, before it is released.
       if (!cgroup.holds(initPid)) cgroup.add(initPid);
+      // Everything the program starts inherits this from the sandbox's pid 1.
+      lowerPriority(child.pid);
+      lowerPriority(initPid);
       options.onStart?.({ pid: child.pid!, sandboxInitPid: initPid, cgroupDirs: cgroup.dirs });
       blockStream?.end(Buffer.from([1]));
       feedStdin(child, options.stdin);
@@ -645,6 +665,7 @@ async function runUnsandboxed(
   sup.attach(child);
   const done = sup.wait(child);
   if (child.pid !== undefined) {
+    lowerPriority(child.pid);
     try {
       cgroup.add(child.pid);
     } catch {

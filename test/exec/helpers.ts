@@ -15,6 +15,7 @@ export const PROBE_C = String.raw`
 #include <errno.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,7 @@ int main(int argc, char **argv) {
     while (f && fgets(line, sizeof line, f))
       if (!strncmp(line, "Uid:", 4) || !strncmp(line, "Gid:", 4) || !strncmp(line, "Cap", 3) || !strncmp(line, "NoNewPrivs", 10)) fputs(line, stdout);
     if (f) fclose(f);
+    printf("NICE %d\n", getpriority(PRIO_PROCESS, 0));
     DIR *d = opendir("/proc/self/fd");
     struct dirent *e;
     printf("FDS");

@@ -1,11 +1,12 @@
 // The exec helper against the real bubblewrap and the real cgroups of this host: what runs,
 // what the sandbox keeps out, and that every limit stops the program.
 import { createServer } from 'node:net';
+import { getPriority } from 'node:os';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { closeInheritedFds, hostCgroups, run, type RunOptions, type StartInfo } from '../../lib/exec/index.js';
+import { closeInheritedFds, hostCgroups, run, RUN_NICE, type RunOptions, type StartInfo } from '../../lib/exec/index.js';
 import { requireTool, scratchDir } from '../../testbed/tools.js';
 import { buildProbe, cmdline, install, limits } from './helpers.js';
 
@@ -56,9 +57,11 @@ test('a signal death is reported as the signal', async () => {
 
 test('sandbox: uid/gid 65534 inside and on the host, no capabilities, only stdio open', async () => {
   let hostStatus = '';
+  let nices: number[] = [];
   const r = await probe(['status'], {
     onStart: (info: StartInfo) => {
       hostStatus = readFileSync(`/proc/${info.sandboxInitPid}/status`, 'utf8');
+      nices = [getPriority(info.pid), getPriority(info.sandboxInitPid!)];
     },
   });
   const out = r.stdout.toString();
@@ -70,6 +73,10 @@ test('sandbox: uid/gid 65534 inside and on the host, no capabilities, only stdio
   assert.match(out, /^FDS 0=\/dev\/null 1=socket:\[\d+\] 2=socket:\[\d+\]$/m);
   // Seen from the host, the sandbox runs as nobody, not as root.
   assert.match(hostStatus, /^Uid:\s+65534\s+65534\s+65534\s+65534$/m);
+  // …and yields the CPU to the daemon and the host: bwrap and the sandbox's pid 1 run at nice
+  // 10 when it is released, and the program, its child, inherits that.
+  assert.equal(nices, [RUN_NICE, RUN_NICE]);
+  assert.match(out, new RegExp(`^NICE ${RUN_NICE}$`, 'm'));
 });
 
 test('sandbox: /etc/shadow, the store and the host root are out of reach', async () => {
