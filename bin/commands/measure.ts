@@ -123,6 +123,9 @@ function sha256sumLine(measurement: string, path: string): string {
   return `\\${measurement}  ${escaped}`;
 }
 
+/** 128 + SIGPIPE, as a shell reports a program that wrote into a closed pipe. */
+const EXIT_STDOUT_CLOSED = 141;
+
 interface CanonicalSink {
   write(chunk: Uint8Array): void;
   commit(): void;
@@ -149,6 +152,8 @@ function writeAll(fd: number, chunk: Uint8Array, what: string): void {
     } catch (err) {
       // A non-blocking pipe that is full: wait for the reader rather than drop bytes.
       if ((err as NodeJS.ErrnoException).code === 'EAGAIN') continue;
+      // The reader has gone (`| head`): end as a program killed by SIGPIPE does, quietly, 141.
+      if ((err as NodeJS.ErrnoException).code === 'EPIPE' && fd === 1) process.exit(EXIT_STDOUT_CLOSED);
       throw fileError(what, 'cannot write canonical bytes to', err);
     }
   }

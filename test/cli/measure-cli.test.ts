@@ -65,6 +65,14 @@ test('--canonical - streams the measured bytes: their sha256 is the measurement'
   assert.ok(r.stdout.length < statSync(process.execPath).size, 'canonical image of node should be smaller than the file');
 });
 
+test('--canonical - into a pipe its reader closes early (| head): exit 141, no message', () => {
+  const big = join(dir, 'big.bin');
+  writeFileSync(big, Buffer.alloc(4 << 20, 0x41));
+  const piped = spawnSync('bash', ['-c', 'set -o pipefail; "$0" "$1" measure --canonical - "$2" | head -c 10 >/dev/null', process.execPath, cli, big], { encoding: 'utf8' });
+  assert.is(piped.status, 141, piped.stderr);
+  assert.not.match(piped.stderr, /EPIPE|cannot write/);
+});
+
 test('--canonical OUT writes the file atomically with the input mode (no group/other write)', () => {
   const out = join(dir, 'canon.sh');
   const r = vo(['measure', '--canonical', out, script]);

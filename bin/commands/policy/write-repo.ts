@@ -158,7 +158,8 @@ export function parseVmOption(values: readonly string[] | undefined): VmsSpec | 
   const out: string[] = [];
   for (const v of values) {
     const parsed = parseMember(v);
-    if ('problem' in parsed) throw new UsageError(`--vm ${v}: ${parsed.problem} (expected vm:NAME, uuid:UUID, group:NAME or all)`, '--vm');
+    // The problem says what a member looks like already.
+    if ('problem' in parsed) throw new UsageError(`--vm ${v}: ${parsed.problem}`, '--vm');
     const key = formatMember(parsed.member);
     if (seen.has(key)) throw new UsageError(`--vm ${v} is given twice`, '--vm');
     seen.add(key);
