@@ -58,7 +58,7 @@ Examples:
   virt-offload measure --explain ./tool
   virt-offload measure --canonical - ./tool | sha256sum   # equals the measurement
 Exit codes: 0 all measured, 1 a file could not be measured (message names it and why), 2 usage,
-141 the reader of --canonical - closed the pipe early (as with `| head`).`)
+141 the reader of --canonical - closed the pipe early (as with | head).`)
   .action(async (files: string[], opts: Record<string, unknown>) => {
     const { runMeasure } = await import('./commands/measure.js');
     process.exitCode = await runMeasure(files, opts);
