@@ -1,14 +1,17 @@
-// `npm run test:files`: uvu, plus one check uvu 0.5 does not make. When a suite's before hook
-// throws, uvu's runner returns from its `finally` block, which discards the error: the suite
-// is printed as "(0 / N)" with no FAIL and the process exits 0, so a whole test file could
-// stop running (a daemon that no longer starts, say) and CI would stay green. This passes
-// uvu's output through and fails when fewer tests passed (or were skipped) than exist, naming
-// the files whose tests did not run.
+// `npm run test:files`: uvu, plus what uvu 0.5 does not do. When a suite's before hook throws,
+// uvu's runner returns from its `finally` block, which discards the error: the suite is printed
+// as "(0 / N)" with no FAIL and the process exits 0, so a whole test file could stop running (a
+// daemon that no longer starts, say) and CI would stay green. uvu-hook-errors.mjs makes uvu
+// report that error; this passes uvu's output through and also fails when fewer tests passed
+// (or were skipped) than exist, naming the files whose tests did not run.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const uvu = fileURLToPath(new URL('../node_modules/uvu/bin.js', import.meta.url));
-const child = spawn(process.execPath, [uvu, ...process.argv.slice(2)], { stdio: ['inherit', 'pipe', 'inherit'] });
+// uvu-hook-errors.mjs turns a before hook's error into a reported failure; the count below
+// still catches a suite that did not run for any other reason.
+const preload = new URL('./uvu-hook-errors.mjs', import.meta.url).href;
+const child = spawn(process.execPath, ['--import', preload, uvu, ...process.argv.slice(2)], { stdio: ['inherit', 'pipe', 'inherit'] });
 let out = '';
 child.stdout.on('data', (d) => {
   process.stdout.write(d);
