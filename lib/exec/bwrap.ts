@@ -3,7 +3,7 @@
 // What the sandbox sees (platform.md pitfall 10, peers.md (d) 10):
 // - every namespace unshared (user, pid, net, ipc, uts, mount, cgroup), no --share-net
 // - uid/gid 65534 inside, all capabilities dropped, no nested user namespace (bubblewrap
-//   >= 0.8.0: --disable-userns), --die-with-parent, --new-session
+//   >= 0.8.0: --disable-userns), a seccomp filter (seccomp.ts), --die-with-parent, --new-session
 //   (TIOCSTI, CVE-2017-5226), --clearenv then only PATH, LANG and the caller's checked env
 // - an empty root tmpfs with: a new /proc, a minimal /dev, a private /tmp (the cwd), the
 //   program's canonical bytes copied in at /run/virt-offload/ (see verified.ts), and read-only
@@ -86,6 +86,8 @@ export interface BwrapPlan {
   readonly infoFd?: number;
   /** bwrap waits for a byte here before it execs the command (time to join the cgroup). */
   readonly blockFd?: number;
+  /** bwrap reads a compiled seccomp filter here and installs it before the exec (seccomp.ts). */
+  readonly seccompFd?: number;
   /** argv inside the sandbox, [0] is the path executed. */
   readonly command: readonly string[];
 }
@@ -117,6 +119,7 @@ export function bwrapArgs(plan: BwrapPlan, binds: SystemBinds = systemBinds()): 
   args.push('--chdir', '/tmp');
   if (plan.infoFd !== undefined) args.push('--info-fd', String(plan.infoFd));
   if (plan.blockFd !== undefined) args.push('--block-fd', String(plan.blockFd));
+  if (plan.seccompFd !== undefined) args.push('--seccomp', String(plan.seccompFd));
   args.push('--', ...plan.command);
   return args;
 }

@@ -30,6 +30,7 @@ import { bwrapArgs, insideLibraryDirs, probeBwrap, SANDBOX_DIR, systemBinds } fr
 import { hostCgroups, RunCgroup, type CgroupLayout } from './cgroup.js';
 import { ExecError } from './errors.js';
 import { inheritableFds } from './fds.js';
+import { seccompFilter } from './seccomp.js';
 import { DEFAULT_MAX_BINARY_BYTES, loadVerified, type VerifiedBinary } from './verified.js';
 import { WASI_NODE_FLAGS, WASI_NODE_TASKS, WASI_RUNNER_SOURCE } from './wasi-runner.js';
 
@@ -485,15 +486,27 @@ async function runInBwrap(
     perms: f.perms,
     data: f.name === 'wasi.json' ? [wasiConfig(SANDBOX_DIR, argv, env)] : f.data,
   }));
+  // bwrap reads the compiled filter from this fd and installs it right before the exec.
+  const filter = seccompFilter();
+  const SECCOMP_FD = FIRST_FILE_FD + files.length;
   const args = bwrapArgs({
     files,
     roBinds: plan.roBinds,
     env: { ...BASE_ENV, ...(plan.processEnv ? env : {}) },
     infoFd: INFO_FD,
     blockFd: BLOCK_FD,
+    ...(filter === undefined ? {} : { seccompFd: SECCOMP_FD }),
     command: plan.command(SANDBOX_DIR),
   });
-  const stdio: StdioOptions = [options.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', ...files.map(() => 'pipe' as const)];
+  const stdio: StdioOptions = [
+    options.stdin === undefined ? 'ignore' : 'pipe',
+    'pipe',
+    'pipe',
+    'pipe',
+    'pipe',
+    ...files.map(() => 'pipe' as const),
+    ...(filter === undefined ? [] : ['pipe' as const]),
+  ];
   const spawnBwrap = (): ChildProcess => spawn(bwrapPath, args, { stdio, env: {}, cwd: '/', ...(identity ?? {}) });
   // v1: bwrap is born in the run's cgroups (cgroup.ts, "Joining a run's cgroup"). Elsewhere it
   // is moved in right after spawn, off the event loop, while it sets up; pid 1 of the sandbox,
@@ -526,6 +539,7 @@ async function runInBwrap(
   const done = sup.wait(child);
 
   for (const f of files) writeAll(child.stdio[f.fd] as Writable | null, f.data);
+  if (filter !== undefined) writeAll(child.stdio[SECCOMP_FD] as Writable | null, [filter]);
   // Our ends of the fds bwrap writes to or reads from must be drained so 'close' can fire.
   const infoStream = child.stdio[INFO_FD] as Readable | null;
   const blockStream = child.stdio[BLOCK_FD] as Writable | null;

@@ -16,6 +16,8 @@ export const PROBE_C = String.raw`
 #include <netinet/in.h>
 #include <sched.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/ptrace.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,6 +134,24 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "userns")) {
     if (unshare(CLONE_NEWUSER | CLONE_NEWNET) < 0) return fail("unshare");
     printf("UNSHARED\n");
+    return 0;
+  }
+  if (!strcmp(cmd, "syscalls")) {
+    /* What the seccomp filter refuses: each line is the call and its errno name (or OK). */
+    struct { const char *name; long r; } calls[4];
+    char params[120] = {0};
+    errno = 0; calls[0].name = "ptrace"; calls[0].r = ptrace(PTRACE_TRACEME, 0, 0, 0);
+    printf("ptrace %s\n", calls[0].r < 0 ? strerrorname_np(errno) : "OK");
+    errno = 0; calls[1].r = syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3 /* session */, 0);
+    printf("keyctl %s\n", calls[1].r < 0 ? strerrorname_np(errno) : "OK");
+    errno = 0; calls[2].r = syscall(425 /* io_uring_setup */, 1, params);
+    printf("io_uring_setup %s\n", calls[2].r < 0 ? strerrorname_np(errno) : "OK");
+    errno = 0; calls[3].r = syscall(435 /* clone3 */, 0, 0);
+    printf("clone3 %s\n", calls[3].r < 0 ? strerrorname_np(errno) : "OK");
+    pid_t child = fork();
+    if (child == 0) _exit(0);
+    printf("fork %s\n", child > 0 ? "OK" : strerrorname_np(errno));
+    if (child > 0) waitpid(child, 0, 0);
     return 0;
   }
   if (!strcmp(cmd, "kill-self")) { raise(SIGSEGV); return 0; }

@@ -119,6 +119,11 @@ test('sandbox: no new user namespace inside (and so no capabilities in one: nf_t
   assert.match(r.stdout.toString(), /^ERR unshare (ENOSPC|EPERM)\n$/);
 });
 
+test('sandbox: the seccomp filter refuses ptrace, keyrings and io_uring (EPERM), answers clone3 with ENOSYS, and fork still works', async () => {
+  const r = await probe(['syscalls']);
+  assert.is(r.stdout.toString(), 'ptrace EPERM\nkeyctl EPERM\nio_uring_setup EPERM\nclone3 ENOSYS\nfork OK\n');
+});
+
 test('pids limit contains a fork bomb', async () => {
   const r = await probe(['forkbomb'], { limits: limits({ pids: 16 }) });
   const m = /FORK FAILED after (\d+) EAGAIN/.exec(r.stdout.toString());
