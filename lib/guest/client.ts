@@ -42,6 +42,9 @@ import { type ByteChannel, openChannel } from './channel.js';
 import { useNativeCodecs } from '../transport/index.js';
 import { findPort, type FindPortOptions } from './port.js';
 
+/** How long, before the host's HELLO, an incomplete frame is waited for (see #pump). */
+const PARTIAL_FRAME_MS = 500;
+
 export const EXIT_STATUS = Object.freeze({
   /** The remote program was ended by a signal (like a shell's 128+n, but one fixed value). */
   signal: 125,
@@ -470,6 +473,8 @@ class Conversation {
   }
 
   #pumping = false;
+  /** When the decoder began to hold the incomplete frame it holds now (undefined: none). */
+  #partialSince: number | undefined;
 
   /** Start reading the channel (once). */
   #startPump(): void {
@@ -497,7 +502,17 @@ class Conversation {
           await this.#sleep(this.#pollMs);
           continue;
         }
+        // Before the host's HELLO, a frame left incomplete this long is not the host's answer:
+        // it began in an earlier client's leftovers (a header that happens to check out), and
+        // it would swallow every host HELLO after it. Drop its first byte and scan the bytes it
+        // held again (docs/protocol.md, "Receiving frames"), as the host does with its own.
+        if (!this.#ready && this.#partialSince !== undefined && performance.now() - this.#partialSince > PARTIAL_FRAME_MS) {
+          this.#partialSince = undefined;
+          for (const event of this.#decoder.abandonPartial()) await this.#event(event);
+        }
         for (const event of this.#decoder.feed(chunk)) await this.#event(event);
+        if (!this.#decoder.inFrame) this.#partialSince = undefined;
+        else this.#partialSince ??= performance.now();
       }
     } catch (err) {
       this.#fail((err as Error).message);

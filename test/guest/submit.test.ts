@@ -300,6 +300,16 @@ test('stale frames of an earlier client and a host HELLO for another nonce are s
   assert.is(r.result.limits?.maxUpload, LIMITS.maxUpload, 'the limits of the HELLO that echoes our nonce');
 });
 
+test('stale output holding a frame header that checks out does not swallow the host HELLOs for good: it is abandoned', async () => {
+  // The start of an earlier client's STDOUT frame of 60000 bytes, the rest of it never sent.
+  const stale = encodeRaw('STDOUT', 1, new Uint8Array(60_000), 65_536).subarray(0, 40);
+  const h = await host({ preamble: stale, onRun: (ctx) => ctx.exit(4) });
+  const t0 = performance.now();
+  const r = await go(h, { measurement: M1 });
+  assert.is(r.result.status, 4, `${r.result.message ?? ''} ${r.stderr}`);
+  assert.ok(performance.now() - t0 < 4000, `took ${Math.round(performance.now() - t0)} ms`);
+});
+
 async function rejects(f: () => Promise<unknown>, pattern: RegExp): Promise<void> {
   try {
     await f();
