@@ -108,10 +108,12 @@ interface VmLine {
 
 /** The status reply as an admin reads it: the policy in force first, then one block per VM. */
 function describeStatus(reply: Record<string, unknown>): string {
-  const policy = (reply.policy ?? {}) as { loaded?: unknown; commit?: unknown; loadedAt?: unknown; lastError?: unknown };
+  const policy = (reply.policy ?? {}) as { loaded?: unknown; commit?: unknown; uncommitted?: unknown; loadedAt?: unknown; lastError?: unknown };
   const lines: string[] = [];
-  if (policy.loaded === true) lines.push(`policy: commit ${String(policy.commit)} (loaded ${String(policy.loadedAt)})`);
-  else lines.push('policy: NONE LOADED: every request is denied');
+  if (policy.loaded === true) {
+    lines.push(`policy: commit ${String(policy.commit)}${policy.uncommitted === true ? ' + UNCOMMITTED changes to *.policy files' : ''} (loaded ${String(policy.loadedAt)})`);
+  }
+  if (policy.loaded !== true) lines.push('policy: NONE LOADED: every request is denied');
   if (typeof policy.lastError === 'string') lines.push(`  last reload FAILED: ${policy.lastError}`);
   const vms = Array.isArray(reply.vms) ? (reply.vms as VmLine[]) : [];
   lines.push(`VMs: ${vms.length}`);

@@ -12,7 +12,7 @@ import { openAuditLog, type AuditLog } from '../audit/index.js';
 import { VirtOffloadError } from '../errors.js';
 import { closeInheritedFds, hostCgroups, removeStaleRuns, type ExecConfig, type SandboxChoice } from '../exec/index.js';
 import type { PolicySnapshot, VmIdentity } from '../policy/index.js';
-import { headCommit, PolicyReloader } from '../policy/loader.js';
+import { headCommit, PolicyReloader, uncommittedPolicyChanges } from '../policy/loader.js';
 import { DEFAULT_MAX_FRAME, type ProtocolLimits } from '../protocol/index.js';
 import { openStore, reconcile, recover, type Store } from '../store/index.js';
 import { VERSION } from '../version.js';
@@ -101,7 +101,7 @@ export interface VmStatus {
 }
 
 export interface DaemonStatus {
-  readonly policy: { readonly loaded: boolean; readonly commit: string | undefined; readonly loadedAt: string | undefined; readonly lastError: string | undefined };
+  readonly policy: { readonly loaded: boolean; readonly commit: string | undefined; readonly uncommitted?: true; readonly loadedAt: string | undefined; readonly lastError: string | undefined };
   readonly vms: readonly VmStatus[];
   readonly limits: ProtocolLimits;
 }
@@ -162,6 +162,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   let lastError: string | undefined;
   let lastFailedHead: string | undefined;
   const storeLock = new Mutex();
+  /** Snapshots loaded from a work tree whose *.policy files differ from HEAD's. */
+  const uncommitted = new WeakSet<PolicySnapshot>();
   const reloadLock = new Mutex();
   const verified = new VerifiedCache();
   const ctx: PipelineContext = {
@@ -171,6 +173,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     sandbox: options.sandbox,
     ...(options.execConfig === undefined ? {} : { execConfig: options.execConfig }),
     snapshot: () => snapshot,
+    uncommitted: (snap) => uncommitted.has(snap),
     storeLock,
     installed: (change) => afterUploadInstalled(change),
     verified,
@@ -250,7 +253,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     snapshot = next;
     lastError = undefined;
     lastFailedHead = undefined;
-    appendAudit({ event: 'policy-reload', ok: true, commit: next.commit ?? null, previous: previous ?? null, files: next.files.length });
+    // Signed loads read HEAD's files only (the work tree must equal them); otherwise the work
+    // tree is read, and edits nobody committed would pass for HEAD's reviewed commit.
+    const dirty = options.requireSigned === undefined && next.commit !== undefined && uncommittedPolicyChanges(options.policyRepo) === true;
+    if (dirty) uncommitted.add(next);
+    appendAudit({ event: 'policy-reload', ok: true, commit: next.commit ?? null, ...(dirty ? { uncommitted: true } : {}), previous: previous ?? null, files: next.files.length });
+    if (dirty) log.warn(`policy work tree ${options.policyRepo} has UNCOMMITTED changes to *.policy files: they are in force, and every decision is recorded with commit ${next.commit} and "uncommitted": true; commit them for review`, { commit: next.commit });
     log.info(`policy loaded: commit ${next.commit ?? '(not a git commit)'}, ${next.binaries.size} binaries, ${next.index.size} measurements (${reloader.stats.compiled} of ${reloader.stats.files} files parsed)`, { commit: next.commit });
     if (next.files.length === 0) {
       // Like `store gc`: an empty repository is far more likely a wrong --repo than a wish to uninstall everything.
@@ -325,7 +333,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   };
 
   const status = (): DaemonStatus => ({
-    policy: { loaded: snapshot !== undefined, commit: snapshot?.commit, loadedAt: snapshot?.loadedAt, lastError },
+    policy: { loaded: snapshot !== undefined, commit: snapshot?.commit, ...(snapshot !== undefined && uncommitted.has(snapshot) ? { uncommitted: true } : {}), loadedAt: snapshot?.loadedAt, lastError },
     vms: [...vms.values()].map((e) => ({ name: e.vm.name, uuid: e.vm.uuid, socket: e.path, connected: e.conn !== undefined, connection: e.conn?.stats, device: e.device?.status() })),
     limits,
   });

@@ -40,6 +40,8 @@ export interface PipelineContext {
   readonly log: DaemonLog;
   readonly sandbox: SandboxChoice;
   readonly execConfig?: ExecConfig;
+  /** Whether `snapshot` was read from a work tree with uncommitted *.policy changes (audited as such). */
+  readonly uncommitted?: (snapshot: PolicySnapshot) => boolean;
   /** The snapshot decisions are made with right now (undefined: none loaded → deny). */
   snapshot(): PolicySnapshot | undefined;
   /** Serializes store writers: installs here and the reconciliation after a reload. */
@@ -155,7 +157,8 @@ async function pipeline(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: 
   // may have revoked it, and a revoked binary must neither be installed again nor run.
   let snapshot = ctx.snapshot();
   let decision = decide(snapshot, vm, measurement);
-  let policy = { commit: snapshot?.commit ?? null };
+  const policyOf = (snap: PolicySnapshot | undefined) => ({ commit: snap?.commit ?? null, ...(snap !== undefined && ctx.uncommitted?.(snap) === true ? { uncommitted: true } : {}) });
+  let policy = policyOf(snapshot);
   work.decision = decision;
   /** The policy entry in force now, or undefined (and the request answered DENIED) when it refuses. */
   const allowedEntry = (): PolicyEntry | undefined => {
@@ -163,7 +166,7 @@ async function pipeline(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: 
     if (now !== snapshot) {
       snapshot = now;
       decision = decide(now, vm, measurement);
-      policy = { commit: now?.commit ?? null };
+      policy = policyOf(now);
       work.decision = decision;
     }
     if (decision.allow) return decision.entry;

@@ -5,7 +5,7 @@
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { FileAccessError, VirtOffloadError } from '../errors.js';
-import { GitError, headCommitOf, resolveCommit, verifyCommit, workTreeOf } from '../git/index.js';
+import { GitError, headCommitOf, resolveCommit, runGit, verifyCommit, workTreeOf } from '../git/index.js';
 import { fileError } from '../io/index.js';
 import { PolicyError, PolicySyntaxError, sortErrors } from './errors.js';
 import { scanRevision, throwIfUnreadable } from './loader-revision.js';
@@ -44,6 +44,27 @@ export class UnverifiedCommitError extends PolicyError {
 /** HEAD's commit id, or undefined outside git or before the first commit. */
 export function headCommit(dir: string): string | undefined {
   return headCommitOf(dir);
+}
+
+/**
+ * Whether `dir`'s *.policy files differ from HEAD's (changed, added, removed, untracked):
+ * a load then recorded HEAD's commit for files nobody committed, let alone reviewed. One
+ * `git status` (cheap next to a second scan of a large repository); undefined outside git or
+ * when git cannot tell.
+ */
+export function uncommittedPolicyChanges(dir: string): boolean | undefined {
+  let r;
+  try {
+    r = runGit(dir, ['status', '--porcelain=v1', '-z', '--untracked-files=all', '--no-renames', '--', '.']);
+  } catch {
+    return undefined;
+  }
+  if (r.status !== 0) return undefined;
+  // Entries are "XY PATH" separated by NUL (no renames: one path each).
+  return r.stdout
+    .toString('utf8')
+    .split('\0')
+    .some((entry) => entry.length > 3 && entry.endsWith('.policy'));
 }
 
 /** The policy files of a work tree as they are on disk. Throws a PolicyError when some cannot be read. */

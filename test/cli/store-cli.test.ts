@@ -168,6 +168,12 @@ test('store gc --repo: removes what the policy does not approve, keeps the rest;
   const again = vo(['store', 'gc', '--repo', repo, '--store', store.root, '--audit-log', auditLog]);
   assert.is(again.status, 0, again.stderr);
   assert.is(again.stdout, `store ${store.root}: 0 removed, 2 approved kept (policy commit ${commit.slice(0, 12)})\n`);
+  assert.is(again.stderr, '');
+  // A policy file nobody committed: gc follows the work tree, and says so.
+  writeFileSync(join(repo, 'binaries/extra.policy'), `binary extra\nvms all\nversion 1 approved sha256:${'0e'.repeat(32)}\n`);
+  const dirty = vo(['store', 'gc', '--repo', repo, '--store', store.root, '--audit-log', auditLog]);
+  assert.is(dirty.status, 0, dirty.stderr);
+  assert.match(dirty.stderr, /warning: .* has uncommitted changes to \*\.policy files; gc follows them/);
   assert.is(vo(['store', 'gc', '--store', store.root, '--audit-log', auditLog]).status, 2, 'missing --repo is a usage error');
   assert.ok(readFileSync(join(store.root, 'objects/sha256', hexOf(m.tool2!))).length > 0);
 });

@@ -1,12 +1,12 @@
 // `virt-offload status|reload|vm add|vm remove` against a running daemon's control socket.
-import { mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startDaemon, type Daemon } from '../../lib/daemon/index.js';
 import { voAsync } from '../../testbed/offload-host.js';
 import { requireTool, run, scratchDir } from '../../testbed/tools.js';
-import { commitPolicy } from './helpers.js';
+import { commitPolicy, Guest } from './helpers.js';
 
 requireTool('git', 'git');
 const scratch = scratchDir('vo-ctl-');
@@ -67,6 +67,28 @@ test('reload: prints the commit in force; a broken policy commit fails with 1 an
   assert.match(bad.stderr, `the policy in force is still commit ${head}`);
   const status = await vo('status');
   assert.match(status.stdout, /^  last reload FAILED: /m);
+});
+
+test('uncommitted *.policy edits in force are said so: status, the reload record, every decision record', async () => {
+  commitPolicy(repo, { 'tool.policy': `binary tool\nvms all\nversion 1 approved ${M}\n` }, 'good again');
+  const head = run('git', ['-C', repo, 'rev-parse', 'HEAD']).trim();
+  writeFileSync(join(repo, 'tool.policy'), `binary tool\nvms all\nversion 1 approved ${M}\nversion 2 approved sha256:${'ef'.repeat(32)}\n`);
+  assert.is((await vo('reload')).status, 0);
+  const status = await vo('status');
+  assert.match(status.stdout, `policy: commit ${head} + UNCOMMITTED changes to *.policy files (loaded `);
+  const g = await Guest.connect(await daemon.addVm({ name: 'vm-u', uuid: '0b9d7c1e-2a3f-4b5c-8d6e-7f8091a2b3c4' }));
+  await g.hello();
+  await g.submit({ measurement: `sha256:${'01'.repeat(32)}` });
+  g.close();
+  const records = readFileSync(join(scratch.dir, 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const reload = records.filter((r) => r.event === 'policy-reload').at(-1)!;
+  assert.equal([reload.commit, reload.uncommitted], [head, true]);
+  const decision = records.filter((r) => r.event === 'request').at(-1)!;
+  assert.equal([decision.commit, decision.uncommitted, decision.decision], [head, true, 'deny']);
+  // Committed: the flag goes.
+  commitPolicy(repo, {}, 'version 2');
+  assert.is((await vo('reload')).status, 0);
+  assert.not.match((await vo('status')).stdout, /UNCOMMITTED/);
 });
 
 test('usage errors → 2 before the daemon is asked; no daemon → 1 naming the socket', async () => {

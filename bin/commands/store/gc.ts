@@ -5,7 +5,7 @@
 import { DEFAULT_AUDIT_LOG, openAuditLog, type AuditLog } from '../../../lib/audit/index.js';
 import { VirtOffloadError } from '../../../lib/errors.js';
 import { PolicyError, type PolicySnapshot } from '../../../lib/policy/index.js';
-import { loadPolicySnapshot } from '../../../lib/policy/loader.js';
+import { loadPolicySnapshot, uncommittedPolicyChanges } from '../../../lib/policy/loader.js';
 import { reconcile, recover, type ReconcileRecord, type Store } from '../../../lib/store/index.js';
 import { EXIT, reportFailure } from '../../exit.js';
 import { openExistingStore } from './common.js';
@@ -24,10 +24,13 @@ export async function runStoreGc(opts: Record<string, unknown>): Promise<number>
       process.stderr.write(`virt-offload: no *.policy files under ${repo}: refusing to remove everything from the store (check --repo)\n`);
       return EXIT.failed;
     }
+    // The work tree is what gc follows; edits nobody committed are said so, and recorded.
+    const dirty = snapshot.commit !== undefined && uncommittedPolicyChanges(repo) === true;
+    if (dirty) process.stderr.write(`virt-offload: warning: ${repo} has uncommitted changes to *.policy files; gc follows them, and its records say "uncommitted": true\n`);
     // Every change is on disk in the audit log before gc goes on (fails closed: no log, no gc).
     const audit = openAuditLog(typeof opts.auditLog === 'string' ? opts.auditLog : DEFAULT_AUDIT_LOG);
     try {
-      return await collect(store, snapshot, audit, json);
+      return await collect(store, snapshot, audit, json, dirty);
     } finally {
       audit.close();
     }
@@ -37,14 +40,14 @@ export async function runStoreGc(opts: Record<string, unknown>): Promise<number>
 }
 
 /** Recover leftovers and remove what the snapshot does not approve, auditing each change. */
-async function collect(store: Store, snapshot: PolicySnapshot, audit: AuditLog, json: boolean): Promise<number> {
+async function collect(store: Store, snapshot: PolicySnapshot, audit: AuditLog, json: boolean, dirty: boolean): Promise<number> {
   for (const r of recover(store, { minAgeMs: RECOVER_MARGIN_MS }).removed) {
     audit.append({ event: 'store', action: 'recover', path: r.path, reason: r.why, command: 'store gc' });
     process.stdout.write(json ? `${JSON.stringify({ action: 'recover', path: r.path, reason: r.why })}\n` : `removed ${r.path} (${r.why})\n`);
   }
   const print = (r: ReconcileRecord): void => {
     // The daemon's form of a store change (event store), so one filter finds both.
-    audit.append({ event: 'store', ...r, command: 'store gc' });
+    audit.append({ event: 'store', ...r, ...(dirty ? { uncommitted: true } : {}), command: 'store gc' });
     if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
     else {
       const verb = r.action === 'uninstall' ? 'removed' : r.action;
