@@ -8,6 +8,8 @@ export interface ControlTimeouts {
   readonly connectMs: number;
   /** Give up when no complete reply line arrives within this after connecting. */
   readonly replyMs: number;
+  /** Longest reply line read (default MAX_REPLY; `status` of a host with many VMs needs more). */
+  readonly maxReplyBytes?: number;
 }
 
 export const DEFAULT_TIMEOUTS: ControlTimeouts = { connectMs: 1000, replyMs: 3000 };
@@ -41,7 +43,8 @@ export function controlRequest(path: string, request: Record<string, unknown>, t
       chunks.push(nl === -1 ? chunk : chunk.subarray(0, nl));
       size += chunk.length;
       if (nl === -1) {
-        if (size > MAX_REPLY) finish(new ControlError('protocol', `reply longer than ${MAX_REPLY} bytes on ${path}`));
+        const max = timeouts.maxReplyBytes ?? MAX_REPLY;
+        if (size > max) finish(new ControlError('protocol', `reply longer than ${max} bytes on ${path}`));
         return;
       }
       let reply: unknown;

@@ -3,7 +3,7 @@
 // as "(0 / N)" with no FAIL and the process exits 0, so a whole test file could stop running (a
 // daemon that no longer starts, say) and CI would stay green. uvu-hook-errors.mjs makes uvu
 // report that error; this passes uvu's output through and also fails when fewer tests passed
-// (or were skipped) than exist, naming the files whose tests did not run.
+// than exist (naming the files whose tests did not run), or when any test was skipped.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -29,7 +29,8 @@ child.on('close', (code, signal) => {
   const passed = count('Passed');
   const skipped = count('Skipped');
   if (code !== 0) process.exit(code ?? 1);
-  if (!(passed + skipped >= total)) {
+  // uvu does not count a skipped test in Total: every test in Total must have passed.
+  if (!(passed >= total) || skipped > 0) {
     // Files (header lines ending in .js) with a suite that ran fewer tests than it has and printed no FAIL.
     const silent = [];
     let file = '?';
@@ -37,7 +38,8 @@ child.on('close', (code, signal) => {
       if (/\.js\s*$/.test(line.trim())) file = line.trim();
       for (const m of line.matchAll(/\((\d+) \/ (\d+)\)/g)) if (m[1] !== m[2] && !line.includes('FAIL')) silent.push(`${file} (${m[1]} of ${m[2]} ran)`);
     }
-    process.stderr.write(`test-files: ${total - passed - skipped} of ${total} tests did not run and were not reported as failures: a suite's before hook threw (uvu 0.5 hides that error). In: ${silent.join(', ') || 'unknown files'}. Run that file alone and catch the hook's error to see it.\n`);
+    if (skipped > 0) process.stderr.write(`test-files: ${skipped} test(s) skipped: a test that cannot run here must fail and say what to install, not skip\n`);
+    if (passed < total) process.stderr.write(`test-files: ${total - passed} of ${total} tests did not run and were not reported as failures (a suite that stopped early). In: ${silent.join(', ') || 'unknown files'}.\n`);
     process.exit(1);
   }
 });

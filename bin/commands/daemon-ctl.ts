@@ -15,7 +15,8 @@ const VM_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
 async function ask(opts: Record<string, unknown>, request: Record<string, unknown>, replyMs = 10_000): Promise<Record<string, unknown>> {
   const path = join(str(opts.runDir)!, 'control.sock');
   try {
-    return await controlRequest(path, request, { connectMs: 2000, replyMs });
+    // A status reply is ~330 bytes per VM: 64 MiB is room for any host.
+    return await controlRequest(path, request, { connectMs: 2000, replyMs, maxReplyBytes: 64 * 1024 * 1024 });
   } catch (err) {
     throw new VirtOffloadError('EIO', `${(err as Error).message}${(err as { kind?: string }).kind === 'unreachable' ? ' (start it with `virt-offload serve`, or give its --run-dir)' : ''}`);
   }

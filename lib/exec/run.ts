@@ -144,9 +144,13 @@ export function checkRequest(argv: readonly string[], env: Readonly<Record<strin
     if (!ENV_NAME.test(name)) throw new ExecError('bad-request', `environment variable name '${name.slice(0, 64)}' is not [A-Za-z_][A-Za-z0-9_]*`);
     // LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT… choose what the loader maps: not the guest's call.
     if (name.startsWith('LD_')) throw new ExecError('bad-request', `environment variable ${name} is refused (it steers the dynamic loader)`);
-    const why = REFUSED_ENV.get(name) ?? (name.startsWith('MALLOC_') ? 'it steers the C library' : undefined);
-    if (why !== undefined) throw new ExecError('bad-request', `environment variable ${name} is refused (${why})`);
     if (typeof value !== 'string' || value.includes('\0')) throw new ExecError('bad-request', `environment variable ${name} has a NUL byte or is not a string`);
+    const why =
+      REFUSED_ENV.get(name) ??
+      (name.startsWith('MALLOC_') ? 'it steers the C library' : undefined) ??
+      // TZ=/path or TZ=:path makes the C library read that file as a time zone; a zone name is fine.
+      (name === 'TZ' && (value.startsWith(':') || value.includes('/')) ? 'a TZ naming a file steers the C library; give a zone rule such as UTC0' : undefined);
+    if (why !== undefined) throw new ExecError('bad-request', `environment variable ${name} is refused (${why})`);
     bytes += Buffer.byteLength(name, 'utf8') + Buffer.byteLength(value, 'utf8') + 2;
   }
   if (bytes > limits.argBytes) throw new ExecError('bad-request', `arguments and environment are ${bytes} bytes; the policy allows ${limits.argBytes}`);
@@ -394,9 +398,14 @@ class Supervisor {
     }
   }
 
-  /** Resolves when the child exited and its stdio closed (or 2 s after exit, if something holds a pipe). */
+  /**
+   * Resolves when the child exited and its stdio closed (or 2 s after exit, if something holds a
+   * pipe). Rejects when it could not be started; the callers await it only after other awaits,
+   * so it is marked handled at once: a spawn failure (EAGAIN, EACCES) meanwhile would otherwise
+   * be an unhandled rejection, which ends the daemon.
+   */
   wait(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    return new Promise((resolve, reject) => {
+    const waiting = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
       let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
       child.on('error', reject);
       child.on('exit', (code, signal) => {
@@ -409,6 +418,8 @@ class Supervisor {
       });
       child.on('close', (code, signal) => resolve(exit ?? { code, signal }));
     });
+    waiting.catch(() => {});
+    return waiting;
   }
 
   finish(): number {

@@ -88,7 +88,10 @@ test('argv and env are checked against the limits and the rules', async () => {
   for (const name of ['GCONV_PATH', 'LOCPATH', 'GLIBC_TUNABLES', 'MALLOC_CHECK_', 'TMPDIR', 'PATH']) {
     await refused(opts(storePath, measurement, { env: { [name]: '/tmp' } }), 'bad-request', new RegExp(`environment variable ${name} is refused`));
   }
-  const ok = await run(opts(storePath, measurement, { argv: ['env'], env: { GREETING: 'hi' } }));
+  for (const tz of ['/tmp/zone', ':/tmp/zone', ':UTC', 'a/../b']) {
+    await refused(opts(storePath, measurement, { env: { TZ: tz } }), 'bad-request', /environment variable TZ is refused \(a TZ naming a file/);
+  }
+  const ok = await run(opts(storePath, measurement, { argv: ['env'], env: { GREETING: 'hi', TZ: 'UTC0' } }));
   assert.match(ok.stdout.toString(), /^GREETING=hi$/m);
   await refused(opts(storePath, 'sha256:abc'), 'bad-request', /not a measurement/);
 });
@@ -121,6 +124,25 @@ test('bubblewrap cannot build the sandbox: sandbox-failed with what it said, als
   const streamed: Buffer[] = [];
   const e = await refused(opts(storePath, measurement, { argv: ['echo'], config: { bwrapPath: fake }, onStderr: (c) => streamed.push(c) }), 'sandbox-failed', /bubblewrap could not build the sandbox for .*: bwrap: Creating new namespace failed: fake/);
   assert.is(e.path, storePath);
+});
+
+test('bwrap that cannot be started (EACCES after the probe passed): ExecError no-sandbox, not an unhandled rejection', async () => {
+  // The probe passes once per path and is remembered; then the file stops being executable.
+  const fake = join(dir, 'flaky-bwrap');
+  writeFileSync(fake, '#!/bin/sh\ncase "$*" in *--info-fd*) exit 1;; esac\nexit 0\n', { mode: 0o755 });
+  chmodSync(dir, 0o711);
+  await refused(opts(storePath, measurement, { argv: ['echo'], config: { bwrapPath: fake } }), 'sandbox-failed');
+  chmodSync(fake, 0o644);
+  let unhandled: unknown;
+  const onUnhandled = (reason: unknown) => (unhandled = reason);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    await refused(opts(storePath, measurement, { argv: ['echo'], config: { bwrapPath: fake } }), 'no-sandbox', /cannot start .*flaky-bwrap: spawn .*EACCES/);
+    await new Promise((done) => setTimeout(done, 50));
+    assert.is(unhandled, undefined, String(unhandled));
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
 });
 
 test('a PT_INTERP outside the system library directories is refused', async () => {
