@@ -4,9 +4,11 @@
 //    thousands a second would take the daemon from every other VM and fill the disk.
 //  - UploadBudget: upload bytes the daemon holds for all VMs together. One VM may hold at most
 //    maxConcurrent × maxUpload (256 MiB by default) while it uploads; without a budget, N VMs
-//    could hold N times that. The announced size is reserved when the request is admitted and
-//    given back when the request ends.
-// Both refuse with ERROR busy (the guest may try again), before the request is in flight.
+//    could hold N times that. Bytes are charged as they arrive (an upload announced and not
+//    sent holds nothing, so idle requests cannot lock others out) and given back when the
+//    request ends.
+// Both answer ERROR busy (the guest may try again): the rate before the request is in flight
+// (no audit record), the budget by ending the upload it would overrun (audited).
 
 /** A token bucket: `perSecond` requests a second on average, up to `burst` at once. */
 export class RequestRate {

@@ -152,21 +152,32 @@ export class VmConnection {
     }
   }
 
-  /** The daemon's own bounds on a request the protocol admits (admission.ts). */
-  #admit(request: RunRequest): string | undefined {
+  /** The daemon's own bound on a request the protocol admits: the VM's request rate (admission.ts). */
+  #admit(_request: RunRequest): string | undefined {
     if (!this.#rate.take()) return `more than ${this.#bounds.maxRequestsPerSecond} requests a second from this VM; slow down`;
-    const budget = this.#ctx.uploads;
-    if (request.upload !== undefined && budget !== undefined && !budget.tryReserve(request.upload)) {
-      return `the host holds ${budget.reserved} bytes of uploads from its VMs (limit ${budget.maxBytes}); try again shortly`;
-    }
     return undefined;
   }
 
-  /** Give back what the request reserved of the upload budget (once). */
+  /** Give back the upload bytes the request holds of the budget (once). */
   #release(work: Work): void {
-    if (work.request.upload === undefined || work.released === true) return;
-    work.released = true;
-    this.#ctx.uploads?.release(work.request.upload);
+    if (work.held === 0) return;
+    this.#ctx.uploads?.release(work.held);
+    work.held = 0;
+  }
+
+  /**
+   * An upload's bytes are charged to the budget shared by all VMs as they arrive (what the
+   * daemon really holds; an upload announced and never sent holds nothing). Past it, the
+   * request ends with ERROR busy, audited: the guest may send it again later.
+   */
+  #overBudget(work: Work): void {
+    const budget = this.#ctx.uploads!;
+    const reason = `the host holds ${budget.reserved} bytes of uploads from its VMs (limit ${budget.maxBytes}); try again shortly`;
+    this.#ctx.log.info(`VM ${this.vm.name}: request ${work.requestId} ended: ${reason}`, { vm: this.vm.name });
+    clearTimeout(work.uploadTimer);
+    work.chunks.length = 0;
+    work.abort.abort();
+    conclude(this.#ctx, this.vm, work, this.#sink, { decision: 'error', code: ERROR_CODES.busy, reason }, { type: 'ERROR', body: errorBody(ERROR_CODES.busy, reason) });
   }
 
   #misbehaved(why: string): void {
@@ -183,7 +194,7 @@ export class VmConnection {
           break;
         case 'begin': {
           this.#requests++;
-          const work: Work = { ticket: a.ticket, requestId: a.requestId, request: a.request, chunks: [], received: 0, started: performance.now(), abort: new AbortController(), done: false };
+          const work: Work = { ticket: a.ticket, requestId: a.requestId, request: a.request, chunks: [], received: 0, held: 0, started: performance.now(), abort: new AbortController(), done: false };
           this.#works.set(a.ticket, work);
           if (a.request.upload !== undefined) {
             work.uploadTimer = setTimeout(() => this.#guard(() => this.#uploadTimeout(work)), this.#session.limits.uploadTimeoutMs);
@@ -192,7 +203,14 @@ export class VmConnection {
         }
         case 'data': {
           const work = this.#works.get(a.ticket);
-          if (work === undefined) break;
+          if (work === undefined || work.done) break;
+          if (this.#ctx.uploads !== undefined) {
+            if (!this.#ctx.uploads.tryReserve(a.chunk.length)) {
+              this.#overBudget(work);
+              break;
+            }
+            work.held += a.chunk.length;
+          }
           work.uploadStarted ??= performance.now();
           work.chunks.push(a.chunk);
           work.received += a.chunk.length;

@@ -87,8 +87,8 @@ export interface Work {
   uploadStarted?: number;
   /** From the first DATA frame to DATA_END, ms (0.1 ms resolution); set at DATA_END. */
   uploadMs?: number;
-  /** Set once its upload reservation went back to the budget. */
-  released?: boolean;
+  /** Upload bytes it holds of the budget shared by all VMs (admission.ts); 0 once given back. */
+  held: number;
 }
 
 export type FinalReply = Parameters<HostSession['finish']>[1];

@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RequestRate, UploadBudget } from '../../lib/daemon/admission.js';
 import { startDaemon, type Daemon } from '../../lib/daemon/index.js';
-import { encodeCancel, encodeRequest, HostSession, type RunRequest } from '../../lib/protocol/index.js';
+import { encodeCancel, encodeFrame, encodeRequest, FrameType, HostSession, type RunRequest } from '../../lib/protocol/index.js';
 import { requireTool, run, scratchDir } from '../../testbed/tools.js';
 import { LIMITS } from '../protocol/helpers.js';
 import { commitPolicy, Guest } from './helpers.js';
@@ -96,28 +96,37 @@ test('a VM over its request rate gets ERROR busy for the excess, with no audit r
   b.close();
 });
 
-test('the upload budget is shared by all VMs: an upload past it is ERROR busy until an upload in flight ends', async () => {
+test('the upload budget is shared by all VMs and charged as bytes arrive: an upload that would overrun it ends with ERROR busy, audited', async () => {
   await new Promise((done) => setTimeout(done, 1200)); // the rates refill
   const a = await Guest.connect(await daemon.addVm({ name: 'vm-c', uuid: '11111111-2222-4333-8444-555555555555' }));
   const b = await Guest.connect(await daemon.addVm({ name: 'vm-d', uuid: '11111111-2222-4333-8444-666666666666' }));
   await a.hello();
   await b.hello();
-  a.write(encodeRequest(1, { argv: [], env: {}, upload: 800 }, 4096));
+  // Announced and not sent: holds nothing.
+  a.write(encodeRequest(1, { argv: [], env: {}, upload: 1000 }, 4096));
+  // vm-d sends 800 of its 900 bytes: they are held.
+  b.write(encodeRequest(1, { argv: [], env: {}, upload: 900 }, 4096));
+  b.write(encodeFrame(FrameType.DATA, 1, new Uint8Array(800)));
   await new Promise((done) => setTimeout(done, 100));
-  b.write(encodeRequest(1, { argv: [], env: {}, upload: 500 }, 4096));
-  const refused = await b.reply(1);
-  assert.is(refused.final.type, 'ERROR');
-  if (refused.final.type === 'ERROR') {
-    assert.is(refused.final.body.code, 'busy');
-    assert.match(refused.final.body.message, /the host holds 800 bytes of uploads from its VMs \(limit 1000\); try again shortly/);
+  // 800 + 300 > 1000: vm-c's bytes would overrun the budget.
+  const before = records().length;
+  a.write(encodeFrame(FrameType.DATA, 1, new Uint8Array(300)));
+  const over = await a.reply(1);
+  assert.is(over.final.type, 'ERROR');
+  if (over.final.type === 'ERROR') {
+    assert.is(over.final.body.code, 'busy');
+    assert.match(over.final.body.message, /the host holds 800 bytes of uploads from its VMs \(limit 1000\); try again shortly/);
   }
-  // vm-c's upload ends (cancelled): its 800 bytes go back to the budget.
-  a.write(encodeCancel(1));
-  assert.is((await a.reply(1)).final.type, 'ERROR');
-  b.write(encodeRequest(2, { argv: [], env: {}, upload: 500 }, 4096));
-  b.write(encodeCancel(2));
-  const admitted = await b.reply(2);
-  assert.ok(admitted.final.type === 'ERROR' && admitted.final.body.code === 'cancelled', JSON.stringify(admitted.final));
+  const recs = records().slice(before);
+  assert.equal(recs.map((r) => [r.vm, r.code]), [['vm-c', 'busy']]);
+  // vm-d's upload ends (cancelled): its 800 bytes go back, and vm-c's next upload fits.
+  b.write(encodeCancel(1));
+  assert.is((await b.reply(1)).final.type, 'ERROR');
+  a.write(encodeRequest(2, { argv: [], env: {}, upload: 900 }, 4096));
+  a.write(encodeFrame(FrameType.DATA, 2, new Uint8Array(900)));
+  a.write(encodeCancel(2));
+  const fits = await a.reply(2);
+  assert.ok(fits.final.type === 'ERROR' && fits.final.body.code === 'cancelled', JSON.stringify(fits.final));
   a.close();
   b.close();
 });

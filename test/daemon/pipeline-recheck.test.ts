@@ -37,6 +37,7 @@ test('revoked while the upload waited for the store lock: DENIED with the new co
     request: { argv: [], env: {}, upload: script.length },
     chunks: [script],
     received: script.length,
+    held: 0,
     started: performance.now(),
     abort: new AbortController(),
     done: false,
