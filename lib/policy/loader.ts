@@ -47,24 +47,31 @@ export function headCommit(dir: string): string | undefined {
 }
 
 /**
- * Whether `dir`'s *.policy files differ from HEAD's (changed, added, removed, untracked):
- * a load then recorded HEAD's commit for files nobody committed, let alone reviewed. One
- * `git status` (cheap next to a second scan of a large repository); undefined outside git or
+ * Whether `dir`'s *.policy files may differ from HEAD's (changed, added, removed, untracked or
+ * ignored): a load then recorded HEAD's commit for files nobody committed, let alone reviewed.
+ * Two git calls, cheap next to a second scan of a large repository, and conservative: a file
+ * git is told not to look at (assume-unchanged, skip-worktree) or a directory it does not look
+ * into (a nested repository) counts as a change. `--no-optional-locks`: no index refresh, so an
+ * admin's `git commit` at the same moment never meets our index.lock. Undefined outside git or
  * when git cannot tell.
  */
 export function uncommittedPolicyChanges(dir: string): boolean | undefined {
-  let r;
-  try {
-    r = runGit(dir, ['status', '--porcelain=v1', '-z', '--untracked-files=all', '--no-renames', '--', '.']);
-  } catch {
-    return undefined;
-  }
-  if (r.status !== 0) return undefined;
-  // Entries are "XY PATH" separated by NUL (no renames: one path each).
-  return r.stdout
-    .toString('utf8')
-    .split('\0')
-    .some((entry) => entry.length > 3 && entry.endsWith('.policy'));
+  const git = (args: readonly string[]): string | undefined => {
+    try {
+      const r = runGit(dir, ['--no-optional-locks', ...args]);
+      return r.status === 0 ? r.stdout.toString('utf8') : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const status = git(['status', '--porcelain=v1', '-z', '--untracked-files=all', '--ignored=matching', '--no-renames', '--', '.']);
+  // Tracked files with their tags: lower case is assume-unchanged, S is skip-worktree.
+  const tracked = git(['ls-files', '-v', '-z', '--', '.']);
+  if (status === undefined || tracked === undefined) return undefined;
+  // "XY PATH" entries separated by NUL (no renames: one path each).
+  const changed = status.split('\0').some((entry) => entry.length > 3 && (entry.endsWith('.policy') || entry.endsWith('/')));
+  const unwatched = tracked.split('\0').some((entry) => entry.endsWith('.policy') && /^([a-z]|S) /.test(entry));
+  return changed || unwatched;
 }
 
 /** The policy files of a work tree as they are on disk. Throws a PolicyError when some cannot be read. */

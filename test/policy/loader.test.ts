@@ -1,5 +1,5 @@
 // The policy loader against real git repositories and real SSH-signed commits.
-import { closeSync, constants, mkdirSync, openSync, readdirSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readdirSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -13,6 +13,7 @@ import {
   loadPolicyWorkTree,
   readPolicyFilesAtRevision,
   UnverifiedCommitError,
+  uncommittedPolicyChanges,
 } from '../../lib/policy/loader.js';
 import { run } from '../../testbed/tools.js';
 import { allowedSigners, GROUPS, helloV1, m, makeKey, makeRepo, scratchDir } from './loader-repo.js';
@@ -49,6 +50,29 @@ test('reads nested *.policy files with /-paths, skips hidden dirs and other file
   assert.is(snap.loadedAt, '2026-01-01T00:00:00Z');
   assert.equal([...snap.binaries.keys()], ['hello', 'tool']);
   assert.is(snap.index.get(m(2))?.name, 'tool');
+});
+
+test('uncommittedPolicyChanges: edits, untracked, ignored and unwatched *.policy files count; other files do not', () => {
+  const repo = makeRepo(fresh('dirty'));
+  repo.write('binaries/hello.policy', helloV1());
+  repo.write('.gitignore', 'local/\n');
+  repo.commit('first');
+  assert.is(uncommittedPolicyChanges(repo.dir), false);
+  repo.write('README.md', 'not a policy\n');
+  assert.is(uncommittedPolicyChanges(repo.dir), false, 'a file the loader does not read');
+  repo.write('binaries/extra.policy', helloV1());
+  assert.is(uncommittedPolicyChanges(repo.dir), true, 'untracked');
+  rmSync(join(repo.dir, 'binaries/extra.policy'));
+  repo.write('local/hidden-from-git.policy', helloV1());
+  assert.is(uncommittedPolicyChanges(repo.dir), true, 'ignored by .gitignore, still read by the loader');
+  rmSync(join(repo.dir, 'local'), { recursive: true });
+  assert.is(uncommittedPolicyChanges(repo.dir), false);
+  repo.git('update-index', '--assume-unchanged', 'binaries/hello.policy');
+  assert.is(uncommittedPolicyChanges(repo.dir), true, 'git told not to look at it');
+  repo.git('update-index', '--no-assume-unchanged', 'binaries/hello.policy');
+  repo.write('binaries/hello.policy', `${helloV1()}# edited\n`);
+  assert.is(uncommittedPolicyChanges(repo.dir), true, 'modified');
+  assert.is(uncommittedPolicyChanges(fresh('not-git')), undefined);
 });
 
 test('a plain directory loads without a commit; a subdirectory of a repo uses paths relative to it', () => {
