@@ -32,6 +32,8 @@ export interface ConnectionBounds {
   readonly maxRequestsPerSecond: number;
   /** …and at once, after a quiet spell. */
   readonly requestBurst: number;
+  /** An upload that sends no bytes for this long ends with ERROR timeout (uploadTimeoutMs bounds the whole). */
+  readonly uploadIdleMs: number;
 }
 
 export interface ConnectionStats {
@@ -174,7 +176,7 @@ export class VmConnection {
     const budget = this.#ctx.uploads!;
     const reason = `the host holds ${budget.reserved} bytes of uploads from its VMs (limit ${budget.maxBytes}); try again shortly`;
     this.#ctx.log.info(`VM ${this.vm.name}: request ${work.requestId} ended: ${reason}`, { vm: this.vm.name });
-    clearTimeout(work.uploadTimer);
+    this.#stopUploadTimers(work);
     work.chunks.length = 0;
     work.abort.abort();
     conclude(this.#ctx, this.vm, work, this.#sink, { decision: 'error', code: ERROR_CODES.busy, reason }, { type: 'ERROR', body: errorBody(ERROR_CODES.busy, reason) });
@@ -197,7 +199,8 @@ export class VmConnection {
           const work: Work = { ticket: a.ticket, requestId: a.requestId, request: a.request, chunks: [], received: 0, held: 0, started: performance.now(), abort: new AbortController(), done: false };
           this.#works.set(a.ticket, work);
           if (a.request.upload !== undefined) {
-            work.uploadTimer = setTimeout(() => this.#guard(() => this.#uploadTimeout(work)), this.#session.limits.uploadTimeoutMs);
+            work.uploadTimer = setTimeout(() => this.#guard(() => this.#uploadTimeout(work, false)), this.#session.limits.uploadTimeoutMs);
+            this.#armIdle(work);
           }
           break;
         }
@@ -214,12 +217,13 @@ export class VmConnection {
           work.uploadStarted ??= performance.now();
           work.chunks.push(a.chunk);
           work.received += a.chunk.length;
+          this.#armIdle(work);
           break;
         }
         case 'run': {
           const work = this.#works.get(a.ticket);
           if (work === undefined) break;
-          clearTimeout(work.uploadTimer);
+          this.#stopUploadTimers(work);
           if (work.request.upload !== undefined) work.uploadMs = Math.round((performance.now() - (work.uploadStarted ?? performance.now())) * 10) / 10;
           void processWork(this.#ctx, this.vm, work, this.#sink);
           break;
@@ -244,7 +248,7 @@ export class VmConnection {
 
   /** End a request's work: its audit record now (before the session's ERROR reply is written), its run killed. */
   #abort(work: Work, code: string, reason: string): void {
-    clearTimeout(work.uploadTimer);
+    this.#stopUploadTimers(work);
     this.#release(work);
     work.chunks.length = 0;
     work.abort.abort();
@@ -253,9 +257,27 @@ export class VmConnection {
     record(this.#ctx, this.vm, work, { decision: decided, code, reason });
   }
 
-  #uploadTimeout(work: Work): void {
+  /**
+   * (Re)start the upload's idle timer: an upload that sends nothing for uploadIdleMs ends, so a
+   * stalled guest does not keep its bytes (and its share of the upload budget) for the whole
+   * uploadTimeoutMs.
+   */
+  #armIdle(work: Work): void {
+    clearTimeout(work.idleTimer);
+    work.idleTimer = setTimeout(() => this.#guard(() => this.#uploadTimeout(work, true)), this.#bounds.uploadIdleMs);
+  }
+
+  #stopUploadTimers(work: Work): void {
+    clearTimeout(work.uploadTimer);
+    clearTimeout(work.idleTimer);
+  }
+
+  #uploadTimeout(work: Work, idle: boolean): void {
     if (work.done || this.#closed) return;
-    const reason = `upload of request ${work.requestId} not finished within ${this.#session.limits.uploadTimeoutMs} ms (${work.received} of ${work.request.upload} bytes)`;
+    this.#stopUploadTimers(work);
+    const reason = idle
+      ? `upload of request ${work.requestId} stalled: no bytes for ${this.#bounds.uploadIdleMs} ms (${work.received} of ${work.request.upload} bytes)`
+      : `upload of request ${work.requestId} not finished within ${this.#session.limits.uploadTimeoutMs} ms (${work.received} of ${work.request.upload} bytes)`;
     this.#ctx.log.info(`VM ${this.vm.name}: ${reason}`, { vm: this.vm.name });
     work.chunks.length = 0;
     work.abort.abort();
@@ -263,7 +285,7 @@ export class VmConnection {
   }
 
   #finish(work: Work, reply: FinalReply): void {
-    clearTimeout(work.uploadTimer);
+    this.#stopUploadTimers(work);
     this.#release(work);
     this.#works.delete(work.ticket);
     if (this.#closed) return;

@@ -39,7 +39,7 @@ export const DEFAULT_PROTOCOL_LIMITS: ProtocolLimits = Object.freeze({
   uploadTimeoutMs: 120_000,
 });
 
-export const DEFAULT_BOUNDS: ConnectionBounds = Object.freeze({ maxGarbageBytes: 1 * MiB, maxErrors: 32, maxQueuedBytes: 64 * MiB, maxRequestsPerSecond: 200, requestBurst: 200 });
+export const DEFAULT_BOUNDS: ConnectionBounds = Object.freeze({ maxGarbageBytes: 1 * MiB, maxErrors: 32, maxQueuedBytes: 64 * MiB, maxRequestsPerSecond: 200, requestBurst: 200, uploadIdleMs: 10_000 });
 /** Upload bytes the daemon holds for all VMs together: twice what one VM may hold by default (4 × 64 MiB). */
 export const DEFAULT_UPLOAD_BUDGET = 512 * MiB;
 

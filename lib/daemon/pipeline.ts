@@ -83,6 +83,8 @@ export interface Work {
   measurement?: string;
   decision?: Decision;
   uploadTimer?: NodeJS.Timeout;
+  /** Re-armed by each DATA frame: an upload that stalls ends sooner than uploadTimeoutMs. */
+  idleTimer?: NodeJS.Timeout;
   /** performance.now() when the request's first DATA frame arrived. */
   uploadStarted?: number;
   /** From the first DATA frame to DATA_END, ms (0.1 ms resolution); set at DATA_END. */

@@ -66,7 +66,7 @@ test.before(async () => {
     sandbox: 'bwrap',
     limits: { maxUpload: 1000, maxConcurrent: 4 },
     uploadBudget: 1000,
-    bounds: { maxRequestsPerSecond: 5, requestBurst: 5 },
+    bounds: { maxRequestsPerSecond: 5, requestBurst: 5, uploadIdleMs: 400 },
   });
 });
 test.after(async () => {
@@ -129,6 +129,40 @@ test('the upload budget is shared by all VMs and charged as bytes arrive: an upl
   assert.ok(fits.final.type === 'ERROR' && fits.final.body.code === 'cancelled', JSON.stringify(fits.final));
   a.close();
   b.close();
+});
+
+test('an upload that sends nothing for uploadIdleMs ends with ERROR timeout (audited), and its bytes go back to the budget', async () => {
+  await new Promise((done) => setTimeout(done, 1200)); // the rates refill
+  const a = await Guest.connect(await daemon.addVm({ name: 'vm-e', uuid: '11111111-2222-4333-8444-777777777777' }));
+  await a.hello();
+  const before = records().length;
+  const t0 = Date.now();
+  a.write(encodeRequest(1, { argv: [], env: {}, upload: 900 }));
+  a.write(encodeFrame(FrameType.DATA, 1, new Uint8Array(500)));
+  const stalled = await a.reply(1);
+  assert.is(stalled.final.type, 'ERROR');
+  if (stalled.final.type === 'ERROR') {
+    assert.is(stalled.final.body.code, 'timeout');
+    assert.match(stalled.final.body.message, /upload of request 1 stalled: no bytes for 400 ms \(500 of 900 bytes\)/);
+  }
+  assert.ok(Date.now() - t0 < 5000, 'long before uploadTimeoutMs');
+  assert.equal(records().slice(before).map((r) => r.code), ['timeout']);
+  // Its 500 bytes went back: 900 fit in the 1000-byte budget again.
+  a.write(encodeRequest(2, { argv: [], env: {}, upload: 900 }));
+  a.write(encodeFrame(FrameType.DATA, 2, new Uint8Array(900)));
+  a.write(encodeCancel(2));
+  const fits = await a.reply(2);
+  assert.ok(fits.final.type === 'ERROR' && fits.final.body.code === 'cancelled', JSON.stringify(fits.final));
+  // A slow but steady upload is not cut: each DATA frame restarts the wait (3 × 250 ms > 400 ms).
+  a.write(encodeRequest(3, { argv: [], env: {}, upload: 300 }));
+  for (let i = 0; i < 3; i++) {
+    await new Promise((done) => setTimeout(done, 250));
+    a.write(encodeFrame(FrameType.DATA, 3, new Uint8Array(100).fill(0x41 + i)));
+  }
+  a.write(encodeFrame(FrameType.DATA_END, 3));
+  const steady = await a.reply(3);
+  assert.is(steady.final.type, 'DENIED', JSON.stringify(steady.final));
+  a.close();
 });
 
 test.run();
