@@ -95,9 +95,19 @@ interface Insn {
   readonly label?: string;
 }
 
-/** The compiled filter (struct sock_filter[], 8 bytes each), or undefined off x86-64. */
+let compiled: Uint8Array | undefined;
+
+/**
+ * The compiled filter (struct sock_filter[], 8 bytes each), or undefined off x86-64. Built
+ * once per process: it depends on nothing but the architecture, and every run writes it.
+ */
 export function seccompFilter(arch: string = process.arch): Uint8Array | undefined {
   if (arch !== 'x64') return undefined;
+  compiled ??= compileFilter();
+  return compiled;
+}
+
+function compileFilter(): Uint8Array {
   const p: Insn[] = [
     { code: LD_W_ABS, k: 4 },
     { code: JEQ_K, k: AUDIT_ARCH_X86_64, jf: 'deny' },
