@@ -4,12 +4,11 @@
 // adds a VM's socket.
 import { join } from 'node:path';
 import { UsageError, VirtOffloadError } from '../../lib/errors.js';
+import { DOMAIN_NAME, UUID } from '../../lib/policy/index.js';
 import { controlRequest } from '../../hooks/control-client.js';
 import { EXIT, reportFailure } from '../exit.js';
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
-const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
-const VM_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
 
 /** One command to the daemon; its reply, or a failure that names the socket. */
 async function ask(opts: Record<string, unknown>, request: Record<string, unknown>, replyMs = 10_000): Promise<Record<string, unknown>> {
@@ -60,7 +59,7 @@ export async function runReload(opts: Record<string, unknown>): Promise<number> 
 export async function runVmAdd(name: string, opts: Record<string, unknown>): Promise<number> {
   try {
     const uuid = str(opts.uuid)!;
-    if (!VM_NAME.test(name)) throw new UsageError(`VM name ${JSON.stringify(name)}: expected [A-Za-z0-9][A-Za-z0-9._+-]{0,63} (a libvirt domain name)`, 'NAME');
+    if (!DOMAIN_NAME.test(name)) throw new UsageError(`VM name ${JSON.stringify(name)}: expected [A-Za-z0-9][A-Za-z0-9._+-]{0,63} (a libvirt domain name)`, 'NAME');
     if (!UUID.test(uuid)) throw new UsageError(`--uuid ${uuid}: expected a UUID like 6f1c2a9e-3b7d-4e58-9a0c-1d2e3f405162`, '--uuid');
     const port = str(opts.port);
     if (port !== undefined && opts.attach !== true) throw new UsageError('--port needs --attach', '--port');

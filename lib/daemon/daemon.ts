@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { openAuditLog, type AuditLog } from '../audit/index.js';
 import { VirtOffloadError } from '../errors.js';
 import { closeInheritedFds, hostCgroups, removeStaleRuns, type ExecConfig, type SandboxChoice } from '../exec/index.js';
-import type { PolicySnapshot, VmIdentity } from '../policy/index.js';
+import { DOMAIN_NAME, UUID, type PolicySnapshot, type VmIdentity } from '../policy/index.js';
 import { headCommit, PolicyReloader, uncommittedPolicyChanges } from '../policy/loader.js';
 import { DEFAULT_MAX_FRAME, type ProtocolLimits } from '../protocol/index.js';
 import { openStore, reconcile, recover, type Store } from '../store/index.js';
@@ -43,9 +43,9 @@ export const DEFAULT_BOUNDS: ConnectionBounds = Object.freeze({ maxGarbageBytes:
 /** Upload bytes the daemon holds for all VMs together: twice what one VM may hold by default (4 × 64 MiB). */
 export const DEFAULT_UPLOAD_BUDGET = 512 * MiB;
 
-/** libvirt domain names (the policy's `vm:` members) and UUIDs. */
-const VM_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
-const VM_UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+/** libvirt domain names (the policy's `vm:` members) and UUIDs: the policy's own shapes. */
+const VM_NAME = DOMAIN_NAME;
+const VM_UUID = UUID;
 /** sun_path is 108 bytes including the NUL. */
 const MAX_SOCKET_PATH = 107;
 
@@ -409,7 +409,6 @@ function checkSocketPath(path: string): void {
   if (Buffer.byteLength(path) > MAX_SOCKET_PATH) throw new VirtOffloadError('EUSAGE', `socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes (a unix socket limit); use a shorter --run-dir`);
 }
 
-/** A socket file left by a dead daemon is removed; anything else at that path is refused. */
 /**
  * Refuse while another daemon answers on `controlPath`. Starting anyway would unlink its
  * control and VM sockets: it would keep running, cut off from the hook, the CLI and its VMs.
@@ -447,13 +446,15 @@ function prepareRunDir(runDir: string, vmDir: string, log: DaemonLog): void {
     }
   };
   if (make(runDir) !== undefined) chmodSync(runDir, 0o711);
-  else if ((statSync(runDir).mode & 0o001) === 0) {
-    log.warn(`run directory ${runDir} is not searchable by other users (mode ${(statSync(runDir).mode & 0o777).toString(8)}): QEMU running as an unprivileged user cannot reach the VM sockets in it; make it 0711`);
+  else {
+    const mode = statSync(runDir).mode & 0o777;
+    if ((mode & 0o001) === 0) log.warn(`run directory ${runDir} is not searchable by other users (mode ${mode.toString(8)}): QEMU running as an unprivileged user cannot reach the VM sockets in it; make it 0711`);
   }
   make(vmDir);
   chmodSync(vmDir, 0o711);
 }
 
+/** A socket file left by a dead daemon is removed; anything else at that path is refused. */
 function removeStaleSocket(path: string): void {
   let st;
   try {

@@ -21,7 +21,7 @@ export { compareStrings, PolicyError, PolicySyntaxError, sortErrors } from './er
 export { FrozenMap, FrozenSet } from './frozen.js';
 export { DEFAULT_LIMITS, formatLimitValue, LIMIT_KEY_ORDER, parseLimitValue, resolveLimits } from './limits.js';
 export type { LimitKey, Limits } from './limits.js';
-export { formatInterpreter, formatMember, isMeasurement, parseMember } from './names.js';
+export { DOMAIN_NAME, formatInterpreter, formatMember, isMeasurement, parseMember, UUID } from './names.js';
 export type { Interpreter, Member } from './names.js';
 export { KEYWORDS, PARSE_LIMITS, parsePolicyFile } from './parse.js';
 export type { ParsedPolicyFile } from './parse.js';
