@@ -174,12 +174,7 @@ export class VmConnection {
    */
   #overBudget(work: Work): void {
     const budget = this.#ctx.uploads!;
-    const reason = `the host holds ${budget.reserved} bytes of uploads from its VMs (limit ${budget.maxBytes}); try again shortly`;
-    this.#ctx.log.info(`VM ${this.vm.name}: request ${work.requestId} ended: ${reason}`, { vm: this.vm.name });
-    this.#stopUploadTimers(work);
-    work.chunks.length = 0;
-    work.abort.abort();
-    conclude(this.#ctx, this.vm, work, this.#sink, { decision: 'error', code: ERROR_CODES.busy, reason }, { type: 'ERROR', body: errorBody(ERROR_CODES.busy, reason) });
+    this.#endUpload(work, ERROR_CODES.busy, `the host holds ${budget.reserved} bytes of uploads from its VMs (limit ${budget.maxBytes}); try again shortly`);
   }
 
   #misbehaved(why: string): void {
@@ -274,14 +269,19 @@ export class VmConnection {
 
   #uploadTimeout(work: Work, idle: boolean): void {
     if (work.done || this.#closed) return;
-    this.#stopUploadTimers(work);
     const reason = idle
       ? `upload of request ${work.requestId} stalled: no bytes for ${this.#bounds.uploadIdleMs} ms (${work.received} of ${work.request.upload} bytes)`
       : `upload of request ${work.requestId} not finished within ${this.#session.limits.uploadTimeoutMs} ms (${work.received} of ${work.request.upload} bytes)`;
-    this.#ctx.log.info(`VM ${this.vm.name}: ${reason}`, { vm: this.vm.name });
+    this.#endUpload(work, ERROR_CODES.timeout, reason);
+  }
+
+  /** End a request during its upload: the bytes dropped, its audit record, then ERROR `code`. */
+  #endUpload(work: Work, code: string, reason: string): void {
+    this.#ctx.log.info(`VM ${this.vm.name}: request ${work.requestId} ended: ${reason}`, { vm: this.vm.name });
+    this.#stopUploadTimers(work);
     work.chunks.length = 0;
     work.abort.abort();
-    conclude(this.#ctx, this.vm, work, this.#sink, { decision: 'error', code: ERROR_CODES.timeout, reason }, { type: 'ERROR', body: errorBody(ERROR_CODES.timeout, reason) });
+    conclude(this.#ctx, this.vm, work, this.#sink, { decision: 'error', code, reason }, { type: 'ERROR', body: errorBody(code, reason) });
   }
 
   #finish(work: Work, reply: FinalReply): void {
