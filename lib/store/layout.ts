@@ -47,12 +47,11 @@ export function openStore(root: string, options: OpenStoreOptions = {}): Store {
     }
     // mkdir's mode is filtered by the umask; the store's mode is not the umask's business.
     if (created !== undefined) chmodSync(abs, DIR_MODE);
-  } else if (lstatOrUndefined(abs) === undefined) {
-    // Said plainly before the directories above it are looked at (they may be missing too).
-    throw new StoreError('missing', `no store at ${abs} (create it with the daemon, or check --store)`, { path: abs });
   }
-  checkAncestors(abs);
+  // The store itself first: a missing store is said plainly before the directories above it
+  // are looked at (they may be missing too). Both checks must pass either way.
   checkDir(abs, true);
+  checkAncestors(abs);
   const store: Store = Object.freeze({ root: abs });
   for (const top of ['objects', 'manifests']) {
     const topDir = join(abs, top);
