@@ -2,6 +2,8 @@
 import { UsageError, VirtOffloadError } from '../lib/errors.js';
 
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+/** 128 + SIGPIPE, as a shell reports a program that wrote into a pipe its reader closed. */
+export const EXIT_STDOUT_CLOSED = 141;
 
 /** Print an error the user can act on and return the exit code it maps to. */
 export function reportFailure(err: unknown): number {

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { UsageError, VirtOffloadError, type BinaryFormat } from '../../lib/errors.js';
 import { createAtomicFile, fileError, openFileReader } from '../../lib/io/index.js';
 import { formatExplanation, measure, alignedScratch, type Algorithm, type MeasureResult, type Profile } from '../../lib/measure/index.js';
-import { EXIT, reportFailure } from '../exit.js';
+import { EXIT, EXIT_STDOUT_CLOSED, reportFailure } from '../exit.js';
 import { ProgressLine } from '../progress.js';
 
 interface MeasureOptions {
@@ -122,9 +122,6 @@ function sha256sumLine(measurement: string, path: string): string {
   const escaped = path.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/\r/g, '\\r');
   return `\\${measurement}  ${escaped}`;
 }
-
-/** 128 + SIGPIPE, as a shell reports a program that wrote into a closed pipe. */
-const EXIT_STDOUT_CLOSED = 141;
 
 interface CanonicalSink {
   write(chunk: Uint8Array): void;

@@ -5,10 +5,7 @@ import { basename } from 'node:path';
 import { UsageError } from '../../lib/errors.js';
 import { DEFAULT_PORT_NAME, submit } from '../../lib/guest/index.js';
 import { BINARY_NAME } from '../../lib/protocol/index.js';
-import { reportFailure } from '../exit.js';
-
-/** stdout was closed by its reader (EPIPE): the request was cancelled on the host. */
-const EXIT_STDOUT_CLOSED = 141;
+import { EXIT_STDOUT_CLOSED, reportFailure } from '../exit.js';
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
@@ -62,7 +59,8 @@ export async function runSubmit(operands: string[], opts: Record<string, unknown
         ...(opts.resync === true ? { resyncFirst: true } : {}),
         ...(waitMs === undefined ? {} : { timeouts: { handshakeMs: waitMs } }),
       });
-      // 141 (128 + SIGPIPE) as a shell reports a program that wrote into a closed pipe.
+      // stdout closed by its reader (EPIPE): the request was cancelled on the host; 141 (128 +
+      // SIGPIPE) as a shell reports a program that wrote into a closed pipe.
       return stdoutClosed ? EXIT_STDOUT_CLOSED : result.status;
     } finally {
       process.off('SIGINT', onSigint);
