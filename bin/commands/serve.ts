@@ -4,8 +4,8 @@ import { statSync } from 'node:fs';
 import { createLogger, startDaemon, type Daemon, type DaemonLog, type DaemonOptions, type LogLevel } from '../../lib/daemon/index.js';
 import { UsageError, VirtOffloadError } from '../../lib/errors.js';
 import type { SandboxChoice } from '../../lib/exec/index.js';
+import { parseSize } from '../../lib/policy/index.js';
 import { EXIT, reportFailure } from '../exit.js';
-import { parseByteSize } from '../sizes.js';
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 const LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
@@ -17,25 +17,16 @@ function count(opts: Record<string, unknown>, key: string, flag: string, min: nu
   return Number(text);
 }
 
-function mustExist(path: string, flag: string, kind: 'file' | 'directory'): void {
-  let ok = false;
-  try {
-    const st = statSync(path);
-    ok = kind === 'file' ? st.isFile() : st.isDirectory();
-  } catch (err) {
-    throw new VirtOffloadError('EIO', `${flag} ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (err as Error).message}`);
-  }
-  if (!ok) throw new VirtOffloadError('EIO', `${flag} ${path}: not a ${kind}`);
-}
-
-function notAFile(path: string, flag: string): void {
+/** `path` given for `flag` must be a `kind`; a missing one is refused unless `mayBeMissing`. */
+function checkPath(path: string, flag: string, kind: 'file' | 'directory', mayBeMissing = false): void {
   let st;
   try {
     st = statSync(path);
-  } catch {
-    return;
+  } catch (err) {
+    if (mayBeMissing) return;
+    throw new VirtOffloadError('EIO', `${flag} ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (err as Error).message}`);
   }
-  if (!st.isDirectory()) throw new VirtOffloadError('EIO', `${flag} ${path}: not a directory`);
+  if (kind === 'file' ? !st.isFile() : !st.isDirectory()) throw new VirtOffloadError('EIO', `${flag} ${path}: not a ${kind}`);
 }
 
 export async function runServe(opts: Record<string, unknown>): Promise<number> {
@@ -46,11 +37,11 @@ export async function runServe(opts: Record<string, unknown>): Promise<number> {
     // A mistyped path would start a daemon that denies everything: refuse to start instead. A
     // repository whose policy does not load is another matter: the daemon starts, denies, and
     // loads it once a good commit arrives.
-    mustExist(policyRepo, '--repo', 'directory');
-    if (str(opts.requireSigned) !== undefined) mustExist(str(opts.requireSigned)!, '--require-signed', 'file');
+    checkPath(policyRepo, '--repo', 'directory');
+    if (str(opts.requireSigned) !== undefined) checkPath(str(opts.requireSigned)!, '--require-signed', 'file');
     // --patch-dir may not exist yet (patches often arrive with a later policy commit); a file
     // in its place is a mistake.
-    if (str(opts.patchDir) !== undefined) notAFile(str(opts.patchDir)!, '--patch-dir');
+    if (str(opts.patchDir) !== undefined) checkPath(str(opts.patchDir)!, '--patch-dir', 'directory', true);
     const unsandboxed = str(opts.unsandboxed);
     if (unsandboxed !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(unsandboxed)) {
       throw new UsageError(`--unsandboxed ${unsandboxed}: a profile name is [A-Za-z0-9][A-Za-z0-9._-]{0,63}`, '--unsandboxed');
@@ -59,7 +50,7 @@ export async function runServe(opts: Record<string, unknown>): Promise<number> {
     if (!LEVELS.includes(level as LogLevel)) throw new UsageError(`--log-level ${level}: expected ${LEVELS.join(', ')}`, '--log-level');
     const sandbox: SandboxChoice = unsandboxed === undefined ? 'bwrap' : { unsandboxed };
     const uploadText = str(opts.maxUpload);
-    const maxUpload = uploadText === undefined ? undefined : parseByteSize(uploadText);
+    const maxUpload = uploadText === undefined ? undefined : parseSize(uploadText);
     if (uploadText !== undefined && maxUpload === undefined) throw new UsageError(`--max-upload ${uploadText}: expected a size: bytes, or a whole number of K, M or G (e.g. 64M)`, '--max-upload');
     const maxConcurrent = count(opts, 'maxConcurrent', '--max-concurrent', 1, 1024);
     const watch = count(opts, 'watchInterval', '--watch-interval', 0, 86_400_000);

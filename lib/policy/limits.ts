@@ -55,6 +55,17 @@ const DURATION_UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60
 const SIZE_UNITS: Readonly<Record<string, number>> = { '': 1, K: KiB, M: MiB, G: GiB };
 const NUMBER_WITH_UNIT = /^(0|[1-9][0-9]{0,14})([A-Za-z]*)$/;
 
+/**
+ * A size written as the policy writes one (a whole number of bytes, or of K, M or G: powers of
+ * 1024), in bytes; undefined when `text` is not one. For the command line's size options too.
+ */
+export function parseSize(text: string): number | undefined {
+  const m = NUMBER_WITH_UNIT.exec(text);
+  if (m === null || !Object.prototype.hasOwnProperty.call(SIZE_UNITS, m[2]!)) return undefined;
+  const value = Number(m[1]) * SIZE_UNITS[m[2]!]!;
+  return Number.isSafeInteger(value) ? value : undefined;
+}
+
 export function isLimitKey(key: string): key is LimitKey {
   return Object.prototype.hasOwnProperty.call(LIMIT_KEYS, key);
 }

@@ -8,10 +8,9 @@ import { UsageError, VirtOffloadError } from '../../../lib/errors.js';
 import { fileError, measureFile, readOpenFile } from '../../../lib/io/index.js';
 import { bufferReader, measure, type Algorithm } from '../../../lib/measure/index.js';
 import { applyVcdiff, MAX_TARGET_BYTES, PatchError } from '../../../lib/patch/index.js';
-import { appendVersionLine, PolicyError, setVersionStatus, type BinaryPolicy, type PolicyEntry } from '../../../lib/policy/index.js';
+import { appendVersionLine, parseSize, PolicyError, setVersionStatus, type BinaryPolicy, type PolicyEntry } from '../../../lib/policy/index.js';
 import { reportFailure } from '../../exit.js';
 import { checkBinaryName, checkVersion, commitEdit, describeVersions, fileText, findBinary, loadRepo, printResult, stringOption, versionLines } from './write-repo.js';
-import { parseByteSize } from '../../sizes.js';
 
 export async function runPolicyUpdate(name: string, opts: Record<string, unknown>): Promise<number> {
   try {
@@ -142,7 +141,7 @@ function maxSizeOption(opts: Record<string, unknown>): number {
   const raw = opts.maxSize;
   if (raw === undefined) return MAX_TARGET_BYTES;
   const text = String(raw);
-  const value = parseByteSize(text) ?? NaN;
+  const value = parseSize(text) ?? NaN;
   if (!(value > 0 && value <= MAX_TARGET_BYTES)) throw new UsageError(`--max-size ${text}: expected a size up to 1G (bytes, or K, M, G)`, '--max-size');
   return value;
 }
