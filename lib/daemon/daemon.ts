@@ -20,7 +20,7 @@ import { VmConnection, type ConnectionBounds, type ConnectionStats } from './con
 import { handleControl } from './control.js';
 import { type DeviceRouteFactory, type DeviceStatus, VmDevice } from './device.js';
 import { type DaemonLog, silentLog } from './log.js';
-import { Mutex } from '../io/index.js';
+import { lstatOrUndefined, Mutex, untrustedAncestorProblem, untrustedDirProblem } from '../io/index.js';
 import { patchSource } from './patch-source.js';
 import { UploadBudget } from './admission.js';
 import { VerifiedCache } from './verified-cache.js';
@@ -147,6 +147,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   checkSocketPath(controlPath);
   // Before anything is touched: a second daemon would take over the sockets of the first.
   await refuseLiveDaemon(controlPath);
+  prepareRunDir(runDir, vmDir, log);
 
   // Descriptors inherited without close-on-exec would reach every sandboxed program.
   for (const fd of closeInheritedFds()) log.warn(`closed inherited fd ${fd.fd} (${fd.target})`);
@@ -156,7 +157,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const store: Store = openStore(options.storeDir, { create: true });
   for (const r of recover(store).removed) log.info(`store: removed ${r.path} (${r.why})`);
   const audit: AuditLog = openAuditLog(options.auditLog);
-  prepareRunDir(runDir, vmDir, log);
 
   let snapshot: PolicySnapshot | undefined;
   let lastError: string | undefined;
@@ -436,6 +436,10 @@ async function refuseLiveDaemon(controlPath: string): Promise<void> {
  * runs as an unprivileged user (libvirt's DAC driver hands it each socket file on attach), so
  * both must be searchable by others (0711: no listing); a umask (systemd's UMask=0077) must not
  * make them 0700. A run directory we did not create is not changed, only checked.
+ *
+ * Whoever can write either of them, or a directory above, can put a socket of their own where
+ * the hook and the CLI send their commands, or where QEMU connects a VM: both are refused,
+ * as are symlinks and directories of another owner.
  */
 function prepareRunDir(runDir: string, vmDir: string, log: DaemonLog): void {
   const make = (dir: string): string | undefined => {
@@ -445,12 +449,18 @@ function prepareRunDir(runDir: string, vmDir: string, log: DaemonLog): void {
       throw new VirtOffloadError('EIO', `cannot create the run directory ${dir}: ${(err as Error).message}`, { cause: err });
     }
   };
+  const check = (dir: string, what: string): void => {
+    const st = lstatOrUndefined(dir);
+    const problem = st === undefined ? `${what} ${dir} vanished while the daemon started` : (untrustedDirProblem(dir, st, what) ?? untrustedAncestorProblem(dir, `the ${what}`));
+    if (problem !== undefined) throw new VirtOffloadError('EUSAGE', `${problem}; the daemon keeps its control and VM sockets there`);
+  };
   if (make(runDir) !== undefined) chmodSync(runDir, 0o711);
-  else {
-    const mode = statSync(runDir).mode & 0o777;
-    if ((mode & 0o001) === 0) log.warn(`run directory ${runDir} is not searchable by other users (mode ${mode.toString(8)}): QEMU running as an unprivileged user cannot reach the VM sockets in it; make it 0711`);
-  }
+  check(runDir, 'run directory');
+  const mode = statSync(runDir).mode & 0o777;
+  if ((mode & 0o001) === 0) log.warn(`run directory ${runDir} is not searchable by other users (mode ${mode.toString(8)}): QEMU running as an unprivileged user cannot reach the VM sockets in it; make it 0711`);
   make(vmDir);
+  // Checked before the chmod: a symlink here would chmod whatever it points to.
+  check(vmDir, 'VM socket directory');
   chmodSync(vmDir, 0o711);
 }
 

@@ -7,9 +7,11 @@
 // Every directory is 0755 and owned by root (or the user running the store): nobody else,
 // in particular the sandbox's uid, may create, rename or replace anything in it.
 import { randomBytes } from 'node:crypto';
-import { chmodSync, lstatSync, mkdirSync, realpathSync, statSync, unlinkSync, type Stats } from 'node:fs';
+import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileError, fsyncDir } from '../io/index.js';
+import { fileError, fsyncDir, lstatOrUndefined, octal, untrustedAncestorProblem, untrustedDirProblem } from '../io/index.js';
+
+export { lstatOrUndefined, octal };
 import { ALGORITHMS, tryParseMeasurement, type Algorithm, type Measurement } from '../measure/index.js';
 import { StoreError } from './errors.js';
 
@@ -18,7 +20,6 @@ export const TEMP_PREFIX = '.tmp-';
 export const DIR_MODE = 0o755;
 export const OBJECT_MODE = 0o444;
 export const TEMP_MODE = 0o600;
-const STICKY = 0o1000;
 
 /** An opened (checked) store. Obtain with openStore(). */
 export interface Store {
@@ -82,63 +83,14 @@ function checkDir(dir: string, required: boolean): void {
     if (required) throw new StoreError('missing', `no store at ${dir} (create it with the daemon, or check --store)`, { path: dir });
     return;
   }
-  if (st.isSymbolicLink()) throw new StoreError('unsafe', `store directory ${dir} is a symbolic link; refusing it (give the real path)`, { path: dir });
-  if (!st.isDirectory()) throw new StoreError('unsafe', `store path ${dir} is not a directory`, { path: dir });
-  const mode = st.mode & 0o7777;
-  if ((mode & 0o022) !== 0) {
-    throw new StoreError('unsafe', `store directory ${dir} is group- or world-writable (mode ${octal(mode)}); it must be writable by its owner only (chmod go-w ${dir})`, { path: dir });
-  }
-  checkOwner(dir, st, 'store directory');
+  const problem = untrustedDirProblem(dir, st, 'store directory');
+  if (problem !== undefined) throw new StoreError('unsafe', problem, { path: dir });
 }
 
-/**
- * Whoever can write a directory above the store can rename the store away and put another in
- * its place. Allowed: not writable by group/others, or sticky (like /tmp: entries can only be
- * renamed by their owner), and owned by root or the current user.
- */
+/** Whoever can write a directory above the store can rename the store away and put another in its place. */
 function checkAncestors(abs: string): void {
-  let dir: string;
-  try {
-    dir = realpathSync(dirname(abs));
-  } catch (err) {
-    throw fileError(dirname(abs), 'cannot resolve the store directory', err);
-  }
-  for (;;) {
-    let st: Stats;
-    try {
-      st = statSync(dir);
-    } catch (err) {
-      throw fileError(dir, 'cannot check the directory above the store', err);
-    }
-    const mode = st.mode & 0o7777;
-    if ((mode & 0o022) !== 0 && (mode & STICKY) === 0) {
-      throw new StoreError('unsafe', `directory ${dir} above the store ${abs} is group- or world-writable without the sticky bit (mode ${octal(mode)}): others could replace the store`, { path: dir });
-    }
-    checkOwner(dir, st, `directory above the store ${abs},`);
-    const parent = dirname(dir);
-    if (parent === dir) return;
-    dir = parent;
-  }
-}
-
-function checkOwner(path: string, st: Stats, what: string): void {
-  const euid = process.geteuid?.() ?? 0;
-  if (st.uid !== 0 && st.uid !== euid) {
-    throw new StoreError('unsafe', `${what} ${path} is owned by uid ${st.uid}, not root or the current user (uid ${euid})`, { path });
-  }
-}
-
-export function octal(mode: number): string {
-  return `0${mode.toString(8).padStart(3, '0')}`;
-}
-
-export function lstatOrUndefined(path: string): Stats | undefined {
-  try {
-    return lstatSync(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw fileError(path, 'cannot stat', err);
-  }
+  const problem = untrustedAncestorProblem(abs, 'the store');
+  if (problem !== undefined) throw new StoreError('unsafe', problem, { path: abs });
 }
 
 /** Parse a measurement or throw; the only way a measurement becomes a path (no traversal). */

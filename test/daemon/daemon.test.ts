@@ -1,6 +1,6 @@
 // The daemon with real parts: a git policy repository, a store directory, bubblewrap, the
 // audit file, and guests speaking the protocol over the VM unix sockets (test/daemon/helpers).
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -106,6 +106,42 @@ test('a second daemon on the same run directory is refused, and the first keeps 
   }
   assert.is((await control(daemon.controlPath, { cmd: 'ping' })).ok, true);
   assert.ok(statSync(join(runDir, 'vm', 'vm-a.sock')).isSocket());
+});
+
+test('a run directory others could write, a symlink, or a vm/ symlink is refused before any socket is made', async () => {
+  const start = (dir: string) => startDaemon({ runDir: dir, policyRepo: repo, storeDir, auditLog: auditPath, sandbox: 'bwrap' });
+  const refused = async (dir: string, expected: string) => {
+    try {
+      const d = await start(dir);
+      await d.close();
+      assert.unreachable(`a daemon started on ${dir}`);
+    } catch (err) {
+      assert.match((err as Error).message, expected);
+    }
+    assert.not.ok(existsSync(join(dir, 'control.sock')), `no control socket in ${dir}`);
+  };
+  const open = join(scratch.dir, 'run-open');
+  mkdirSync(open);
+  chmodSync(open, 0o777);
+  await refused(open, `run directory ${open} is group- or world-writable (mode 0777)`);
+  const target = join(scratch.dir, 'run-target');
+  mkdirSync(target, { mode: 0o711 });
+  const linked = join(scratch.dir, 'run-link');
+  symlinkSync(target, linked);
+  await refused(linked, `run directory ${linked} is a symbolic link`);
+  // vm/ pointing elsewhere would have its target chmod'ed and the VM sockets made there.
+  const withVmLink = join(scratch.dir, 'run-vm-link');
+  mkdirSync(withVmLink, { mode: 0o711 });
+  const elsewhere = join(scratch.dir, 'elsewhere');
+  mkdirSync(elsewhere, { mode: 0o700 });
+  symlinkSync(elsewhere, join(withVmLink, 'vm'));
+  await refused(withVmLink, `VM socket directory ${join(withVmLink, 'vm')} is a symbolic link`);
+  assert.is(statSync(elsewhere).mode & 0o777, 0o700, 'the symlink target was not chmod-ed');
+  // Under a directory others may write (no sticky bit), the run directory could be swapped.
+  const parent = join(scratch.dir, 'open-parent');
+  mkdirSync(parent);
+  chmodSync(parent, 0o773);
+  await refused(join(parent, 'run'), `directory ${parent} above the run directory ${join(parent, 'run')} is group- or world-writable without the sticky bit`);
 });
 
 test('an approved ELF uploaded by a VM runs sandboxed: stdout, stderr and exit code come back, one audit record', async () => {
