@@ -31,24 +31,35 @@ frame() {
   printf "$(be32 $(crc "$tmp/h"))" >> "$tmp/h"
   cat "$tmp/h" "$3" >&4
 }
+# next_byte: the next byte, as a number, in b: first the bytes put back into $pend, then the port
+next_byte() {
+  if [ -n "$pend" ]; then set -- $pend; b=$1; shift; pend="$*"; return 0; fi
+  b=$(dd bs=1 count=1 2>/dev/null <&3 | od -An -tu1)
+  [ -n "$b" ]
+}
 # read_frame: skip to the next magic; set T (0: not a valid frame), ID, LEN; payload in $tmp/p
 read_frame() {
   w=
   while [ "$w" != "86 79 70 49" ]; do
-    b=$(dd bs=1 count=1 2>/dev/null <&3 | od -An -tu1)
-    [ -n "$b" ] || return 1
+    next_byte || return 1
     set -- $w $b
     [ $# -le 4 ] || shift
     w="$*"
   done
-  dd bs=20 count=1 iflag=fullblock 2>/dev/null <&3 > "$tmp/r"
+  # The header's 20 bytes: what is left in $pend (fewer than 20), then the port.
+  set -- $pend
+  pend=
+  : > "$tmp/r"
+  for x; do printf "\\$(printf %03o "$x")" >> "$tmp/r"; done
+  dd bs=$((20 - $#)) count=1 iflag=fullblock 2>/dev/null <&3 >> "$tmp/r"
   set -- $(od -An -v -tu1 "$tmp/r")
   [ $# -eq 20 ] || return 1
   T=$1 ID=$(($5 << 24 | $6 << 16 | $7 << 8 | $8)) LEN=$(($9 << 24 | ${10} << 16 | ${11} << 8 | ${12}))
   pcrc=$((${13} << 24 | ${14} << 16 | ${15} << 8 | ${16})) hcrc=$((${17} << 24 | ${18} << 16 | ${19} << 8 | ${20}))
   { printf VOF1; head -c 16 "$tmp/r"; } > "$tmp/h"
-  # Not a real header, or longer than any frame: keep scanning (a full receiver rescans these bytes).
-  if [ "$(crc "$tmp/h")" -ne "$hcrc" ] || [ "$LEN" -gt 65536 ]; then T=0; return 0; fi
+  # Not a real header (stale bytes of an earlier conversation), or longer than any frame: its
+  # 20 bytes are scanned again, since a real frame may begin among them.
+  if [ "$(crc "$tmp/h")" -ne "$hcrc" ] || [ "$LEN" -gt 65536 ]; then T=0 pend="$*"; return 0; fi
   if [ "$LEN" -eq 0 ]; then : > "$tmp/p"; else dd bs="$LEN" count=1 iflag=fullblock 2>/dev/null <&3 > "$tmp/p"; fi
   [ "$(crc "$tmp/p")" -eq "$pcrc" ] || T=0
 }
@@ -87,7 +98,7 @@ else
   [ -e "$port" ] && ( exec 3<> "$port" ) 2>/dev/null || { echo "vo-run: cannot open $port" >&2; exit 71; }
   exec 3<> "$port" 4>&3
 fi
-first=$nonce tries=1
+first=$nonce tries=1 pend=
 hello
 while :; do
   if ! read_frame; then

@@ -152,6 +152,14 @@ test('an argument the script would have to escape into JSON is refused (2) befor
   }
 });
 
+test('stale bytes that begin like a frame do not hide the host HELLO behind them', async () => {
+  // An earlier client's leftovers end in a magic and a few header bytes; the host HELLO follows
+  // within the 20 bytes the script reads as that header. They must be scanned again.
+  const preamble = Uint8Array.of(0x56, 0x4f, 0x46, 0x31, 0x20, 0, 0, 0, 9);
+  const run = await runScript(['--measurement', M1], { preamble, onRun: (ctx) => ctx.exit(5) });
+  assert.is(run.status, 5, run.stderr);
+});
+
 test('a host that connects late: the script reads end-of-file, waits, and sends marker + a new HELLO', async () => {
   const run = await runScript(['--measurement', M1], { onRun: (ctx) => ctx.exit(0) }, { lateMs: 1500 });
   assert.is(run.status, 0, run.stderr);
