@@ -31,6 +31,7 @@ export interface CgroupLayout {
   /** v2: the one directory runs are created under; v1: one per controller. */
   readonly memoryParent: string;
   readonly pidsParent: string;
+  readonly cpuParent: string;
 }
 
 /** What happened in a run's cgroup: how often each limit bit. */
@@ -65,20 +66,21 @@ export function parseMountinfo(text: string): Mount[] {
   return mounts;
 }
 
-/** Which cgroup layout the host has, from its mount table; undefined when memory+pids are not both there. */
+/** Which cgroup layout the host has, from its mount table; undefined when memory, pids and cpu are not all there (v1). */
 export function detectCgroups(mountinfo: string, cgroupMount = '/sys/fs/cgroup'): CgroupLayout | undefined {
   const mounts = parseMountinfo(mountinfo);
   // The last mount on a point wins (it hides the earlier ones).
   const top = [...mounts].reverse().find((m) => m.point === cgroupMount);
   if (top?.fstype === 'cgroup2') {
     const parent = join(cgroupMount, PARENT_NAME);
-    return { version: 2, memoryParent: parent, pidsParent: parent };
+    return { version: 2, memoryParent: parent, pidsParent: parent, cpuParent: parent };
   }
   const v1 = (controller: string) => mounts.find((m) => m.fstype === 'cgroup' && m.superOptions.includes(controller))?.point;
   const memory = v1('memory');
   const pids = v1('pids');
-  if (memory === undefined || pids === undefined) return undefined;
-  return { version: 1, memoryParent: join(memory, PARENT_NAME), pidsParent: join(pids, PARENT_NAME) };
+  const cpu = v1('cpu');
+  if (memory === undefined || pids === undefined || cpu === undefined) return undefined;
+  return { version: 1, memoryParent: join(memory, PARENT_NAME), pidsParent: join(pids, PARENT_NAME), cpuParent: join(cpu, PARENT_NAME) };
 }
 
 let cachedLayout: CgroupLayout | undefined | null = null;
@@ -136,15 +138,17 @@ export class RunCgroup {
   readonly dirs: readonly string[];
   readonly memoryDir: string;
   readonly pidsDir: string;
+  readonly cpuDir: string;
 
   readonly #limits: RunLimits;
 
-  private constructor(layout: CgroupLayout, memoryDir: string, pidsDir: string, limits: RunLimits) {
+  private constructor(layout: CgroupLayout, name: string, limits: RunLimits) {
     this.layout = layout;
     this.#limits = limits;
-    this.memoryDir = memoryDir;
-    this.pidsDir = pidsDir;
-    this.dirs = memoryDir === pidsDir ? [memoryDir] : [memoryDir, pidsDir];
+    this.memoryDir = join(layout.memoryParent, name);
+    this.pidsDir = join(layout.pidsParent, name);
+    this.cpuDir = join(layout.cpuParent, name);
+    this.dirs = [...new Set([this.memoryDir, this.pidsDir, this.cpuDir])];
   }
 
   /**
@@ -153,7 +157,7 @@ export class RunCgroup {
    */
   static create(layout: CgroupLayout, limits: RunLimits, options: { limitsLater?: boolean } = {}): RunCgroup {
     const name = `run-${process.pid}-${++runCounter}-${randomBytes(4).toString('hex')}`;
-    const group = new RunCgroup(layout, join(layout.memoryParent, name), join(layout.pidsParent, name), limits);
+    const group = new RunCgroup(layout, name, limits);
     try {
       if (layout.version === 2) prepareV2Parent(layout.memoryParent);
       for (const dir of group.dirs) {
@@ -172,7 +176,7 @@ export class RunCgroup {
     return group;
   }
 
-  /** Write the run's memory (and swap) and pids limits. */
+  /** Write the run's memory (and swap), pids and CPU limits. */
   applyLimits(): void {
     const mem = String(this.#limits.memoryBytes);
     if (this.layout.version === 2) {
@@ -185,6 +189,15 @@ export class RunCgroup {
       if (existsSync(join(this.memoryDir, 'memory.memsw.limit_in_bytes'))) write(join(this.memoryDir, 'memory.memsw.limit_in_bytes'), mem);
     }
     write(join(this.pidsDir, 'pids.max'), String(this.#limits.pids));
+    // A quota of CPU time per period: a spinning program gets its share and no more, so it
+    // cannot take the host's CPUs from the daemon, the VMs and other runs (nice alone only
+    // orders who goes first).
+    const quotaUs = this.#limits.cpuPercent * (CPU_PERIOD_US / 100);
+    if (this.layout.version === 2) write(join(this.cpuDir, 'cpu.max'), `${quotaUs} ${CPU_PERIOD_US}`);
+    else {
+      write(join(this.cpuDir, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
+      write(join(this.cpuDir, 'cpu.cfs_quota_us'), String(quotaUs));
+    }
   }
 
   /** Move a process (all its threads) into the run's cgroups. */
@@ -318,7 +331,12 @@ export class RunCgroup {
 export interface RunLimits {
   readonly memoryBytes: number;
   readonly pids: number;
+  /** Percent of one CPU (100: one CPU). */
+  readonly cpuPercent: number;
 }
+
+/** The CPU quota's period (the kernel's default, 100 ms): a quota of 1% is 1 ms per period. */
+export const CPU_PERIOD_US = 100_000;
 
 /**
  * v1: the calling thread's memory and pids cgroup directories (from /proc/thread-self/cgroup,
@@ -329,6 +347,7 @@ export function threadCgroupDirs(layout: CgroupLayout, text = readOr('/proc/thre
   const wanted = [
     { controller: 'memory', mount: dirname(layout.memoryParent) },
     { controller: 'pids', mount: dirname(layout.pidsParent) },
+    { controller: 'cpu', mount: dirname(layout.cpuParent) },
   ];
   const dirs: string[] = [];
   for (const { controller, mount } of wanted) {
@@ -342,7 +361,7 @@ export function threadCgroupDirs(layout: CgroupLayout, text = readOr('/proc/thre
   return dirs;
 }
 
-/** v2: the parent must exist and pass memory and pids down to its children. */
+/** v2: the parent must exist and pass memory, pids and cpu down to its children. */
 function prepareV2Parent(parent: string): void {
   const root = parent.slice(0, parent.lastIndexOf('/'));
   try {
@@ -352,7 +371,7 @@ function prepareV2Parent(parent: string): void {
   }
   for (const dir of [root, parent]) {
     const enabled = readOr(join(dir, 'cgroup.subtree_control'), '').split(/\s+/);
-    if (!enabled.includes('memory') || !enabled.includes('pids')) write(join(dir, 'cgroup.subtree_control'), '+memory +pids');
+    if (!enabled.includes('memory') || !enabled.includes('pids') || !enabled.includes('cpu')) write(join(dir, 'cgroup.subtree_control'), '+memory +pids +cpu');
   }
 }
 
@@ -363,7 +382,7 @@ function prepareV2Parent(parent: string): void {
  */
 export function removeStaleRuns(layout: CgroupLayout): string[] {
   const removed: string[] = [];
-  for (const parent of new Set([layout.memoryParent, layout.pidsParent])) {
+  for (const parent of new Set([layout.memoryParent, layout.pidsParent, layout.cpuParent])) {
     let names: string[];
     try {
       names = readdirSync(parent);

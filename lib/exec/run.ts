@@ -272,7 +272,7 @@ export async function run(options: RunOptions): Promise<RunResult> {
     if (!probe.ok) throw new ExecError('no-sandbox', `no sandbox available: ${probe.problem}; refusing to run without one (no unsandboxed profile named)`);
   }
   if (layout === undefined) {
-    throw new ExecError('no-sandbox', 'no cgroup memory and pids controllers found (v2 at /sys/fs/cgroup or v1 mounts): memory and process limits cannot be enforced; refusing to run');
+    throw new ExecError('no-sandbox', 'no cgroup memory, pids and cpu controllers found (v2 at /sys/fs/cgroup or v1 mounts): memory, process and CPU limits cannot be enforced; refusing to run');
   }
 
   const maxBinaryBytes = config.maxBinaryBytes ?? DEFAULT_MAX_BINARY_BYTES;
@@ -292,7 +292,7 @@ export async function run(options: RunOptions): Promise<RunResult> {
   if (!sandboxed) refuseLeakyFds();
   // bwrap's runs get their limits once bwrap is in (spawnInside: the daemon's thread must never
   // be inside a limit); an unsandboxed program starts at once, so its limits come first.
-  const cgroup = RunCgroup.create(layout, { memoryBytes: limits.memoryBytes, pids: limits.pids + plan.extraTasks + (sandboxed ? BWRAP_TASKS : 0) }, { limitsLater: sandboxed });
+  const cgroup = RunCgroup.create(layout, { memoryBytes: limits.memoryBytes, pids: limits.pids + plan.extraTasks + (sandboxed ? BWRAP_TASKS : 0), cpuPercent: limits.cpuPercent }, { limitsLater: sandboxed });
   let tempDir: string | undefined;
   try {
     if (sandboxed) return await runInBwrap(options, bin, plan, cgroup, bwrapPath, identity, env, argv, sandboxName);

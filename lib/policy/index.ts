@@ -19,7 +19,7 @@ export {
 export type { BinaryFileSpec, EditOptions, VersionSpec, VmsSpec } from './edit.js';
 export { compareStrings, PolicyError, PolicySyntaxError, sortErrors } from './errors.js';
 export { FrozenMap, FrozenSet } from './frozen.js';
-export { DEFAULT_LIMITS, formatLimitValue, LIMIT_KEY_ORDER, parseLimitValue, parseSize, resolveLimits } from './limits.js';
+export { DEFAULT_LIMITS, formatLimitValue, LIMIT_KEY_ORDER, limitValue, parseLimitValue, parseSize, resolveLimits } from './limits.js';
 export type { LimitKey, Limits } from './limits.js';
 export { DOMAIN_NAME, formatInterpreter, formatMember, isMeasurement, parseMember, UUID } from './names.js';
 export type { Interpreter, Member } from './names.js';

@@ -15,13 +15,15 @@ export interface Limits {
   readonly args: number;
   /** Total bytes of those arguments. */
   readonly argBytes: number;
+  /** CPU time the run may use, in percent of one CPU (100: one whole CPU; 50: half of one). */
+  readonly cpuPercent: number;
 }
 
-export type LimitKey = 'wall' | 'memory' | 'output' | 'pids' | 'args' | 'argbytes';
+export type LimitKey = 'wall' | 'memory' | 'output' | 'pids' | 'args' | 'argbytes' | 'cpu';
 
 interface KeySpec {
   readonly field: keyof Limits;
-  readonly kind: 'duration' | 'size' | 'count';
+  readonly kind: 'duration' | 'size' | 'count' | 'percent';
   readonly min: number;
   readonly max: number;
 }
@@ -38,8 +40,10 @@ export const LIMIT_KEYS: Readonly<Record<LimitKey, KeySpec>> = Object.freeze({
   pids: { field: 'pids', kind: 'count', min: 1, max: 65536 },
   args: { field: 'args', kind: 'count', min: 0, max: 65536 },
   argbytes: { field: 'argBytes', kind: 'size', min: 0, max: 64 * MiB },
+  // As systemd's CPUQuota=: 1% is the kernel's smallest quota (1 ms per 100 ms period).
+  cpu: { field: 'cpuPercent', kind: 'percent', min: 1, max: 100_000 },
 });
-export const LIMIT_KEY_ORDER: readonly LimitKey[] = Object.freeze(['wall', 'memory', 'output', 'pids', 'args', 'argbytes']);
+export const LIMIT_KEY_ORDER: readonly LimitKey[] = Object.freeze(['wall', 'memory', 'output', 'pids', 'args', 'argbytes', 'cpu']);
 
 /** What a binary gets for every key its `limits` line leaves out. */
 export const DEFAULT_LIMITS: Limits = Object.freeze({
@@ -49,11 +53,13 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   pids: 64,
   args: 64,
   argBytes: 64 * KiB,
+  cpuPercent: 100,
 });
 
 const DURATION_UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000 };
 const SIZE_UNITS: Readonly<Record<string, number>> = { '': 1, K: KiB, M: MiB, G: GiB };
-const NUMBER_WITH_UNIT = /^(0|[1-9][0-9]{0,14})([A-Za-z]*)$/;
+const PERCENT_UNIT: Readonly<Record<string, number>> = { '%': 1 };
+const NUMBER_WITH_UNIT = /^(0|[1-9][0-9]{0,14})([A-Za-z%]*)$/;
 
 /**
  * A size written as the policy writes one (a whole number of bytes, or of K, M or G: powers of
@@ -74,7 +80,7 @@ export function isLimitKey(key: string): key is LimitKey {
 export function parseLimitValue(key: LimitKey, text: string): { value: number } | { problem: string } {
   const spec = LIMIT_KEYS[key];
   const m = NUMBER_WITH_UNIT.exec(text);
-  const units = spec.kind === 'duration' ? DURATION_UNITS : spec.kind === 'size' ? SIZE_UNITS : { '': 1 };
+  const units = spec.kind === 'duration' ? DURATION_UNITS : spec.kind === 'size' ? SIZE_UNITS : spec.kind === 'percent' ? PERCENT_UNIT : { '': 1 };
   const expected = expectedForm(spec.kind);
   if (m === null) return { problem: `${key}=${text}: not a number with a unit (expected ${expected}; no leading zeros, no fractions)` };
   const unit = m[2]!;
@@ -90,6 +96,7 @@ export function parseLimitValue(key: LimitKey, text: string): { value: number } 
 function expectedForm(kind: KeySpec['kind']): string {
   if (kind === 'duration') return 'a whole number followed by ms, s or m, e.g. 30s';
   if (kind === 'size') return 'a whole number of bytes, optionally followed by K, M or G (powers of 1024), e.g. 256M';
+  if (kind === 'percent') return 'a whole number of percent of one CPU followed by %, e.g. 50% or 200%';
   return 'a whole number';
 }
 
@@ -97,6 +104,7 @@ function expectedForm(kind: KeySpec['kind']): string {
 export function formatLimitValue(key: LimitKey, value: number): string {
   const spec = LIMIT_KEYS[key];
   if (spec.kind === 'count') return String(value);
+  if (spec.kind === 'percent') return `${value}%`;
   const units = spec.kind === 'duration' ? [['m', 60_000], ['s', 1000], ['ms', 1]] as const : [['G', GiB], ['M', MiB], ['K', KiB], ['', 1]] as const;
   for (const [unit, scale] of units) {
     if (value !== 0 && value % scale === 0) return `${value / scale}${unit}`;

@@ -148,7 +148,7 @@ test('show: versions, measurements, limits, VMs; an unknown name exits 1 with cl
   assert.is(r.status, 0, r.stderr);
   assert.match(r.stdout, /^binary hello {2}\(binaries\/hello\.policy:2, commit [0-9a-f]{12}\)\n/);
   assert.match(r.stdout, /\ninterpreter none\n/);
-  assert.match(r.stdout, /\nlimits wall=10s memory=256M output=16M pids=64 args=64 argbytes=64K\n/);
+  assert.match(r.stdout, /\nlimits wall=10s memory=256M output=16M pids=64 args=64 argbytes=64K cpu=100%\n/);
   assert.match(r.stdout, /\nvms group:build vm:extra\n {2}which is: vm:build-01 vm:build-02 vm:extra\n/);
   assert.match(r.stdout, new RegExp(`\\n {2}1\\.0 {2}superseded by=1\\.1 {2}\\(line 6\\)\\n {4}${m(1)}\\n {2}1\\.1 {2}approved {2}\\(line 7\\)\\n {4}${m(2)}\\n$`));
   const j = JSON.parse(vo(['policy', 'show', 'tool', '--json', '--repo', repo.dir]).stdout) as Record<string, unknown>;

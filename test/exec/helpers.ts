@@ -93,6 +93,26 @@ int main(int argc, char **argv) {
     printf("FORKED %d\n", made);
     return 0;
   }
+  if (!strcmp(cmd, "spin")) {
+    // Two processes spin for argv[2] ms of wall time; the CPU time both used is printed.
+    long ms = atol(argv[2]);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    pid_t child = fork();
+    for (;;) {
+      clock_gettime(CLOCK_MONOTONIC, &t);
+      if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= ms) break;
+    }
+    if (child == 0) _exit(0);
+    waitpid(child, NULL, 0);
+    struct rusage self, kids;
+    getrusage(RUSAGE_SELF, &self);
+    getrusage(RUSAGE_CHILDREN, &kids);
+    long cpu = (self.ru_utime.tv_sec + self.ru_stime.tv_sec + kids.ru_utime.tv_sec + kids.ru_stime.tv_sec) * 1000
+      + (self.ru_utime.tv_usec + self.ru_stime.tv_usec + kids.ru_utime.tv_usec + kids.ru_stime.tv_usec) / 1000;
+    printf("CPU %ld WALL %ld\n", cpu, ms);
+    return 0;
+  }
   if (!strcmp(cmd, "memhog")) {
     long mb = atol(argv[2]);
     for (long i = 0; i < mb; i++) {

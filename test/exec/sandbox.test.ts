@@ -144,6 +144,17 @@ test('memory limit kills a memory hog', async () => {
   assert.is(ok.limitsHit.memory, false);
 });
 
+test('CPU limit: two spinning processes get the quota of CPU time, not the host\'s CPUs', async () => {
+  const r = await probe(['spin', '600'], { limits: limits({ cpuPercent: 20 }) });
+  const m = /CPU (\d+) WALL (\d+)/.exec(r.stdout.toString());
+  assert.ok(m, r.stdout.toString() + r.stderr.toString());
+  const [cpu, wall] = [Number(m![1]), Number(m![2])];
+  // 20% of one CPU over 600 ms is 120 ms; one period (100 ms) of slack for where the run began.
+  // Unlimited, two spinners on this host take 600-1200 ms.
+  assert.ok(cpu <= 0.2 * wall + 100, `used ${cpu} ms of CPU in ${wall} ms with cpu=20%`);
+  assert.is(r.exitCode, 0);
+});
+
 test('wall limit kills the whole tree (children in their own sessions too); no orphan is left, checked by pid', async () => {
   const marker = `sleeper-${process.pid}-${Date.now()}`;
   const seen = new Set<number>();

@@ -18,7 +18,7 @@ test('from nothing: groups, binaries and versions are all new', () => {
   assert.equal(brief(diffSnapshots(undefined, after)), [
     'group-added old: new group old: vm:x',
     'group-added web: new group web: vm:web-1, vm:web-2',
-    'binary-added hello: new binary hello in hello.policy, for group:web; interpreter none, limits wall=30s memory=256M output=16M pids=64 args=64 argbytes=64K',
+    'binary-added hello: new binary hello in hello.policy, for group:web; interpreter none, limits wall=30s memory=256M output=16M pids=64 args=64 argbytes=64K cpu=100%',
     `approved hello 1.0: hello 1.0 approved: ${m(1)}`,
     `approved hello 1.1: hello 1.1 approved: ${m(2)}`,
     'version-added hello 0.9: hello 0.9 recorded as revoked: bug (not runnable)',
@@ -59,7 +59,7 @@ test('every kind of change, in order: groups, then binaries by name', () => {
     `measurements-changed hello 1.1: hello 1.1 measurements: added ${m(4, 'blake3')}`,
     'reinstated hello 0.9: hello 0.9 approved again (was revoked: bug)',
     `approved hello 1.2: hello 1.2 approved: ${m(5)}`,
-    'binary-added new: new binary new in new.policy, for no VM yet; interpreter none, limits wall=30s memory=256M output=16M pids=64 args=64 argbytes=64K',
+    'binary-added new: new binary new in new.policy, for no VM yet; interpreter none, limits wall=30s memory=256M output=16M pids=64 args=64 argbytes=64K cpu=100%',
     `approved new 1: new 1 approved: ${m(30)}`,
     're-scoped tool: tool may now run on every VM',
     'version-removed tool 1: tool 1 removed from the policy (its history is lost)',

@@ -169,7 +169,7 @@ test('generated files of every shape: both ways agree, and the short way takes t
   const tails = ['', '', '', ' ', '\t', ' # a comment "quoted" # twice', '#', ' #', '#tight', ' extra', ` ${m(999)}`, '"'];
   const headers = [
     'interpreter /usr/bin/python3', 'interpreter wasi', 'interpreter none', 'interpreter ./relative', 'interpreter /usr/bin/', 'interpreter /a/../b', 'interpreter', 'interpreter /a /b', 'interpreter "/a b"',
-    'limits wall=10s output=1M', 'limits pids=10 args=5 argbytes=1K memory=1G', 'limits wall=10x', 'limits wall=10s wall=20s', 'limits =5', 'limits wall=', 'limits', 'limits colour=red', 'limits wall=10s#glued', 'limits wall="10s"',
+    'limits wall=10s output=1M', 'limits pids=10 args=5 argbytes=1K memory=1G', 'limits cpu=50%', 'limits cpu=5', 'limits cpu=100%%', 'limits wall=10x', 'limits wall=10s wall=20s', 'limits =5', 'limits wall=', 'limits', 'limits colour=red', 'limits wall=10s#glued', 'limits wall="10s"',
     'vms group:g', 'vms vm:a vm:a', 'vms vm:b uuid:0a0b0c0d-0000-4000-8000-000000000000', 'vms uuid:0A0B0C0D-0000-4000-8000-000000000000', 'vms all', 'vms all vm:a', 'vms vm:a all', 'vms', 'vms group:Bad', 'vms vm:', 'vms vm:a#glued', 'vms "vm:q"', 'vms\tvm:t\tgroup:g  # tabs',
     '# comment', '', '   ', '# "quoted" in a comment', 'group h vm:z', 'binary x', 'binary y', 'version', 'unknown keyword',
   ];

@@ -62,8 +62,10 @@ test('limit units: largest exact unit, defaults fill the rest', () => {
   const parse = (l: string) => parsePolicyFile('x.policy', `binary x\nlimits ${l}\n`);
   assert.equal(parse('wall=1500ms').ast.binary!.limits!.values, { wall: 1500 });
   assert.equal(parse('wall=2m memory=3M output=5K argbytes=7').ast.binary!.limits!.values, { wall: 120_000, memory: 3 << 20, output: 5 << 10, argbytes: 7 });
+  assert.equal(parse('cpu=50%').ast.binary!.limits!.values, { cpu: 50 });
+  assert.equal(parse('cpu=250%').ast.binary!.limits!.values, { cpu: 250 });
   assert.equal(resolveLimits({ wall: 1000 }), { ...DEFAULT_LIMITS, wallMs: 1000 });
-  assert.equal(DEFAULT_LIMITS, { wallMs: 30_000, memoryBytes: 256 << 20, outputBytes: 16 << 20, pids: 64, args: 64, argBytes: 64 << 10 });
+  assert.equal(DEFAULT_LIMITS, { wallMs: 30_000, memoryBytes: 256 << 20, outputBytes: 16 << 20, pids: 64, args: 64, argBytes: 64 << 10, cpuPercent: 100 });
 });
 
 // One malformed input per row: [lines, line the error is reported at, fragment of the message].
@@ -99,7 +101,9 @@ const NEGATIVE: ReadonlyArray<{ lines: string[]; line: number; expect: string }>
   { lines: [`version 1.0 approved ${m(1)}`], line: 1, expect: "'version' outside a binary block" },
   { lines: ['limits wall=1s'], line: 1, expect: "'limits' outside a binary block" },
   { lines: [B, 'limits'], line: 2, expect: 'limits: no KEY=VALUE pairs' },
-  { lines: [B, 'limits cpu=2'], line: 2, expect: "limits: unknown key 'cpu' (expected wall, memory, output, pids, args, argbytes)" },
+  { lines: [B, 'limits cpus=2'], line: 2, expect: "limits: unknown key 'cpus' (expected wall, memory, output, pids, args, argbytes, cpu)" },
+  { lines: [B, 'limits cpu=2'], line: 2, expect: "limits: cpu=2: unknown unit '' (expected a whole number of percent of one CPU followed by %, e.g. 50% or 200%)" },
+  { lines: [B, 'limits cpu=0%'], line: 2, expect: 'limits: cpu=0% is out of range (1% to 100000%)' },
   { lines: [B, 'limits wall'], line: 2, expect: "limits: 'wall' is not KEY=VALUE" },
   { lines: [B, 'limits wall=30'], line: 2, expect: "unknown unit '' (expected a whole number followed by ms, s or m" },
   { lines: [B, 'limits wall=30h'], line: 2, expect: "unknown unit 'h'" },

@@ -1,7 +1,7 @@
 // `virt-offload policy show NAME`: everything the policy says about one binary: where it is
 // defined, interpreter, limits, VMs (as written and expanded), every version with its
 // status and all its measurements.
-import { formatInterpreter, formatLimitValue, LIMIT_KEY_ORDER, type BinaryPolicy, type LimitKey, type Limits, type PolicySnapshot, type VmScope } from '../../../lib/policy/index.js';
+import { formatInterpreter, formatLimitValue, LIMIT_KEY_ORDER, limitValue, type BinaryPolicy, type Limits, type PolicySnapshot, type VmScope } from '../../../lib/policy/index.js';
 import { EXIT } from '../../exit.js';
 import { entryJson, loadForReading, printable, statusText } from './list.js';
 
@@ -20,12 +20,7 @@ export async function runPolicyShow(name: string, opts: Record<string, unknown>)
 }
 
 function limitsText(limits: Limits): string {
-  return LIMIT_KEY_ORDER.map((k) => `${k}=${formatLimitValue(k, limitOf(limits, k))}`).join(' ');
-}
-
-function limitOf(limits: Limits, key: LimitKey): number {
-  const field = { wall: 'wallMs', memory: 'memoryBytes', output: 'outputBytes', pids: 'pids', args: 'args', argbytes: 'argBytes' } as const;
-  return limits[field[key]];
+  return LIMIT_KEY_ORDER.map((k) => `${k}=${formatLimitValue(k, limitValue(limits, k))}`).join(' ');
 }
 
 function scopeItems(scope: VmScope): string[] {
@@ -54,7 +49,7 @@ function showText(b: BinaryPolicy, s: PolicySnapshot): string {
 
 function showJson(b: BinaryPolicy, s: PolicySnapshot): Record<string, unknown> {
   const limits: Record<string, string> = {};
-  for (const k of LIMIT_KEY_ORDER) limits[k] = formatLimitValue(k, limitOf(b.limits, k));
+  for (const k of LIMIT_KEY_ORDER) limits[k] = formatLimitValue(k, limitValue(b.limits, k));
   return {
     name: b.name,
     file: b.file,
