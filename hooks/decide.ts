@@ -16,8 +16,11 @@ export type HookAction =
 export function decide(operation: string, subOperation: string, facts: DomainFacts): HookAction {
   const offload = facts.offload;
   if (offload === undefined) return { kind: 'none', why: 'the domain has no virt-offload metadata' };
-  if (!offload.enabled) return { kind: 'none', why: 'the domain has virt-offload metadata with enabled other than "yes"' };
   const op = `${operation} ${subOperation}`;
+  // A stop removes the VM whatever `enabled` says now: it may have been switched off in the
+  // live definition while the VM ran with the device, and the daemon would keep it otherwise.
+  if (op === 'stopped end' || op === 'release end') return { kind: 'remove' };
+  if (!offload.enabled) return { kind: 'none', why: 'the domain has virt-offload metadata with enabled other than "yes"' };
   switch (op) {
     case 'prepare begin':
       // The earliest point that stops a start, before libvirt labels or allocates anything.

@@ -48,8 +48,15 @@ export class DomainXmlError extends Error {
   }
 }
 
-// XML 1.0 names, without the rarely used ranges a libvirt document never has in a name.
-const NAME = /[\p{L}_][\p{L}\p{N}._\-\u00B7]*(?::[\p{L}_][\p{L}\p{N}._\-\u00B7]*)?/uy;
+// XML 1.0 (fifth edition) names, its NameStartChar and NameChar ranges exactly except the
+// characters beyond U+FFFF (sax refuses those too), as namespace-qualified names (an optional
+// prefix and one colon). Other applications may put
+// any such name into a domain's metadata; a narrower set refused their documents, and with
+// them a domain's required="yes".
+const NAME_START = 'A-Z_a-z\\u00C0-\\u00D6\\u00D8-\\u00F6\\u00F8-\\u02FF\\u0370-\\u037D\\u037F-\\u1FFF\\u200C-\\u200D\\u2070-\\u218F\\u2C00-\\u2FEF\\u3001-\\uD7FF\\uF900-\\uFDCF\\uFDF0-\\uFFFD';
+const NAME_CHAR = `${NAME_START}\\-.0-9\\u00B7\\u0300-\\u036F\\u203F-\\u2040`;
+const NCNAME = `[${NAME_START}][${NAME_CHAR}]*`;
+const NAME = new RegExp(`${NCNAME}(?::${NCNAME})?`, 'uy');
 const SPACE = /[ \t\r\n]*/y;
 const FORBIDDEN_CHARS = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/;
 const REFERENCE = /&(?:(lt|gt|amp|quot|apos)|#([0-9]{1,7})|#x([0-9a-fA-F]{1,6}));/y;

@@ -89,6 +89,8 @@ function readStdin(): { bytes: Buffer; total: number } {
   return { bytes: Buffer.concat(kept), total };
 }
 
+const NO_ROUTE = 'the virt-offload daemon cannot hot-plug devices (it was started without --libvirt)';
+
 /** Set once the XML said the device is required: an internal error then stops the start too. */
 let requiredByDomain = false;
 
@@ -134,12 +136,14 @@ async function main(): Promise<number> {
       case 'check': {
         const reply = await controlRequest(CONTROL, { cmd: 'ping' });
         if (reply.ok !== true) throw new ControlError('protocol', `the daemon refused ping: ${String(reply.error)}`);
+        if (reply.attach === false) throw new ControlError('protocol', NO_ROUTE);
         return 0;
       }
       case 'add': {
         if (uuid === undefined || !UUID.test(uuid)) throw new ControlError('protocol', `the domain XML has no valid <uuid>`);
         const reply = await controlRequest(CONTROL, { cmd: 'add-vm', name, uuid, attach: true, port: action.port });
         if (reply.ok !== true) throw new ControlError('protocol', `the daemon refused add-vm: ${String(reply.error).slice(0, 300)}`);
+        if (reply.attach === 'no-route') throw new ControlError('protocol', NO_ROUTE);
         return 0;
       }
       case 'remove': {

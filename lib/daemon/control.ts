@@ -2,7 +2,7 @@
 // per command, in order. The socket is 0600 (root's), so whoever speaks here is trusted;
 // its input is still checked (size, shape) so a broken client gets an error, not a crash.
 //
-//   {"cmd":"ping"}                                → {"ok":true,"version":"…"}  (the hook's "is the daemon up?")
+//   {"cmd":"ping"}                                → {"ok":true,"version":"…","attach":true|false}  (the hook's "is the daemon up, and can it attach?")
 //   {"cmd":"add-vm","name":"web1","uuid":"6f1c…"}  → {"ok":true,"socket":"<runDir>/vm/web1.sock"}
 //   {"cmd":"add-vm",…,"attach":true,"port":"virt-offload.0"}
 //                                                 → {"ok":true,"socket":"…","attach":"scheduled"|"no-route"};
@@ -89,7 +89,7 @@ async function commandReply(line: Uint8Array, daemon: ControlTarget, log: Daemon
   try {
     switch (cmd) {
       case 'ping':
-        return { ok: true, version: VERSION };
+        return { ok: true, version: VERSION, attach: daemon.canAttach() };
       case 'add-vm': {
         const { name, uuid, attach, port } = msg;
         if (typeof name !== 'string' || typeof uuid !== 'string') return { ok: false, error: 'add-vm needs "name" and "uuid" strings' };

@@ -269,18 +269,38 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     return { ok: true, commit: next.commit, storeChanges: changes };
   };
 
+  // Adds and removals of one VM name run one at a time: a restart's add must not be undone by
+  // the end of its predecessor's removal (which unlinks the socket path the add just bound),
+  // and two adds must not both bind the path. Other VMs do not wait.
+  const vmLocks = new Map<string, { readonly mutex: Mutex; users: number }>();
+  const underVmLock = async <T>(name: string, task: () => Promise<T>): Promise<T> => {
+    let lock = vmLocks.get(name);
+    if (lock === undefined) vmLocks.set(name, (lock = { mutex: new Mutex(), users: 0 }));
+    lock.users++;
+    try {
+      return await lock.mutex.run(task);
+    } finally {
+      if (--lock.users === 0) vmLocks.delete(name);
+    }
+  };
+
   const addVm = async (vm: VmIdentity): Promise<string> => {
     if (closing) throw new VirtOffloadError('EUSAGE', 'the daemon is shutting down');
     if (typeof vm.name !== 'string' || !VM_NAME.test(vm.name)) throw new VirtOffloadError('EUSAGE', `VM name must match ${VM_NAME.source}`);
     if (typeof vm.uuid !== 'string' || !VM_UUID.test(vm.uuid)) throw new VirtOffloadError('EUSAGE', `VM ${vm.name}: uuid must be a UUID (8-4-4-4-12 hex digits)`);
     const identity: VmIdentity = Object.freeze({ name: vm.name, uuid: vm.uuid.toLowerCase() });
-    const known = vms.get(vm.name);
+    return underVmLock(vm.name, () => addVmLocked(identity));
+  };
+
+  const addVmLocked = async (identity: VmIdentity): Promise<string> => {
+    if (closing) throw new VirtOffloadError('EUSAGE', 'the daemon is shutting down');
+    const known = vms.get(identity.name);
     if (known !== undefined) {
       if (known.vm.uuid === identity.uuid) return known.path;
       // Same name, another UUID: a different domain now carries the name. Its predecessor's socket must go.
-      await removeVm(vm.name, { stopped: true });
+      await removeVmLocked(identity.name, { stopped: true });
     }
-    const path = join(vmDir, `${vm.name}.sock`);
+    const path = join(vmDir, `${identity.name}.sock`);
     checkSocketPath(path);
     removeStaleSocket(path);
     const entry: VmEntry = { vm: identity, path, server: createServer(), conn: undefined, device: undefined };
@@ -295,7 +315,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       log.info(`VM ${identity.name}: guest channel connected`, { vm: identity.name });
     });
     await listenPrivate(entry.server, path);
-    vms.set(vm.name, entry);
+    vms.set(identity.name, entry);
     log.info(`VM ${identity.name} (${identity.uuid}) added: ${path}`, { vm: identity.name });
     return path;
   };
@@ -318,7 +338,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     return entry.device.status().state === 'no-route' ? 'no-route' : 'scheduled';
   };
 
-  const removeVm = async (name: string, removal: { readonly uuid?: string; readonly stopped?: boolean } = {}): Promise<boolean> => {
+  const removeVm = (name: string, removal: { readonly uuid?: string; readonly stopped?: boolean } = {}): Promise<boolean> => underVmLock(name, () => removeVmLocked(name, removal));
+
+  const removeVmLocked = async (name: string, removal: { readonly uuid?: string; readonly stopped?: boolean } = {}): Promise<boolean> => {
     const entry = vms.get(name);
     if (entry === undefined) return false;
     if (removal.uuid !== undefined && removal.uuid.toLowerCase() !== entry.vm.uuid) return false;

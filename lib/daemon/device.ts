@@ -48,6 +48,8 @@ export class VmDevice {
   /** Bumped by remove(): an attach loop of an older generation stops. */
   #generation = 0;
   #running: Promise<void> = Promise.resolve();
+  /** Ends the attach loop's wait between attempts at once (remove()). */
+  #stopWaiting = new AbortController();
 
   constructor(options: VmDeviceOptions) {
     this.#o = options;
@@ -59,17 +61,20 @@ export class VmDevice {
   }
 
   /**
-   * Start attaching in the background (no-op while attaching or attached, or without a route).
-   * `reattach`: when the route finds the port already there, detach and attach it again. After
-   * a daemon restart the VM's socket is a new file: under libvirt only a fresh attach makes
-   * libvirt hand it to QEMU's user (it relabels the socket on attach), so QEMU can reconnect.
+   * Start attaching in the background (no-op while attaching, or without a route). When the
+   * device was attached, the route is asked again: a `started` hook means a new QEMU, which
+   * has no port yet even though a stop was never seen (the route finds an existing port and
+   * leaves it). `reattach`: when the route finds the port already there, detach and attach it
+   * again. After a daemon restart the VM's socket is a new file: under libvirt only a fresh
+   * attach makes libvirt hand it to QEMU's user (it relabels the socket on attach), so QEMU can
+   * reconnect.
    */
   attach(options: { readonly reattach?: boolean } = {}): void {
     if (this.#o.route === undefined) {
       this.#o.log.warn(`VM ${this.#o.vm.name}: attach requested, but the daemon has no hot-plug route (start serve with --libvirt)`, { vm: this.#o.vm.name });
       return;
     }
-    if (this.#state === 'attaching' || this.#state === 'attached') return;
+    if (this.#state === 'attaching') return;
     const generation = this.#generation;
     this.#set('attaching');
     this.#attempts = 0;
@@ -78,11 +83,15 @@ export class VmDevice {
 
   /**
    * Stop attaching; when the device is attached and the VM still runs (`stopped` false),
-   * detach it. `stopped`: QEMU is gone (libvirt's stopped/release), and the device with it.
+   * detach it. `stopped`: QEMU is gone (libvirt's stopped/release), and the device with it:
+   * nothing is waited for (an attempt in flight is left to fail; its result is ignored), so the
+   * hook that asked, and libvirt behind it, are not held up, nor the VM's next start.
    */
   async remove(stopped: boolean): Promise<void> {
     this.#generation++;
-    await this.#running;
+    this.#stopWaiting.abort();
+    this.#stopWaiting = new AbortController();
+    if (!stopped) await this.#running;
     const route = this.#o.route;
     if (route !== undefined && this.#state === 'attached' && !stopped) {
       this.#set('detaching');
@@ -144,8 +153,9 @@ export class VmDevice {
           log.error(`VM ${vm.name}: ATTACH FAILED after ${attempt + 1} attempt(s): ${this.#error}`, { vm: vm.name });
           return;
         }
+        if (generation !== this.#generation) return;
         log.debug(`VM ${vm.name}: attach attempt ${attempt + 1} failed (${this.#error}); retrying in ${delay} ms`, { vm: vm.name });
-        await new Promise((done) => setTimeout(done, delay));
+        await pause(delay, this.#stopWaiting.signal);
       }
     }
   }
@@ -154,6 +164,22 @@ export class VmDevice {
     this.#state = state;
     this.#since = new Date().toISOString();
   }
+}
+
+/** Wait `ms`, or less when `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((done) => {
+    if (signal.aborted) return done();
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', stop);
+      done();
+    }, ms);
+    const stop = (): void => {
+      clearTimeout(timer);
+      done();
+    };
+    signal.addEventListener('abort', stop, { once: true });
+  });
 }
 
 const PERMANENT = new Set(['HotplugNoSerialControllerError', 'HotplugConflictError', 'UsageError']);

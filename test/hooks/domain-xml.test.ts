@@ -127,6 +127,20 @@ test('a realistic libvirt domain XML is read, equal to sax', () => {
   assert.is(compare(`<?xml version="1.0" encoding="UTF-8"?>\n${DOMAIN}<!-- trailer -->\n<?pi x?>\n`, 'declaration'), 'both-ok');
 });
 
+test('names with XML 1.0 name characters: combining marks, U+203F, CJK, read like sax', () => {
+  // Another application's metadata: its element and attribute names are its own business.
+  for (const name of ['app:cafe\u0301', 'app:a\u203Fb', 'app:\u6F22\u5B57', 'app:\u00B7'.replace('\u00B7', 'a\u00B7b'), 'app:t\u0300-1.2']) {
+    const xml = DOMAIN.replace('  <metadata>\n', `  <metadata>\n    <${name} xmlns:app="http://example.org/app" ${name.replace('app:', 'k')}="v"/>\n`);
+    assert.is(compare(xml, name), 'both-ok', name);
+    assert.equal(readDomainFacts(xml).offload?.required, false, name);
+  }
+  // And what no name may start with: a digit, a combining mark, a middle dot.
+  for (const bad of ['app:1x', 'app:\u0301x', 'app:\u00B7x']) {
+    const xml = DOMAIN.replace('  <metadata>\n', `  <metadata>\n    <${bad} xmlns:app="http://example.org/app"/>\n`);
+    assert.throws(() => readDomainFacts(xml), (e: unknown) => e instanceof DomainXmlError, bad);
+  }
+});
+
 test('every truncation: refused by both (except the cut of the final newline)', () => {
   const counts = { 'both-ok': 0, 'both-refused': 0, stricter: 0 };
   // From 1: sax accepts an empty document, the reader refuses it (no root element).

@@ -3,6 +3,7 @@
 // real daemon control socket (startDaemon). The hot-plug route is a recording fake: what is
 // under test is the hook → daemon path (the real route is in test/e2e/libvirt-hook.test.ts).
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -141,12 +142,13 @@ test('started begin: add-vm, then the daemon attaches through its route after re
   assert.is((listed.device as Record<string, unknown>).route, 'RecordingRoute');
 });
 
-test('reconnect begin after a daemon already has the VM: idempotent, no second attach', async () => {
+test('reconnect begin after a daemon already has the VM: the route is asked again (it finds its port: idempotent), still attached', async () => {
   const r = await runHook(hookFile, ['web1', 'reconnect', 'begin', '-'], domainXml({ name: 'web1', metadata: optIn() }));
   assert.is(r.status, 0, r.stderr);
   await new Promise((d) => setTimeout(d, 150));
-  assert.is(routes.get('web1')!.attaches.length, 1);
+  assert.is(routes.get('web1')!.attaches.length, 2);
   assert.is(vm('web1')?.device?.state, 'attached');
+  assert.is(vms().filter((v) => v.name === 'web1').length, 1, 'one VM, one socket');
 });
 
 test('stopped end / release end: the VM and its socket are removed, no detach (QEMU is gone), route closed', async () => {
@@ -277,6 +279,84 @@ test('a stop while the attach is still retrying cancels it', async () => {
   await new Promise((d) => setTimeout(d, 300));
   assert.is(route.attaches.length, tries, 'no attempt after the removal');
   assert.is(vm('flap'), undefined);
+});
+
+test('a stop seen with enabled="no" in the live definition still removes the VM; a start after a missed stop attaches again', async () => {
+  const xml = (attrs?: string) => domainXml({ name: 'flip', uuid: '41111111-2222-4333-8444-555555555555', metadata: optIn(attrs) });
+  assert.is((await runHook(hookFile, ['flip', 'started', 'begin', '-'], xml())).status, 0);
+  await waitUntil('attached', () => vm('flip')?.device?.state === 'attached', 5000);
+  assert.is((await runHook(hookFile, ['flip', 'stopped', 'end', '-'], xml('enabled="no"'))).status, 0);
+  assert.is(vm('flip'), undefined, 'removed although the live XML says enabled="no"');
+  // A stop the daemon never saw (it was down, or the hook failed): the next QEMU has no port.
+  assert.is((await runHook(hookFile, ['flip', 'started', 'begin', '-'], xml())).status, 0);
+  await waitUntil('attached', () => vm('flip')?.device?.state === 'attached', 5000);
+  assert.is((await runHook(hookFile, ['flip', 'started', 'begin', '-'], xml())).status, 0);
+  await waitUntil('asked again', () => routes.get('flip')!.attaches.length === 3, 5000);
+  await waitUntil('attached', () => vm('flip')?.device?.state === 'attached', 5000);
+});
+
+/** A second daemon for one test, with its own run directory and installed hook. */
+async function otherDaemon(name: string, options: { routeFor?: (v: VmIdentity) => RecordingRoute; attachRetryDelaysMs?: number[] }): Promise<{ daemon: Daemon; hook: string }> {
+  const repo = join(scratch.dir, `policy-${name}`);
+  mkdirSync(repo);
+  run('git', ['init', '-q', repo]);
+  const dir = join(scratch.dir, `run-${name}`);
+  const d = await startDaemon({ runDir: dir, policyRepo: repo, storeDir: join(scratch.dir, 'store'), auditLog: join(scratch.dir, `audit-${name}.jsonl`), sandbox: 'bwrap', ...options });
+  return { daemon: d, hook: installHook(join(scratch.dir, `hooks-${name}`), dir, ['--no-log-file']) };
+}
+
+test('a restart while the attach waits to retry: the stop answers at once and the new socket stays', async () => {
+  const route = new RecordingRoute(100);
+  const { daemon: d, hook } = await otherDaemon('restart', { routeFor: () => route, attachRetryDelaysMs: [4000, 4000] });
+  try {
+    const xml = domainXml({ name: 'quick', uuid: '51111111-2222-4333-8444-555555555555', metadata: optIn() });
+    assert.is((await runHook(hook, ['quick', 'started', 'begin', '-'], xml)).status, 0);
+    await waitUntil('a first attempt', () => route.attaches.length >= 1, 10_000);
+    // libvirt runs the stop's hook, then the next start's: the stop must not wait for the retry
+    // (the hook would give up after 3 s, and libvirt with it).
+    const t = performance.now();
+    assert.is((await runHook(hook, ['quick', 'stopped', 'end', '-'], xml)).status, 0);
+    assert.ok(performance.now() - t < 2000, `the stop took ${Math.round(performance.now() - t)} ms (the retry wait is 4000)`);
+    assert.is((await runHook(hook, ['quick', 'started', 'begin', '-'], xml)).status, 0);
+    const reachable = async (what: string) => {
+      const socket = (d.status().vms as VmStatus[]).find((v) => v.name === 'quick')?.socket;
+      assert.ok(socket !== undefined && statSync(socket).isSocket(), `${what}: the VM's socket exists: ${socket}`);
+      await new Promise<void>((done, fail) => {
+        const c = connect(socket!, () => {
+          c.destroy();
+          done();
+        });
+        c.on('error', fail);
+      });
+    };
+    await reachable('restarted');
+    // A removal still under way when the next add arrives (a slow detach, a hook that gave up):
+    // the add waits for it, and the end of the removal does not unlink the new socket.
+    const removal = d.removeVm('quick', { stopped: true });
+    const added = d.addVm({ name: 'quick', uuid: '51111111-2222-4333-8444-555555555555' });
+    assert.is(await removal, true);
+    await added;
+    await reachable('added during a removal');
+  } finally {
+    await d.close();
+  }
+});
+
+test('a daemon without a hot-plug route: a domain that requires the device does not start; one that does not is told', async () => {
+  const { daemon: d, hook } = await otherDaemon('noroute', {});
+  try {
+    const required = domainXml({ name: 'need', uuid: '61111111-2222-4333-8444-555555555555', metadata: optIn('enabled="yes" required="yes"') });
+    const prep = await runHook(hook, ['need', 'prepare', 'begin', '-'], required);
+    assert.is(prep.status, 1);
+    assert.match(prep.stderr, /cannot hot-plug devices \(it was started without --libvirt\).*refusing to start it/);
+    const started = await runHook(hook, ['need', 'started', 'begin', '-'], required);
+    assert.is(started.status, 1);
+    const optional = await runHook(hook, ['opt', 'started', 'begin', '-'], domainXml({ name: 'opt', uuid: '71111111-2222-4333-8444-555555555555', metadata: optIn() }));
+    assert.is(optional.status, 0);
+    assert.match(optional.stderr, /cannot hot-plug devices.*the offload device is not attached \(not required: the domain goes on\)/);
+  } finally {
+    await d.close();
+  }
 });
 
 test('the hook log file has a line per event it acted on and failed', () => {
