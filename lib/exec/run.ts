@@ -169,6 +169,9 @@ interface CommandPlan {
 
 const PROG = 'prog';
 
+/** The ELF class, data encoding and machine (as lib/measure names them) this host executes. */
+const HOST_ELF: Readonly<Record<string, string>> = { x64: 'ELF64 LE x86-64', arm64: 'ELF64 LE aarch64', ppc64: 'ELF64 LE ppc64', s390x: 'ELF64 BE s390', riscv64: 'ELF64 LE riscv', loong64: 'ELF64 LE loongarch' };
+
 /** How to start this binary given the policy's interpreter; refuses every other pairing. */
 export function planCommand(bin: VerifiedBinary, interpreter: Interpreter, argv: readonly string[], env: Readonly<Record<string, string>>, nodePath: string): CommandPlan {
   const prog = { name: PROG, data: bin.chunks, perms: '0555' };
@@ -177,6 +180,14 @@ export function planCommand(bin: VerifiedBinary, interpreter: Interpreter, argv:
     if (bin.format !== 'elf') {
       const hint = bin.format === 'raw' ? 'a script runs only with the interpreter its policy names' : 'only ELF executables run directly';
       throw new ExecError('not-runnable', `${where}: policy interpreter is none; ${hint}`, { path: bin.path, measurement: bin.measurement });
+    }
+    // The kernel refuses an ELF of another machine (ENOEXEC), and execvp(3) then hands the file
+    // to /bin/sh as a script: an approved "ELF" would run as shell commands with the guest's
+    // argv and env. Only the host's own kind is run.
+    const host = HOST_ELF[process.arch];
+    const kind = `${String(bin.details.class)} ${String(bin.details.data)} ${String(bin.details.machine)}`;
+    if (host === undefined || kind !== host) {
+      throw new ExecError('not-runnable', `${where}: it is an ${kind} executable; this host runs ${host ?? `no ELF it knows (arch ${process.arch})`}`, { path: bin.path, measurement: bin.measurement });
     }
     const interp = bin.details.interpreter;
     if (typeof interp === 'string') {

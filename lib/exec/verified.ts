@@ -41,17 +41,10 @@ export async function loadVerified(path: string, expected: string, options: { pr
     if (reader.size > maxBytes) {
       throw new ExecError('too-large', `${path} is ${reader.size} bytes; the exec helper copies at most ${maxBytes} bytes into a sandbox`, { path, measurement: expected });
     }
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    const result = await measure(reader, {
-      algo: parsed.algo,
-      profile: options.profile ?? 'v1',
-      // The chunk is a view of a reused scratch buffer: keep a copy of exactly what was hashed.
-      onChunk: (chunk) => {
-        chunks.push(chunk.slice());
-        size += chunk.length;
-      },
-    });
+    // A store object is its own canonical image: its size is what the hash will consume.
+    const hashed = new HashedBytes(reader.size);
+    const result = await measure(reader, { algo: parsed.algo, profile: options.profile ?? 'v1', onChunk: hashed.keep });
+    const { chunks, size } = hashed;
     if (result.measurement !== expected) {
       throw new ExecError('tampered', `${path} measures ${result.measurement}, not ${expected}: the installed file changed; refusing to run it`, {
         path,
@@ -80,18 +73,47 @@ export async function loadVerified(path: string, expected: string, options: { pr
  * applies its size ceiling (maxBinaryBytes) to these bytes as it does to a file.
  */
 export async function verifyBytes(bytes: Uint8Array | readonly Uint8Array[], path: string, options: { algo?: Algorithm; profile?: Profile } = {}): Promise<VerifiedBinary> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  const result = await measure(bytes instanceof Uint8Array ? bufferReader(bytes) : chunksReader(bytes), {
-    algo: options.algo ?? 'sha256',
-    profile: options.profile ?? 'v1',
-    // A view of the measurement core's scratch buffer: keep a copy of exactly what was hashed.
-    onChunk: (chunk) => {
-      chunks.push(chunk.slice());
-      size += chunk.length;
-    },
-  });
-  return { path, measurement: result.measurement, format: result.format, chunks, size, details: result.details };
+  const reader = bytes instanceof Uint8Array ? bufferReader(bytes) : chunksReader(bytes);
+  // The canonical image is never larger than the input: one buffer of the input's size.
+  const hashed = new HashedBytes(reader.size);
+  const result = await measure(reader, { algo: options.algo ?? 'sha256', profile: options.profile ?? 'v1', onChunk: hashed.keep });
+  return { path, measurement: result.measurement, format: result.format, chunks: hashed.chunks, size: hashed.size, details: result.details };
+}
+
+/**
+ * A copy of exactly the bytes the hash consumed, in one buffer. The chunks the measurement
+ * core hands over are views of its reused scratch buffer; a copy per chunk cost a hostile
+ * module of 100 000 tiny sections 100 000s of small buffers (~150x the upload in memory).
+ */
+class HashedBytes {
+  #buffer: Uint8Array;
+  #size = 0;
+
+  constructor(expectedSize: number) {
+    this.#buffer = new Uint8Array(expectedSize);
+  }
+
+  readonly keep = (chunk: Uint8Array): void => {
+    if (this.#size + chunk.length > this.#buffer.length) {
+      // More than expected (not seen: a canonical image never outgrows its input): grow.
+      const grown = new Uint8Array(Math.max(this.#buffer.length * 2, this.#size + chunk.length));
+      grown.set(this.#buffer.subarray(0, this.#size));
+      this.#buffer = grown;
+    }
+    this.#buffer.set(chunk, this.#size);
+    this.#size += chunk.length;
+  };
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** The bytes kept; a buffer much larger than them (dropped debug data) is given up for a fitting copy. */
+  get chunks(): readonly Uint8Array[] {
+    const waste = this.#buffer.length - this.#size;
+    if (waste > Math.max(64 * 1024, this.#size / 8)) this.#buffer = this.#buffer.slice(0, this.#size);
+    return this.#size === 0 ? [] : [this.#buffer.subarray(0, this.#size)];
+  }
 }
 
 /** Refuse symlinks at the last component: the caller names the store object itself. */

@@ -11,7 +11,9 @@ const WORD: Record<ExplainedRange['disposition'], string> = {
 
 /** One line per range: `keep    0x0-0x40      (64 bytes)  ELF header`. */
 export function formatExplanation(ranges: readonly ExplainedRange[]): string[] {
-  const width = Math.max(0, ...ranges.map((r) => `${hex(r.start)}-${hex(r.end)}`.length));
+  // A loop, not Math.max(...spread): a hostile file may have 100 000s of ranges.
+  let width = 0;
+  for (const r of ranges) width = Math.max(width, `${hex(r.start)}-${hex(r.end)}`.length);
   return ranges.map((r) => {
     const span = `${hex(r.start)}-${hex(r.end)}`.padEnd(width);
     const bytes = `(${r.end - r.start} bytes)`.padEnd(18);

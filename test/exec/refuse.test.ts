@@ -151,6 +151,19 @@ test('a PT_INTERP outside the system library directories is refused', async () =
   await refused(opts(join(dir, 'evil.installed'), m), 'not-runnable', /PT_INTERP '\/tmp\/evil\/ld.so'/);
 });
 
+test('an ELF of another machine is refused, sandboxed or not (execvp would run it as a /bin/sh script)', async () => {
+  // A static probe whose e_machine says aarch64, with a shell line in it: the kernel refuses
+  // it (ENOEXEC) and execvp(3) then hands it to /bin/sh.
+  const bytes = readFileSync(buildProbe(dir, ['-static'], 'foreign-probe'));
+  bytes.writeUInt16LE(183, 18);
+  const foreign = join(dir, 'foreign');
+  writeFileSync(foreign, Buffer.concat([bytes, Buffer.from('\necho RAN-AS-SHELL-SCRIPT\n')]));
+  const m = await install(foreign, join(dir, 'foreign.installed'));
+  const why = /is an ELF64 LE aarch64 executable; this host runs ELF64 LE x86-64/;
+  await refused(opts(join(dir, 'foreign.installed'), m), 'not-runnable', why);
+  await refused(opts(join(dir, 'foreign.installed'), m, { sandbox: { unsandboxed: 'ops-approved' } }), 'not-runnable', why);
+});
+
 test('a static executable runs with no loader at all', async () => {
   const stat = buildProbe(dir, ['-static'], 'static-probe');
   const m = await install(stat, join(dir, 'static.installed'));

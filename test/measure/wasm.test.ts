@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MalformedBinaryError, UnsupportedBinaryError } from '../../lib/errors.js';
-import { bufferReader, measure, planCanonical, type CanonicalPlan } from '../../lib/measure/index.js';
+import { bufferReader, formatExplanation, measure, planCanonical, type CanonicalPlan } from '../../lib/measure/index.js';
 import { MAX_WASM_SECTIONS, planWasm } from '../../lib/measure/wasm.js';
 import { decodeU32Leb, encodeU32Leb, invalidUtf8At } from '../../lib/measure/wasm-encoding.js';
 import { assertTiles } from '../helpers/plans.js';
@@ -303,6 +303,10 @@ test(`more than ${MAX_WASM_SECTIONS} sections are refused, that many are accepte
   assert.is(plan.details.sections, MAX_WASM_SECTIONS);
   assert.is(plan.canonicalSize, ok.length);
   assertRefused(many(MAX_WASM_SECTIONS + 1), U, `more than ${MAX_WASM_SECTIONS} sections`);
+  // `measure --explain` lists every range of such a file (it once overflowed the stack).
+  const lines = formatExplanation(plan.ranges);
+  assert.is(lines.length, plan.ranges.length);
+  assert.ok(plan.ranges.length >= MAX_WASM_SECTIONS);
 });
 
 test('measure dispatches \\0asm files here, whatever their name', async () => {
