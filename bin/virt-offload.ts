@@ -293,11 +293,12 @@ vm.command('add')
   .requiredOption('--uuid <uuid>', "the VM's UUID (uuid:UUID in the policy)")
   .option('--attach', 'also hot-plug the offload port (needs serve --libvirt)')
   .option('--port <name>', 'name of the port in the guest, with --attach (default virt-offload.0)')
+  .option('--owner <user[:group]>', "hand the socket (mode 0600) to QEMU's user, when QEMU runs as another user and libvirt does not do it")
   .option('--run-dir <dir>', "the daemon's --run-dir", RUN_DIR)
   .option('--json', "print the daemon's reply as JSON")
   .addHelpText('after', `
-Example (no libvirt):
-  virt-offload vm add vm1 --uuid 6f1c2a9e-3b7d-4e58-9a0c-1d2e3f405162
+Example (no libvirt; QEMU runs as the user qemu):
+  virt-offload vm add vm1 --uuid 6f1c2a9e-3b7d-4e58-9a0c-1d2e3f405162 --owner qemu
   virt-offload attach --qmp /run/vm1.qmp --socket /run/virt-offload/vm/vm1.sock
 Exit codes: 0 added, 1 the daemon refused or did not answer, 2 usage.`)
   .action(async (name: string, opts: Record<string, unknown>) => {

@@ -2,6 +2,7 @@
 // (<run-dir>/control.sock, line JSON: lib/daemon/control.ts). The libvirt hook speaks the same
 // commands; these are for the admin's shell, and for hosts without libvirt, where nothing else
 // adds a VM's socket.
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UsageError, VirtOffloadError } from '../../lib/errors.js';
 import { DOMAIN_NAME, UUID } from '../../lib/policy/index.js';
@@ -64,6 +65,8 @@ export async function runVmAdd(name: string, opts: Record<string, unknown>): Pro
     const port = str(opts.port);
     if (port !== undefined && opts.attach !== true) throw new UsageError('--port needs --attach', '--port');
     const request: Record<string, unknown> = { cmd: 'add-vm', name, uuid };
+    const owner = str(opts.owner);
+    if (owner !== undefined) request.owner = resolveOwner(owner);
     if (opts.attach === true) {
       request.attach = true;
       if (port !== undefined) request.port = port;
@@ -78,6 +81,53 @@ export async function runVmAdd(name: string, opts: Record<string, unknown>): Pro
   } catch (err) {
     return reportFailure(err);
   }
+}
+
+const ID = /^(0|[1-9][0-9]{0,9})$/;
+
+/**
+ * `--owner USER[:GROUP]` as ids: numbers as they are, names from /etc/passwd and /etc/group
+ * (a user alone brings its primary group). Users only a directory service knows: give numbers.
+ */
+export function resolveOwner(text: string, files: { passwd?: string; group?: string } = {}): { uid: number; gid?: number } {
+  const [user = '', group, extra] = text.split(':');
+  if (extra !== undefined || user === '' || group === '') throw new UsageError(`--owner ${text}: expected USER or USER:GROUP (names or numbers)`, '--owner');
+  const table = (path: string, given: string | undefined) => {
+    if (given !== undefined) return given;
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new UsageError(`--owner ${text}: cannot read ${path} to look the name up (${(err as NodeJS.ErrnoException).code ?? 'error'}); give numbers`, '--owner');
+    }
+  };
+  const lookup = (path: string, given: string | undefined, name: string): string[] | undefined =>
+    table(path, given)
+      .split('\n')
+      .map((line) => line.split(':'))
+      .find((fields) => fields[0] === name);
+  const id = (value: string, what: string): number => {
+    const n = Number(value);
+    if (!ID.test(value) || n > 0xfffffffe) throw new UsageError(`--owner ${text}: ${what} ${value} is not a valid id`, '--owner');
+    return n;
+  };
+  let uid: number;
+  let gid: number | undefined;
+  if (ID.test(user)) uid = id(user, 'uid');
+  else {
+    const entry = lookup('/etc/passwd', files.passwd, user);
+    if (entry === undefined || entry.length < 4) throw new UsageError(`--owner ${text}: no user ${user} in /etc/passwd`, '--owner');
+    uid = id(entry[2]!, 'uid');
+    gid = id(entry[3]!, 'gid');
+  }
+  if (group !== undefined) {
+    if (ID.test(group)) gid = id(group, 'gid');
+    else {
+      const entry = lookup('/etc/group', files.group, group);
+      if (entry === undefined || entry.length < 3) throw new UsageError(`--owner ${text}: no group ${group} in /etc/group`, '--owner');
+      gid = id(entry[2]!, 'gid');
+    }
+  }
+  return gid === undefined ? { uid } : { uid, gid };
 }
 
 export async function runVmRemove(name: string, opts: Record<string, unknown>): Promise<number> {

@@ -4,6 +4,7 @@
 //
 //   {"cmd":"ping"}                                → {"ok":true,"version":"…","attach":true|false}  (the hook's "is the daemon up, and can it attach?")
 //   {"cmd":"add-vm","name":"web1","uuid":"6f1c…"}  → {"ok":true,"socket":"<runDir>/vm/web1.sock"}
+//   {"cmd":"add-vm",…,"owner":{"uid":64055,"gid":64055}}  → the socket is chown'ed to them (a QEMU of another user, no libvirt)
 //   {"cmd":"add-vm",…,"attach":true,"port":"virt-offload.0"}
 //                                                 → {"ok":true,"socket":"…","attach":"scheduled"|"no-route"};
 //                                                   the device is attached AFTER this reply is written
@@ -20,12 +21,33 @@ import { decodeJsonLine, encodeJsonLine, type JsonObject, LineSplitter } from '.
 import { VERSION } from '../version.js';
 import type { DaemonLog } from './log.js';
 
+/** Who the VM's socket is handed to (chown), for a QEMU that runs as another user. */
+export interface SocketOwner {
+  readonly uid: number;
+  /** Unchanged when absent. */
+  readonly gid?: number;
+}
+
+const ID_MAX = 0xfffffffe; // (uid_t)-1 means "unchanged" to chown(2)
+
+/** `owner` of an add-vm: absent, {uid, gid?} of whole ids, or a problem in words. */
+function parseOwner(owner: unknown): SocketOwner | undefined | string {
+  if (owner === undefined) return undefined;
+  const id = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v <= ID_MAX;
+  if (typeof owner !== 'object' || owner === null || Array.isArray(owner)) return '"owner" must be an object {"uid": N, "gid": N}';
+  const { uid, gid, ...rest } = owner as Record<string, unknown>;
+  if (Object.keys(rest).length > 0) return `"owner" has unknown members: ${Object.keys(rest).join(', ')}`;
+  if (!id(uid)) return `"owner.uid" must be a whole number from 0 to ${ID_MAX}`;
+  if (gid !== undefined && !id(gid)) return `"owner.gid" must be a whole number from 0 to ${ID_MAX}`;
+  return gid === undefined ? { uid: uid as number } : { uid: uid as number, gid: gid as number };
+}
+
 /** Longest command line accepted. */
 export const MAX_CONTROL_LINE = 64 * 1024;
 
 /** What the control socket drives (the Daemon; an interface here so the two files do not import each other). */
 export interface ControlTarget {
-  addVm(vm: { readonly name: string; readonly uuid: string }): Promise<string>;
+  addVm(vm: { readonly name: string; readonly uuid: string }, options?: { readonly owner?: SocketOwner }): Promise<string>;
   attachVm(name: string, portName: string): 'scheduled' | 'no-route';
   /** Whether the daemon has a hot-plug route (serve --libvirt). */
   canAttach(): boolean;
@@ -91,12 +113,14 @@ async function commandReply(line: Uint8Array, daemon: ControlTarget, log: Daemon
       case 'ping':
         return { ok: true, version: VERSION, attach: daemon.canAttach() };
       case 'add-vm': {
-        const { name, uuid, attach, port } = msg;
+        const { name, uuid, attach, port, owner } = msg;
         if (typeof name !== 'string' || typeof uuid !== 'string') return { ok: false, error: 'add-vm needs "name" and "uuid" strings' };
+        const socketOwner = parseOwner(owner);
+        if (typeof socketOwner === 'string') return { ok: false, error: `add-vm: ${socketOwner}` };
         if (attach !== undefined && typeof attach !== 'boolean') return { ok: false, error: 'add-vm: "attach" must be true or false' };
         const portName = port ?? 'virt-offload.0';
         if (typeof portName !== 'string' || !PORT_NAME.test(portName)) return { ok: false, error: `add-vm: "port" must match ${PORT_NAME.source}` };
-        const socket = await daemon.addVm({ name, uuid });
+        const socket = await daemon.addVm({ name, uuid }, socketOwner === undefined ? {} : { owner: socketOwner });
         if (attach !== true) return { ok: true, socket };
         // Start once the reply is out: libvirt waits for the hook that waits for this reply.
         afterReply(() => {

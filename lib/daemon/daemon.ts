@@ -5,7 +5,7 @@
 // Fail closed: until a policy loads, every request is denied (no-policy); a reload that
 // fails keeps the last good snapshot and says so loudly; a reload that succeeds reconciles
 // the store (each change audited).
-import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { openAuditLog, type AuditLog } from '../audit/index.js';
@@ -17,7 +17,7 @@ import { DEFAULT_MAX_FRAME, type ProtocolLimits } from '../protocol/index.js';
 import { openStore, reconcile, recover, type Store } from '../store/index.js';
 import { VERSION } from '../version.js';
 import { VmConnection, type ConnectionBounds, type ConnectionStats } from './connection.js';
-import { handleControl } from './control.js';
+import { handleControl, type SocketOwner } from './control.js';
 import { type DeviceRouteFactory, type DeviceStatus, VmDevice } from './device.js';
 import { type DaemonLog, silentLog } from './log.js';
 import { lstatOrUndefined, Mutex, untrustedAncestorProblem, untrustedDirProblem } from '../io/index.js';
@@ -110,7 +110,8 @@ export interface Daemon {
   readonly runDir: string;
   readonly controlPath: string;
   /** Create the VM's socket (idempotent for the same name and UUID); returns its path. */
-  addVm(vm: VmIdentity): Promise<string>;
+  /** Create the VM's socket (idempotent for the same name and UUID); `owner`: chown it to them. */
+  addVm(vm: VmIdentity, options?: { readonly owner?: SocketOwner }): Promise<string>;
   /**
    * Hot-plug the VM's offload device in the background (retrying while the domain is not
    * ready): call it after answering whoever asked (the libvirt hook blocks libvirt).
@@ -284,12 +285,24 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     }
   };
 
-  const addVm = async (vm: VmIdentity): Promise<string> => {
+  const addVm = async (vm: VmIdentity, addOptions: { readonly owner?: SocketOwner } = {}): Promise<string> => {
     if (closing) throw new VirtOffloadError('EUSAGE', 'the daemon is shutting down');
     if (typeof vm.name !== 'string' || !VM_NAME.test(vm.name)) throw new VirtOffloadError('EUSAGE', `VM name must match ${VM_NAME.source}`);
     if (typeof vm.uuid !== 'string' || !VM_UUID.test(vm.uuid)) throw new VirtOffloadError('EUSAGE', `VM ${vm.name}: uuid must be a UUID (8-4-4-4-12 hex digits)`);
     const identity: VmIdentity = Object.freeze({ name: vm.name, uuid: vm.uuid.toLowerCase() });
-    return underVmLock(vm.name, () => addVmLocked(identity));
+    return underVmLock(vm.name, async () => {
+      const path = await addVmLocked(identity);
+      // Without libvirt nobody else hands the socket to QEMU's user: the admin names it.
+      if (addOptions.owner !== undefined) {
+        try {
+          chownSync(path, addOptions.owner.uid, addOptions.owner.gid ?? -1);
+        } catch (err) {
+          throw new VirtOffloadError('EIO', `VM ${identity.name}: cannot hand ${path} to uid ${addOptions.owner.uid}${addOptions.owner.gid === undefined ? '' : `, gid ${addOptions.owner.gid}`}: ${(err as Error).message} (the VM is added; its socket stays the daemon's)`, { cause: err });
+        }
+        log.info(`VM ${identity.name}: socket handed to uid ${addOptions.owner.uid}${addOptions.owner.gid === undefined ? '' : ` gid ${addOptions.owner.gid}`}`, { vm: identity.name });
+      }
+      return path;
+    });
   };
 
   const addVmLocked = async (identity: VmIdentity): Promise<string> => {

@@ -91,6 +91,24 @@ test('uncommitted *.policy edits in force are said so: status, the reload record
   assert.not.match((await vo('status')).stdout, /UNCOMMITTED/);
 });
 
+test('vm add --owner: the socket is handed to that user (QEMU of another user, no libvirt), by name or number', async () => {
+  const socket = join(runDir, 'vm', 'web-own.sock');
+  const byNumber = await vo('vm', 'add', 'web-own', '--uuid', UUID, '--owner', '65534:65533');
+  assert.is(byNumber.status, 0, byNumber.stderr);
+  assert.equal([statSync(socket).uid, statSync(socket).gid, statSync(socket).mode & 0o777], [65534, 65533, 0o600]);
+  // Again, by name: nobody and its primary group from /etc/passwd (idempotent add, new owner).
+  const nobody = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('nobody:'))!.split(':');
+  assert.is((await vo('vm', 'add', 'web-own', '--uuid', UUID, '--owner', 'nobody')).status, 0);
+  assert.equal([statSync(socket).uid, statSync(socket).gid], [Number(nobody[2]), Number(nobody[3])]);
+  assert.is((await vo('vm', 'remove', 'web-own')).status, 0);
+  for (const [owner, why] of [['a:b:c', 'expected USER or USER:GROUP'], ['no-such-user-vo', 'no user no-such-user-vo in /etc/passwd'], ['0:no-such-group-vo', 'no group no-such-group-vo in /etc/group'], ['4294967295', 'uid 4294967295 is not a valid id'], [':0', 'expected USER']]) {
+    const r = await vo('vm', 'add', 'web-own', '--uuid', UUID, '--owner', owner!);
+    assert.is(r.status, 2, `${owner}: ${r.stderr}`);
+    assert.match(r.stderr, why!);
+  }
+  assert.is(daemon.status().vms.some((v) => v.name === 'web-own'), false, 'nothing was added by a refused --owner');
+});
+
 test('usage errors → 2 before the daemon is asked; no daemon → 1 naming the socket', async () => {
   for (const args of [['vm', 'add', 'web1'], ['vm', 'add', 'bad name', '--uuid', UUID], ['vm', 'add', 'web1', '--uuid', 'nope'], ['vm', 'add', 'web1', '--uuid', UUID, '--port', 'p']]) {
     const r = await vo(...args);

@@ -366,6 +366,11 @@ test('the hook log file has a line per event it acted on and failed', () => {
 
 test('the control socket refuses a bad attach request shape', async () => {
   assert.is((await control(daemon.controlPath, { cmd: 'add-vm', name: 'x1', uuid: UUID, attach: 'yes' })).ok, false);
+  for (const owner of [0, 'root', { uid: -1 }, { uid: 1.5 }, { uid: 0, gid: 2 ** 32 }, { uid: 0, user: 'x' }, [0]]) {
+    const r = await control(daemon.controlPath, { cmd: 'add-vm', name: 'x1', uuid: UUID, owner });
+    assert.is(r.ok, false, JSON.stringify(owner));
+    assert.match(String(r.error), /^add-vm: "owner/);
+  }
   assert.is((await control(daemon.controlPath, { cmd: 'add-vm', name: 'x1', uuid: UUID, attach: true, port: '../x' })).ok, false);
   assert.is(vm('x1'), undefined);
   assert.equal((await control(daemon.controlPath, { cmd: 'ping' })).ok, true);
