@@ -10,7 +10,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { openAuditLog, type AuditLog } from '../audit/index.js';
 import { VirtOffloadError } from '../errors.js';
-import { closeInheritedFds, hostCgroups, removeStaleRuns, type ExecConfig, type SandboxChoice } from '../exec/index.js';
+import { closeInheritedFds, hostCgroups, removeShareGroup, removeStaleRuns, type ExecConfig, type SandboxChoice } from '../exec/index.js';
 import { DOMAIN_NAME, UUID, type PolicySnapshot, type VmIdentity } from '../policy/index.js';
 import { headCommit, PolicyReloader, uncommittedPolicyChanges } from '../policy/loader.js';
 import { DEFAULT_MAX_FRAME, type ProtocolLimits } from '../protocol/index.js';
@@ -152,8 +152,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
   // Descriptors inherited without close-on-exec would reach every sandboxed program.
   for (const fd of closeInheritedFds()) log.warn(`closed inherited fd ${fd.fd} (${fd.target})`);
-  const cgroups = hostCgroups();
-  if (cgroups !== undefined) for (const dir of removeStaleRuns(cgroups)) log.info(`removed the cgroup of a run of a dead daemon: ${dir}`);
+  const cgroups = options.execConfig?.cgroups === undefined ? hostCgroups() : (options.execConfig.cgroups ?? undefined);
+  if (cgroups !== undefined) for (const dir of removeStaleRuns(cgroups)) log.info(`removed the cgroup of a run of a dead daemon, or an empty VM share group: ${dir}`);
 
   const store: Store = openStore(options.storeDir, { create: true });
   for (const r of recover(store).removed) log.info(`store: removed ${r.path} (${r.why})`);
@@ -363,6 +363,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     entry.conn?.close('the VM was removed');
     await new Promise<void>((done) => entry.server.close(() => done()));
     removeStaleSocket(entry.path);
+    // Its runs' share group (a run still ending keeps it: it goes at the next start).
+    if (cgroups !== undefined) removeShareGroup(cgroups, name);
     log.info(`VM ${name} removed`, { vm: name });
     return true;
   };

@@ -234,6 +234,8 @@ async function pipeline(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: 
     interpreter: entry.interpreter,
     sandbox: ctx.sandbox,
     signal: work.abort.signal,
+    // The VM's runs share one cgroup: a VM starting many at once slows its own, not another's.
+    shareGroup: vm.name,
     onStdout: (chunk) => sink.output(work, 'STDOUT', chunk),
     onStderr: (chunk) => sink.output(work, 'STDERR', chunk),
     ...(ctx.execConfig === undefined ? {} : { config: ctx.execConfig }),

@@ -155,11 +155,15 @@ export class RunCgroup {
    * Create the run's directories and write the limits; on any failure nothing is left behind.
    * With `limitsLater`, the limits are written by applyLimits() (after spawnInside()).
    */
-  static create(layout: CgroupLayout, limits: RunLimits, options: { limitsLater?: boolean } = {}): RunCgroup {
-    const name = `run-${process.pid}-${++runCounter}-${randomBytes(4).toString('hex')}`;
-    const group = new RunCgroup(layout, name, limits);
+  static create(layout: CgroupLayout, limits: RunLimits, options: { limitsLater?: boolean; shareGroup?: string } = {}): RunCgroup {
+    const run = `run-${process.pid}-${++runCounter}-${randomBytes(4).toString('hex')}`;
+    const share = options.shareGroup === undefined ? undefined : shareGroupDir(options.shareGroup);
+    const group = new RunCgroup(layout, share === undefined ? run : `${share}/${run}`, limits);
     try {
-      if (layout.version === 2) prepareV2Parent(layout.memoryParent);
+      if (layout.version === 2) {
+        prepareV2Parent(layout.memoryParent);
+        if (share !== undefined) enableV2Controllers(join(layout.memoryParent, share), true);
+      }
       for (const dir of group.dirs) {
         try {
           mkdirSync(dir.slice(0, dir.lastIndexOf('/')), { recursive: true, mode: 0o755 });
@@ -363,15 +367,48 @@ export function threadCgroupDirs(layout: CgroupLayout, text = readOr('/proc/thre
 
 /** v2: the parent must exist and pass memory, pids and cpu down to its children. */
 function prepareV2Parent(parent: string): void {
-  const root = parent.slice(0, parent.lastIndexOf('/'));
-  try {
-    mkdirSync(parent, { recursive: true, mode: 0o755 });
-  } catch (err) {
-    throw cgroupError('create', parent, err);
+  enableV2Controllers(parent.slice(0, parent.lastIndexOf('/')), false);
+  enableV2Controllers(parent, true);
+}
+
+/** v2: `dir` (made if asked) passes memory, pids and cpu down to its children. */
+function enableV2Controllers(dir: string, make: boolean): void {
+  if (make) {
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o755 });
+    } catch (err) {
+      throw cgroupError('create', dir, err);
+    }
   }
-  for (const dir of [root, parent]) {
-    const enabled = readOr(join(dir, 'cgroup.subtree_control'), '').split(/\s+/);
-    if (!enabled.includes('memory') || !enabled.includes('pids') || !enabled.includes('cpu')) write(join(dir, 'cgroup.subtree_control'), '+memory +pids +cpu');
+  const enabled = readOr(join(dir, 'cgroup.subtree_control'), '').split(/\s+/);
+  if (!enabled.includes('memory') || !enabled.includes('pids') || !enabled.includes('cpu')) write(join(dir, 'cgroup.subtree_control'), '+memory +pids +cpu');
+}
+
+/**
+ * Share groups: the runs of one VM are created inside one cgroup of their own,
+ * `<parent>/vm-<name>/run-…`. The kernel shares CPU time out between siblings first, so each
+ * VM's runs together get what one sibling gets, however many it starts at once; a VM that
+ * floods the host with runs slows its own runs, not another VM's.
+ */
+const SHARE_GROUP = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
+
+function shareGroupDir(name: string): string {
+  if (!SHARE_GROUP.test(name)) throw new ExecError('bad-request', `share group ${JSON.stringify(name)} must match ${SHARE_GROUP.source} (a VM name)`);
+  return `vm-${name}`;
+}
+
+/**
+ * Remove a share group's directories once no run is in them (a VM was removed). A group with a
+ * run still in it stays (EBUSY): it goes when the daemon next starts (removeStaleRuns).
+ */
+export function removeShareGroup(layout: CgroupLayout, name: string): void {
+  const share = shareGroupDir(name);
+  for (const parent of new Set([layout.memoryParent, layout.pidsParent, layout.cpuParent])) {
+    try {
+      rmdirSync(join(parent, share));
+    } catch {
+      // gone already, or still in use
+    }
   }
 }
 
@@ -382,30 +419,54 @@ function prepareV2Parent(parent: string): void {
  */
 export function removeStaleRuns(layout: CgroupLayout): string[] {
   const removed: string[] = [];
-  for (const parent of new Set([layout.memoryParent, layout.pidsParent, layout.cpuParent])) {
-    let names: string[];
+  const listing = (dir: string): string[] => {
     try {
-      names = readdirSync(parent);
+      return readdirSync(dir);
     } catch {
-      continue;
+      return [];
     }
-    for (const name of names) {
-      const m = /^run-([0-9]+)-[0-9]+-[0-9a-f]{8}$/.exec(name);
-      if (m === null || existsSync(`/proc/${m[1]}`)) continue;
-      const dir = join(parent, name);
-      for (const pid of readOr(join(dir, 'cgroup.procs'), '').split('\n').filter((p) => /^[0-9]+$/.test(p))) {
-        try {
-          process.kill(Number(pid), 'SIGKILL');
-        } catch {
-          // gone
-        }
-      }
+  };
+  for (const parent of new Set([layout.memoryParent, layout.pidsParent, layout.cpuParent])) {
+    // The runs directly under the parent, and those of each VM's share group; an emptied share
+    // group goes too (a live daemon's runs keep theirs busy).
+    const groups = listing(parent).filter((n) => /^vm-/.test(n) && SHARE_GROUP.test(n.slice(3)));
+    for (const dir of [parent, ...groups.map((g) => join(parent, g))]) removed.push(...removeStaleRunsIn(dir));
+    for (const g of groups) {
       try {
-        rmdirSync(dir);
-        removed.push(dir);
+        rmdirSync(join(parent, g));
+        removed.push(join(parent, g));
       } catch {
-        // still busy: the next start-up tries again
+        // a run is still in it
       }
+    }
+  }
+  return removed;
+}
+
+function removeStaleRunsIn(parent: string): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    const m = /^run-([0-9]+)-[0-9]+-[0-9a-f]{8}$/.exec(name);
+    if (m === null || existsSync(`/proc/${m[1]}`)) continue;
+    const dir = join(parent, name);
+    for (const pid of readOr(join(dir, 'cgroup.procs'), '').split('\n').filter((p) => /^[0-9]+$/.test(p))) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    try {
+      rmdirSync(dir);
+      removed.push(dir);
+    } catch {
+      // still busy: the next start-up tries again
     }
   }
   return removed;

@@ -1,7 +1,7 @@
 // Public face of the exec helper: run an installed binary by measurement, sandboxed, with limits.
 export { bwrapArgs, probeBwrap, SANDBOX_DIR, SANDBOX_GID, SANDBOX_UID, systemBinds } from './bwrap.js';
 export type { BwrapPlan, SandboxProbe, SystemBinds } from './bwrap.js';
-export { detectCgroups, hostCgroups, removeStaleRuns } from './cgroup.js';
+export { detectCgroups, hostCgroups, removeShareGroup, removeStaleRuns } from './cgroup.js';
 export type { CgroupLayout, CgroupVersion } from './cgroup.js';
 export { ExecError } from './errors.js';
 export { closeInheritedFds, inheritableFds } from './fds.js';

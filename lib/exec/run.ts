@@ -80,6 +80,11 @@ export interface RunOptions {
   readonly onStdout?: (chunk: Buffer) => void;
   readonly onStderr?: (chunk: Buffer) => void;
   readonly onStart?: (info: StartInfo) => void;
+  /**
+   * The share group of the run (the daemon gives the VM's name): runs of one group share one
+   * cgroup above their own, so they get the CPU time of one sibling between them.
+   */
+  readonly shareGroup?: string;
   readonly signal?: AbortSignal;
   readonly config?: ExecConfig;
 }
@@ -303,7 +308,7 @@ export async function run(options: RunOptions): Promise<RunResult> {
   if (!sandboxed) refuseLeakyFds();
   // bwrap's runs get their limits once bwrap is in (spawnInside: the daemon's thread must never
   // be inside a limit); an unsandboxed program starts at once, so its limits come first.
-  const cgroup = RunCgroup.create(layout, { memoryBytes: limits.memoryBytes, pids: limits.pids + plan.extraTasks + (sandboxed ? BWRAP_TASKS : 0), cpuPercent: limits.cpuPercent }, { limitsLater: sandboxed });
+  const cgroup = RunCgroup.create(layout, { memoryBytes: limits.memoryBytes, pids: limits.pids + plan.extraTasks + (sandboxed ? BWRAP_TASKS : 0), cpuPercent: limits.cpuPercent }, { limitsLater: sandboxed, ...(options.shareGroup === undefined ? {} : { shareGroup: options.shareGroup }) });
   let tempDir: string | undefined;
   try {
     if (sandboxed) return await runInBwrap(options, bin, plan, cgroup, bwrapPath, identity, env, argv, sandboxName);

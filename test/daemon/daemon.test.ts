@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startDaemon, type Daemon } from '../../lib/daemon/index.js';
+import { hostCgroups } from '../../lib/exec/index.js';
 import { measureFile } from '../../lib/io/index.js';
 import { encodeFrame, FrameType } from '../../lib/protocol/index.js';
 import { list, openStore } from '../../lib/store/index.js';
@@ -167,6 +168,9 @@ test('an approved ELF uploaded by a VM runs sandboxed: stdout, stderr and exit c
   assert.type(uploadMs, 'number');
   assert.ok(uploadMs >= 0 && uploadMs <= (recs[0]!.durationMs as number) + 1 && Math.round(uploadMs * 10) === uploadMs * 10, `uploadMs ${uploadMs}`);
   assert.is(recs[0]!.commit, run('git', ['-C', repo, 'rev-parse', 'HEAD']).trim());
+  // The run was made in the VM's share group (its runs share one cgroup's CPU time).
+  const layout = hostCgroups()!;
+  for (const parent of [layout.memoryParent, layout.pidsParent, layout.cpuParent]) assert.ok(existsSync(join(parent, 'vm-vm-a')), `${parent}/vm-vm-a`);
   // Installed: `submit --measurement` now runs it without an upload.
   assert.ok(list(openStore(storeDir)).some((o) => o.measurement === bin.hello!.m));
   // The install is a store change, audited like a reconciliation's (`audit --action install`).
@@ -436,7 +440,11 @@ test('8 VMs in parallel: every request gets exactly one final reply and one audi
   for (const n of names) assert.is(recs.filter((r) => r.vm === n).length, 3, n);
   const status = await control(daemon.controlPath, { cmd: 'status' });
   assert.ok((status.vms as unknown[]).length >= 10);
+  const layout = hostCgroups()!;
+  for (const n of names) assert.ok(existsSync(join(layout.cpuParent, `vm-${n}`)), `the share group of ${n}`);
   for (const n of names) assert.equal(await control(daemon.controlPath, { cmd: 'remove-vm', name: n }), { ok: true, removed: true });
+  // Their runs ended before the replies: a removed VM's share group goes with it.
+  for (const n of names) for (const p of [layout.memoryParent, layout.pidsParent, layout.cpuParent]) assert.not.ok(existsSync(join(p, `vm-${n}`)), `${p}/vm-${n} removed`);
 });
 
 test('CANCEL of a running request: ERROR cancelled at once, the run killed, one audit record', async () => {

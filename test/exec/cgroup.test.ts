@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { detectCgroups, hostCgroups, keyedValue, parseMountinfo, removeStaleRuns, RunCgroup, threadCgroupDirs } from '../../lib/exec/cgroup.js';
+import { detectCgroups, hostCgroups, keyedValue, parseMountinfo, removeShareGroup, removeStaleRuns, RunCgroup, threadCgroupDirs } from '../../lib/exec/cgroup.js';
 
 const V2 = `24 30 0:22 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
 30 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw`;
@@ -92,6 +92,34 @@ test('stale run cgroups of a dead daemon are removed, those of a live one are ke
   } finally {
     await live.removeWhenEmpty();
   }
+});
+
+test('share groups: a VM\'s runs are made inside vm-NAME, stale runs in groups and empty groups are removed', async () => {
+  const layout = hostCgroups()!;
+  const parents = [...new Set([layout.memoryParent, layout.pidsParent, layout.cpuParent])];
+  const a1 = RunCgroup.create(layout, { memoryBytes: 64 << 20, pids: 4, cpuPercent: 100 }, { shareGroup: 'vm-a.test' });
+  const a2 = RunCgroup.create(layout, { memoryBytes: 64 << 20, pids: 4, cpuPercent: 100 }, { shareGroup: 'vm-a.test' });
+  try {
+    for (const dir of [...a1.dirs, ...a2.dirs]) assert.ok(parents.some((p) => dir.startsWith(`${p}/vm-vm-a.test/run-`)), dir);
+    assert.is(new Set(a1.dirs.map((d) => d.slice(0, d.lastIndexOf('/')))).size, parents.length, 'one share group directory per hierarchy');
+    // A live run keeps its group.
+    removeShareGroup(layout, 'vm-a.test');
+    for (const p of parents) assert.ok(existsSync(join(p, 'vm-vm-a.test')));
+  } finally {
+    await a1.removeWhenEmpty();
+    await a2.removeWhenEmpty();
+  }
+  removeShareGroup(layout, 'vm-a.test');
+  for (const p of parents) assert.not.ok(existsSync(join(p, 'vm-vm-a.test')), 'removed once empty');
+  // A dead daemon's run inside a group, and the group with it, go at start-up.
+  const dead = spawn('true');
+  await new Promise((r) => dead.on('exit', r));
+  const stale = parents.map((p) => join(p, 'vm-gone', `run-${dead.pid}-1-0badc0de`));
+  for (const dir of stale) mkdirSync(dir, { recursive: true });
+  const removed = removeStaleRuns(layout);
+  for (const dir of stale) assert.ok(removed.includes(dir) && !existsSync(dir), dir);
+  for (const p of parents) assert.not.ok(existsSync(join(p, 'vm-gone')), 'the emptied group went too');
+  assert.throws(() => RunCgroup.create(layout, { memoryBytes: 64 << 20, pids: 4, cpuPercent: 100 }, { shareGroup: '../x' }), /share group "..\/x" must match/);
 });
 
 test("a thread's own v1 cgroup directories come from /proc/thread-self/cgroup, under the layout's mounts", () => {
