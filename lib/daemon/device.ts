@@ -105,7 +105,11 @@ export class VmDevice {
       }
     }
     if (this.#state !== 'no-route') this.#set('detached');
-    await closeRoute(route);
+    // A route's close may queue behind its call in flight (LibvirtRoute's calls go one at a
+    // time, each up to its D-Bus timeout): once QEMU is gone, it is closed when that call ends,
+    // and nobody waits for it.
+    if (stopped) void this.#running.finally(() => closeRoute(route));
+    else await closeRoute(route);
   }
 
   status(): DeviceStatus {

@@ -70,9 +70,21 @@ export class RecordingRoute implements OffloadDeviceRoute {
     this.failWith = failWith;
   }
 
+  /** While set, attach calls wait for it (a libvirt call held up by the domain's job). */
+  hold: Promise<void> | undefined;
+  /** Calls in flight, which close() waits for (as LibvirtRoute's one-at-a-time queue does). */
+  #inFlight: Promise<unknown> = Promise.resolve();
+
   async attach(spec: AttachSpec): Promise<AttachResult> {
+    const call = this.#attach(spec);
+    this.#inFlight = call.catch(() => undefined);
+    return call;
+  }
+
+  async #attach(spec: AttachSpec): Promise<AttachResult> {
     this.attaches.push({ ...spec });
     this.onAttach?.();
+    if (this.hold !== undefined) await this.hold;
     if (this.failures > 0) {
       this.failures--;
       throw new Error(this.failWith);
@@ -85,7 +97,8 @@ export class RecordingRoute implements OffloadDeviceRoute {
     return { vm: spec.vm, portName: spec.portName ?? 'virt-offload.0', steps: [], alreadyDetached: false, elapsedMs: 1 };
   }
 
-  close(): void {
+  async close(): Promise<void> {
+    await this.#inFlight;
     this.closed = true;
   }
 }

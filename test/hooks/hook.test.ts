@@ -342,6 +342,28 @@ test('a restart while the attach waits to retry: the stop answers at once and th
   }
 });
 
+test('a stop while an attach call is in flight (libvirt busy with the domain): answered at once, the route closed after the call', async () => {
+  let release = (): void => undefined;
+  const route = new RecordingRoute();
+  route.hold = new Promise<void>((r) => (release = r));
+  const { daemon: d, hook } = await otherDaemon('inflight', { routeFor: () => route });
+  try {
+    const xml = domainXml({ name: 'busy', uuid: '81111111-2222-4333-8444-555555555555', metadata: optIn() });
+    assert.is((await runHook(hook, ['busy', 'started', 'begin', '-'], xml)).status, 0);
+    await waitUntil('the attach call', () => route.attaches.length === 1, 5000);
+    const t = performance.now();
+    assert.is((await runHook(hook, ['busy', 'stopped', 'end', '-'], xml)).status, 0);
+    assert.is((await runHook(hook, ['busy', 'started', 'begin', '-'], xml)).status, 0);
+    assert.ok(performance.now() - t < 2000, `stop + restart took ${Math.round(performance.now() - t)} ms with a call in flight`);
+    assert.is(route.closed, false, 'not closed under the call in flight');
+    release();
+    await waitUntil('closed after the call', () => route.closed, 5000);
+  } finally {
+    release();
+    await d.close();
+  }
+});
+
 test('a daemon without a hot-plug route: a domain that requires the device does not start; one that does not is told', async () => {
   const { daemon: d, hook } = await otherDaemon('noroute', {});
   try {
