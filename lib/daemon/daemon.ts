@@ -175,6 +175,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     ...(options.execConfig === undefined ? {} : { execConfig: options.execConfig }),
     snapshot: () => snapshot,
     uncommitted: (snap) => uncommitted.has(snap),
+    // A removed VM's last runs may end after its removal: its share group goes with the last.
+    requestEnded: (vm) => {
+      if (cgroups !== undefined && !vms.has(vm.name)) removeShareGroup(cgroups, vm.name);
+    },
     storeLock,
     installed: (change) => afterUploadInstalled(change),
     verified,
@@ -363,7 +367,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     entry.conn?.close('the VM was removed');
     await new Promise<void>((done) => entry.server.close(() => done()));
     removeStaleSocket(entry.path);
-    // Its runs' share group (a run still ending keeps it: it goes at the next start).
+    // Its runs' share group (a run still ending keeps it: it goes when that run's request ends).
     if (cgroups !== undefined) removeShareGroup(cgroups, name);
     log.info(`VM ${name} removed`, { vm: name });
     return true;

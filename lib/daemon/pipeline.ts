@@ -57,6 +57,8 @@ export interface PipelineContext {
   readonly uploads?: UploadBudget;
   /** Measured images of installed binaries, so a repeated run does not re-read and re-hash its file. */
   readonly verified?: VerifiedCache;
+  /** Called once a request of `vm` is over (its run, if any, has ended and its cgroup is gone). */
+  readonly requestEnded?: (vm: VmIdentity) => void;
 }
 
 /** A store change an upload made: what was installed, for which VM, under which policy commit. */
@@ -108,6 +110,8 @@ export async function processWork(ctx: PipelineContext, vm: VmIdentity, work: Wo
   } catch (err) {
     // Never an unhandled rejection: one request's failure must not stop the daemon.
     ctx.log.error(`request ${work.requestId} of VM ${vm.name}: failure while reporting a failure: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`, { vm: vm.name });
+  } finally {
+    ctx.requestEnded?.(vm);
   }
 }
 

@@ -56,15 +56,15 @@ export class VerifiedCache {
 
   /** Keep an image measured elsewhere (an upload the daemon just hashed). */
   remember(verified: VerifiedBinary): void {
-    if (verified.size > this.maxBytes) return;
+    if (held(verified) > this.maxBytes) return;
     // Re-inserted, so it is the most recently used.
     this.forget(verified.measurement);
     this.#entries.set(verified.measurement, verified);
-    this.#bytes += verified.size;
+    this.#bytes += held(verified);
     for (const [key, entry] of this.#entries) {
       if (this.#bytes <= this.maxBytes) break;
       this.#entries.delete(key);
-      this.#bytes -= entry.size;
+      this.#bytes -= held(entry);
     }
   }
 
@@ -78,6 +78,15 @@ export class VerifiedCache {
     const old = this.#entries.get(measurement);
     if (old === undefined) return;
     this.#entries.delete(measurement);
-    this.#bytes -= old.size;
+    this.#bytes -= held(old);
   }
+}
+
+/** The memory an entry keeps alive: the buffers behind its chunks (their slack included), each once. */
+function held(verified: VerifiedBinary): number {
+  const buffers = new Set<ArrayBufferLike>();
+  for (const chunk of verified.chunks) buffers.add(chunk.buffer);
+  let bytes = 0;
+  for (const buffer of buffers) bytes += buffer.byteLength;
+  return Math.max(bytes, verified.size);
 }

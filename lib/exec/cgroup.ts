@@ -172,6 +172,7 @@ export class RunCgroup {
           throw cgroupError('create', dir, err);
         }
       }
+      lowerParentCpuWeight(layout);
       if (options.limitsLater !== true) group.applyLimits();
     } catch (err) {
       group.remove();
@@ -363,6 +364,23 @@ export function threadCgroupDirs(layout: CgroupLayout, text = readOr('/proc/thre
     if (!dirs.includes(dir)) dirs.push(dir);
   }
   return dirs;
+}
+
+/**
+ * The weight of the parent of all runs, against its siblings (system.slice, machine.slice…):
+ * what nice 10 gives a process (110 against 1024). A run's nice orders it only among the tasks
+ * of its own cpu cgroup, and each run has one: without this, all runs together would weigh as
+ * much as the whole rest of the host when the CPUs are busy. Written once per process.
+ */
+export const PARENT_CPU_SHARES_V1 = 102;
+export const PARENT_CPU_WEIGHT_V2 = 10;
+const weighted = new Set<string>();
+
+function lowerParentCpuWeight(layout: CgroupLayout): void {
+  if (weighted.has(layout.cpuParent)) return;
+  if (layout.version === 2) write(join(layout.cpuParent, 'cpu.weight'), String(PARENT_CPU_WEIGHT_V2));
+  else write(join(layout.cpuParent, 'cpu.shares'), String(PARENT_CPU_SHARES_V1));
+  weighted.add(layout.cpuParent);
 }
 
 /** v2: the parent must exist and pass memory, pids and cpu down to its children. */

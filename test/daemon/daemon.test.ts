@@ -475,6 +475,21 @@ test('CANCEL of a running request: ERROR cancelled at once, the run killed, one 
   g.close();
 });
 
+test('a VM removed while its run goes on: the run is killed, and its share group goes when the run has ended', async () => {
+  const socket = await daemon.addVm({ name: 'vm-short', uuid: '7a9d7c1e-2a3f-4b5c-8d6e-7f8091a2b3c4' });
+  const g = await Guest.connect(socket);
+  await g.hello();
+  const id = g.send({ bytes: bin.nap!.bytes });
+  await g.waitFor((m) => m.requestId === id && m.type === 'STDOUT');
+  const layout = hostCgroups()!;
+  const group = join(layout.pidsParent, 'vm-vm-short');
+  assert.ok(existsSync(group), 'the run is in its share group');
+  assert.is(await daemon.removeVm('vm-short', { stopped: true }), true);
+  for (let i = 0; i < 100 && existsSync(group); i++) await new Promise((done) => setTimeout(done, 20));
+  for (const parent of [layout.memoryParent, layout.pidsParent, layout.cpuParent]) assert.not.ok(existsSync(join(parent, 'vm-vm-short')), `${parent}/vm-vm-short removed`);
+  g.close();
+});
+
 test('a new guest HELLO aborts the previous session\'s run: program killed, one audit record, no reply for it', async () => {
   const g = await Guest.connect(join(runDir, 'vm', 'vm-a.sock'));
   await g.hello();

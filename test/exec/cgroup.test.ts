@@ -59,6 +59,9 @@ test('a run cgroup on this host: limits written, a process joins, is killed, the
     const memFile = layout!.version === 2 ? 'memory.max' : 'memory.limit_in_bytes';
     assert.is(readFileSync(join(group.memoryDir, memFile), 'utf8').trim(), String(64 << 20));
     const cpu = (file: string) => readFileSync(join(group.cpuDir, file), 'utf8').trim();
+    // All runs together weigh what nice 10 gives a process, against the rest of the host.
+    const parentWeight = readFileSync(join(layout!.cpuParent, layout!.version === 2 ? 'cpu.weight' : 'cpu.shares'), 'utf8').trim();
+    assert.is(parentWeight, layout!.version === 2 ? '10' : '102');
     if (layout!.version === 2) assert.is(cpu('cpu.max'), '100000 100000');
     else assert.equal([cpu('cpu.cfs_quota_us'), cpu('cpu.cfs_period_us')], ['100000', '100000']);
     const child = spawn('sleep', ['30'], { stdio: 'ignore' });
