@@ -21,7 +21,7 @@ export function requireTool(tool: string, debianPackage: string): string {
 }
 
 /** Run a program (never through a shell); return stdout; throw with stderr on failure. */
-export function run(cmd: string, args: readonly string[], options: { cwd?: string; input?: string | Uint8Array } = {}): string {
+export function run(cmd: string, args: readonly string[], options: { cwd?: string; input?: string | Uint8Array; env?: NodeJS.ProcessEnv } = {}): string {
   try {
     return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], maxBuffer: 64 << 20, ...options });
   } catch (err) {

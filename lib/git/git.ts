@@ -2,7 +2,9 @@
 // with bounded output, no terminal prompts and a fixed locale, so hostile revision names or
 // paths can never become options or shell words and git's messages are predictable.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { VirtOffloadError } from '../errors.js';
 
 /** git failed, or is missing, or answered more than we accept. `args` is the command run. */
@@ -46,10 +48,36 @@ function gitEnvironment(): NodeJS.ProcessEnv {
   return env;
 }
 
+/**
+ * Settings given on every call, over whatever the repository's .git/config (or the user's)
+ * says: none of the programs git could be told to run for the commands we use runs. Who can
+ * write .git/config is not necessarily who may approve binaries (a mirror's sync job, with
+ * --require-signed), and the daemon may be root. Signatures are not verified by git at all
+ * (verifyCommit). A filter driver (filter.NAME.clean) that `git status` may run for a file
+ * the work tree changed cannot be switched off by name here; that call is made only for an
+ * unsigned load, whose repository writer decides the policy anyway.
+ */
+export const GIT_SAFETY: readonly string[] = Object.freeze(
+  [
+    'core.fsmonitor=false',
+    'core.hooksPath=/dev/null',
+    'core.untrackedCache=false',
+    'core.sshCommand=/bin/false',
+    'core.pager=cat',
+    'diff.external=',
+    'gpg.program=/bin/false',
+    'gpg.openpgp.program=/bin/false',
+    'gpg.x509.program=/bin/false',
+    'gpg.ssh.program=/bin/false',
+    'protocol.allow=never',
+    'submodule.recurse=false',
+  ].flatMap((setting) => ['-c', setting]),
+);
+
 /** Run `git ARGS` in `dir`; a non-zero exit is returned, not thrown (callers decide what it means). */
 export function runGit(dir: string, args: readonly string[], options: GitOptions = {}): GitResult {
   const maxOutput = options.maxOutput ?? DEFAULT_MAX_OUTPUT;
-  const r = spawnSync('git', args, {
+  const r = spawnSync('git', [...GIT_SAFETY, ...args], {
     cwd: dir,
     input: options.input,
     maxBuffer: maxOutput,
@@ -199,19 +227,89 @@ export function readBlobs(dir: string, objects: readonly string[], maxBytes: num
 
 export type SignatureCheck =
   | { readonly ok: true; readonly message: string }
-  | { readonly ok: false; readonly reason: 'unsigned' | 'bad' ; readonly message: string };
+  | { readonly ok: false; readonly reason: 'unsigned' | 'bad'; readonly message: string };
+
+/** Where ssh-keygen is (Debian's openssh-client): an absolute path, never looked up. */
+export const SSH_KEYGEN = '/usr/bin/ssh-keygen';
 
 /**
- * Verify `commit`'s signature with `git verify-commit`, trusting only the SSH keys of the
- * allowed-signers file (absolute path). git's own verdict (its exit status) decides.
+ * Verify `commit`'s SSH signature against the allowed-signers file (absolute path) with
+ * ssh-keygen directly, as `git verify-commit` would, but with nothing of git's configuration:
+ * the repository's .git/config could name another program for gpg.ssh.program (which then
+ * "verifies" anything, and runs as the daemon), and git would accept an OpenPGP or X.509
+ * signature checked against whatever keyring the daemon's user has. Only an SSH signature by
+ * a key of the file counts, and it is checked as of now (git checks it as of the committer
+ * date, which the signer chooses: a retired key could sign "in the past").
  */
 export function verifyCommit(dir: string, commit: string, allowedSigners: string): SignatureCheck {
-  const r = runGit(dir, ['-c', `gpg.ssh.allowedSignersFile=${allowedSigners}`, 'verify-commit', '--end-of-options', commit]);
-  const message = r.stderr.trim();
-  if (r.status === 0) return { ok: true, message };
-  // An unsigned commit has no gpgsig header; git then prints nothing.
-  const raw = gitOrThrow(dir, ['cat-file', 'commit', commit], { maxOutput: 16 * 1024 * 1024 }).toString('utf8');
-  const headers = raw.slice(0, raw.indexOf('\n\n') < 0 ? raw.length : raw.indexOf('\n\n'));
-  const signed = /^gpgsig(-sha256)? /m.test(headers);
-  return { ok: false, reason: signed ? 'bad' : 'unsigned', message };
+  const raw = gitOrThrow(dir, ['cat-file', 'commit', '--end-of-options', commit], { maxOutput: 16 * 1024 * 1024 });
+  const split = splitSignature(raw);
+  if (split === undefined) return { ok: false, reason: 'unsigned', message: '' };
+  if (split.ambiguous === true) return { ok: false, reason: 'bad', message: 'the commit carries more than one signature header' };
+  if (!split.signature.startsWith('-----BEGIN SSH SIGNATURE-----')) {
+    return { ok: false, reason: 'bad', message: 'the signature is not an SSH signature (only the SSH keys of the allowed-signers file are trusted)' };
+  }
+  const tmp = mkdtempSync(join(tmpdir(), 'vo-verify-'));
+  try {
+    const sig = join(tmp, 'commit.sig');
+    writeFileSync(sig, split.signature, { mode: 0o600 });
+    const keygen = (args: readonly string[], input?: Uint8Array) => {
+      const r = spawnSync(SSH_KEYGEN, args, { input, env: { PATH: '/usr/bin:/bin', LC_ALL: 'C' }, stdio: ['pipe', 'pipe', 'pipe'], maxBuffer: 1024 * 1024 });
+      if (r.error !== undefined) {
+        const code = (r.error as NodeJS.ErrnoException).code;
+        throw new GitError(dir, ['verify-commit', commit], code === 'ENOENT' ? `${SSH_KEYGEN} is missing: install openssh-client to verify signed commits` : `cannot run ${SSH_KEYGEN}: ${r.error.message}`);
+      }
+      return { status: r.status ?? -1, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8').trim() };
+    };
+    const found = keygen(['-Y', 'find-principals', '-f', allowedSigners, '-s', sig]);
+    const principals = found.stdout.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+    if (found.status !== 0 || principals.length === 0) return { ok: false, reason: 'bad', message: found.stderr || 'No principal matched.' };
+    const problems: string[] = [];
+    for (const principal of principals) {
+      const checked = keygen(['-Y', 'verify', '-f', allowedSigners, '-I', principal, '-n', 'git', '-s', sig], split.payload);
+      if (checked.status === 0) return { ok: true, message: (checked.stdout.trim() || checked.stderr).split('\n')[0]! };
+      problems.push(checked.stderr || `exit status ${checked.status}`);
+    }
+    return { ok: false, reason: 'bad', message: problems.join('; ') };
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A commit object's signature and the bytes it signs (the object without its gpgsig header),
+ * as git's parse_signed_commit() takes them apart; undefined when it has no signature.
+ */
+export function splitSignature(raw: Uint8Array): { signature: string; payload: Uint8Array; ambiguous?: true } | undefined {
+  const text = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('latin1');
+  const end = text.indexOf('\n\n');
+  const headerEnd = end < 0 ? text.length : end + 1;
+  const lines: string[] = [];
+  const kept: string[] = [];
+  let inSig = false;
+  let found = false;
+  let at = 0;
+  while (at < headerEnd) {
+    const nl = text.indexOf('\n', at);
+    const lineEnd = nl < 0 || nl >= headerEnd ? headerEnd : nl + 1;
+    const line = text.slice(at, lineEnd);
+    at = lineEnd;
+    if (inSig && line.startsWith(' ')) {
+      lines.push(line.slice(1));
+      continue;
+    }
+    inSig = false;
+    // One signature header: a second one (or one of both kinds) is refused as ambiguous.
+    if (line.startsWith('gpgsig ') || line.startsWith('gpgsig-sha256 ')) {
+      if (found) return { signature: '', payload: new Uint8Array(0), ambiguous: true };
+      found = true;
+      inSig = true;
+      lines.push(line.slice(line.indexOf(' ') + 1));
+      continue;
+    }
+    kept.push(line);
+  }
+  if (!found) return undefined;
+  const payload = Buffer.from(kept.join('') + text.slice(headerEnd), 'latin1');
+  return { signature: lines.join(''), payload };
 }

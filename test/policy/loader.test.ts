@@ -1,5 +1,5 @@
 // The policy loader against real git repositories and real SSH-signed commits.
-import { closeSync, constants, mkdirSync, openSync, readdirSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -294,6 +294,65 @@ test('requireSigned refuses a commit signed by a key not in allowed-signers', ()
   assert.is(err.commit, head);
   assert.match(err.message, new RegExp(`^commit ${head} has a signature that does not verify against the allowed signers in `));
   assert.match(err.message, /No principal matched/);
+});
+
+test('requireSigned: the repository\'s own git config cannot verify for us, nor run anything', () => {
+  const repo = signedRepo();
+  repo.write('binaries/hello.policy', `${helloV1()}version 1.1 approved ${m(9)}\n`);
+  repo.commit('signed by a stranger', stranger.key);
+  // A program that "verifies" anything, and one git would run on status: each leaves a mark.
+  const marks = join(repo.dir, '..', `marks-${counter}`);
+  const fake = join(repo.dir, '..', `fake-${counter}.sh`);
+  writeFileSync(fake, `#!/bin/sh\necho ran "$@" >> ${marks}\nexit 0\n`, { mode: 0o755 });
+  repo.git('config', 'gpg.ssh.program', fake);
+  repo.git('config', 'gpg.program', fake);
+  repo.git('config', 'core.fsmonitor', fake);
+  repo.git('config', 'core.hooksPath', join(repo.dir, '..'));
+  const err = unverified(() => loadPolicySnapshot(repo.dir, { requireSigned: signers }));
+  assert.is(err.reason, 'bad');
+  assert.match(err.message, /No principal matched/);
+  // The unsigned path and its uncommitted check run git status and friends.
+  loadPolicySnapshot(repo.dir);
+  assert.is(uncommittedPolicyChanges(repo.dir), false);
+  assert.not.ok(existsSync(marks), `git ran ${marks}: ${existsSync(marks) ? readFileSync(marks, 'utf8') : ''}`);
+});
+
+test('requireSigned: only an SSH signature counts (an OpenPGP one is refused unread), and one signature header', () => {
+  const repo = signedRepo();
+  const raw = repo.git('cat-file', 'commit', 'HEAD');
+  const ssh = raw.slice(raw.indexOf('gpgsig '), raw.indexOf('-----END SSH SIGNATURE-----') + '-----END SSH SIGNATURE-----'.length + 1);
+  const pgp = ' -----BEGIN PGP SIGNATURE-----\n \n iQEzBAABCAAdFiEE\n -----END PGP SIGNATURE-----\n';
+  const forge = (body: string): string => {
+    const path = join(repo.dir, '..', `commit-${counter}-${body.length}`);
+    writeFileSync(path, body);
+    const id = run('git', ['hash-object', '-t', 'commit', '-w', path], { cwd: repo.dir }).trim();
+    repo.git('update-ref', 'HEAD', id);
+    return id;
+  };
+  forge(raw.replace(ssh, `gpgsig -----BEGIN PGP SIGNATURE-----\n${pgp.split('\n').slice(1).join('\n')}`));
+  const pgpErr = unverified(() => loadPolicySnapshot(repo.dir, { requireSigned: signers }));
+  assert.is(pgpErr.reason, 'bad');
+  assert.match(pgpErr.message, /not an SSH signature/);
+  forge(raw.replace(ssh, `${ssh}${ssh}`));
+  assert.match(unverified(() => loadPolicySnapshot(repo.dir, { requireSigned: signers })).message, /more than one signature header/);
+  // The genuine object still verifies (the payload is taken apart as git does).
+  forge(raw);
+  assert.is(loadPolicySnapshot(repo.dir, { requireSigned: signers }).commit, repo.head);
+});
+
+test('requireSigned: a retired key (valid-before) cannot sign by dating its commit in the past', () => {
+  const repo = makeRepo(fresh('retired'));
+  repo.write('groups.policy', GROUPS);
+  repo.write('binaries/hello.policy', helloV1());
+  const retired = join(keys, `retired-signers-${counter}`);
+  writeFileSync(retired, `tester@example.com namespaces="git",valid-before="20250101" ${trusted.pub}\n`);
+  repo.git('add', '-A');
+  run('git', ['-c', 'user.name=T', '-c', 'user.email=t@example.com', '-c', 'gpg.format=ssh', '-c', `user.signingkey=${trusted.key}`, 'commit', '-q', '-S', '-m', 'backdated'], {
+    cwd: repo.dir,
+    env: { ...process.env, GIT_COMMITTER_DATE: '2024-06-01T00:00:00Z', GIT_AUTHOR_DATE: '2024-06-01T00:00:00Z' },
+  });
+  const err = unverified(() => loadPolicySnapshot(repo.dir, { requireSigned: retired }));
+  assert.is(err.reason, 'bad');
 });
 
 test('requireSigned refuses a work tree whose policy files differ from the signed commit', () => {
