@@ -9,7 +9,7 @@
 // Nothing in the directory is trusted: every candidate is checked in full by lib/patch before
 // it is decoded, bounded in size, and its output is used only when it measures exactly to the
 // approved measurement (the store measures it once more while installing it).
-import { closeSync, lstatSync, openSync, readdirSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { readOpenFile } from '../io/index.js';
 import { bufferReader, measure } from '../measure/index.js';
@@ -20,6 +20,10 @@ import type { DaemonLog } from './log.js';
 
 /** Deltas looked at per reconciliation (a directory of thousands is a mistake, not a wish). */
 export const MAX_PATCH_FILES = 256;
+/** Bytes decoded per call, over all attempts, in units of the largest patched result. */
+export const DECODE_BUDGET_RESULTS = 4;
+/** (delta, base) pairs remembered as not giving the approved version. */
+const MAX_REMEMBERED_FAILURES = 65536;
 
 export interface PatchSourceOptions {
   readonly dir: string;
@@ -29,14 +33,34 @@ export interface PatchSourceOptions {
   readonly maxBytes: number;
 }
 
-/** A ByteSource that builds `entry` from a delta in `dir` and an installed version of the same binary. */
+interface DeltaFile {
+  readonly path: string;
+  readonly name: string;
+  /** Size and mtime: a rewritten file is another candidate. */
+  readonly stamp: string;
+}
+
+/**
+ * A ByteSource that builds `entry` from a delta in `dir` and an installed version of the same
+ * binary. The directory is not trusted: each delta is read when it is tried (one at a time,
+ * never all at once), a delta named after the wanted measurement (`<hex>.vcdiff`) is tried
+ * first, a pair (delta, base) that did not give the approved version is not tried again until
+ * the delta file changes, the bytes decoded per call are bounded (DECODE_BUDGET_RESULTS ×
+ * maxBytes: a directory of tiny deltas that each expand to the limit is a bomb), and the
+ * event loop gets a turn between attempts so that VMs are served meanwhile.
+ */
 export function patchSource(options: PatchSourceOptions): ByteSource {
   const { dir, store, log, maxBytes } = options;
+  const failed = new Set<string>();
   return async (measurement: string, entry: PolicyEntry) => {
-    const deltas = deltaFiles(dir, maxBytes, log);
+    const hex = measurement.slice(measurement.indexOf(':') + 1);
+    const deltas = deltaFiles(dir, maxBytes, log).sort((a, b) => Number(b.name === `${hex}.vcdiff`) - Number(a.name === `${hex}.vcdiff`));
     if (deltas.length === 0) return undefined;
     const bases = list(store).filter((o) => o.manifest?.name === entry.name && o.objectSize !== undefined && o.measurement !== measurement);
+    let budget = DECODE_BUDGET_RESULTS * maxBytes;
     for (const base of bases) {
+      const untried = deltas.filter((d) => !failed.has(`${d.path}\0${d.stamp}\0${base.measurement}\0${measurement}`));
+      if (untried.length === 0) continue;
       let baseBytes: Uint8Array;
       try {
         const object = await open(store, base.measurement);
@@ -51,17 +75,31 @@ export function patchSource(options: PatchSourceOptions): ByteSource {
         log.warn(`patch source: cannot read installed ${base.measurement}: ${err instanceof Error ? err.message : String(err)}`, { measurement: base.measurement });
         continue;
       }
-      for (const delta of deltas) {
+      for (const delta of untried) {
+        if (budget < maxBytes) {
+          log.warn(`patch source: ${DECODE_BUDGET_RESULTS * maxBytes} bytes decoded for ${entry.name} ${entry.version} without a match; the other deltas wait for the next reconciliation`, { measurement });
+          return undefined;
+        }
+        // A turn for the event loop: decoding and measuring are synchronous.
+        await new Promise((done) => setImmediate(done));
+        const key = `${delta.path}\0${delta.stamp}\0${base.measurement}\0${measurement}`;
+        const deltaBytes = readDelta(delta, maxBytes, log);
+        if (deltaBytes === undefined) continue;
         let bytes: Uint8Array;
         try {
-          bytes = applyVcdiff(baseBytes, delta.bytes, { maxTargetBytes: maxBytes });
+          bytes = applyVcdiff(baseBytes, deltaBytes, { maxTargetBytes: maxBytes });
         } catch (err) {
           // Most deltas in the directory are for other bases: refused quietly.
-          if (err instanceof PatchError) continue;
-          throw err;
+          if (!(err instanceof PatchError)) throw err;
+          remember(failed, key);
+          continue;
         }
+        budget -= bytes.length;
         const got = (await measure(bufferReader(bytes), { algo: 'sha256', profile: 'v1' }).catch(() => undefined))?.measurement;
-        if (got !== measurement) continue;
+        if (got !== measurement) {
+          remember(failed, key);
+          continue;
+        }
         log.info(`store: built ${entry.name} ${entry.version} (${measurement}) from ${delta.path} against installed ${base.manifest?.version ?? '?'} (${base.measurement})`, { measurement });
         return bufferReader(bytes);
       }
@@ -70,8 +108,13 @@ export function patchSource(options: PatchSourceOptions): ByteSource {
   };
 }
 
-/** The regular files `*.vcdiff` in `dir`, at most maxBytes each; a missing directory has none. */
-function deltaFiles(dir: string, maxBytes: number, log: DaemonLog): Array<{ path: string; bytes: Uint8Array }> {
+function remember(failed: Set<string>, key: string): void {
+  if (failed.size >= MAX_REMEMBERED_FAILURES) failed.clear();
+  failed.add(key);
+}
+
+/** The `*.vcdiff` files of `dir` that are regular files of at most maxBytes (not read yet); a missing directory has none. */
+function deltaFiles(dir: string, maxBytes: number, log: DaemonLog): DeltaFile[] {
   let names: string[];
   try {
     names = readdirSync(dir).filter((n) => n.endsWith('.vcdiff')).sort();
@@ -83,7 +126,7 @@ function deltaFiles(dir: string, maxBytes: number, log: DaemonLog): Array<{ path
     log.warn(`patch directory ${dir} holds ${names.length} deltas; only the first ${MAX_PATCH_FILES} (by name) are tried`);
     names = names.slice(0, MAX_PATCH_FILES);
   }
-  const out: Array<{ path: string; bytes: Uint8Array }> = [];
+  const out: DeltaFile[] = [];
   for (const name of names) {
     const path = join(dir, name);
     try {
@@ -93,16 +136,36 @@ function deltaFiles(dir: string, maxBytes: number, log: DaemonLog): Array<{ path
         log.warn(`patch ${path}: ${st.size} bytes, more than ${maxBytes}; ignored`);
         continue;
       }
-      const fd = openSync(path, 'r');
-      try {
-        const bytes = readOpenFile(fd, st.size);
-        if (bytes.length === st.size) out.push({ path, bytes });
-      } finally {
-        closeSync(fd);
-      }
+      out.push({ path, name, stamp: `${st.size}:${st.mtimeMs}` });
     } catch (err) {
       log.warn(`patch ${path}: ${err instanceof Error ? err.message : String(err)}; ignored`);
     }
   }
   return out;
+}
+
+/**
+ * A delta's bytes, or undefined. Opened without following a symlink and without waiting (a
+ * FIFO swapped in after the listing would block the daemon for ever), and read only if it is
+ * still a regular file of at most maxBytes.
+ */
+function readDelta(delta: DeltaFile, maxBytes: number, log: DaemonLog): Uint8Array | undefined {
+  let fd: number;
+  try {
+    fd = openSync(delta.path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    log.warn(`patch ${delta.path}: ${err instanceof Error ? err.message : String(err)}; ignored`);
+    return undefined;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.size > maxBytes) return undefined;
+    const bytes = readOpenFile(fd, st.size);
+    return bytes.length === st.size ? bytes : undefined;
+  } catch (err) {
+    log.warn(`patch ${delta.path}: ${err instanceof Error ? err.message : String(err)}; ignored`);
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
 }

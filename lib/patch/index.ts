@@ -2,5 +2,5 @@
 export { applyVcdiff, MAX_TARGET_BYTES } from './apply.js';
 export type { ApplyOptions } from './apply.js';
 export { PatchError } from './errors.js';
-export { inspectVcdiff } from './vcdiff-check.js';
+export { inspectVcdiff, MAX_WINDOWS } from './vcdiff-check.js';
 export type { VcdiffSummary } from './vcdiff-check.js';

@@ -23,6 +23,8 @@ const XDELTA3_ADLER32 = 0x04;
 
 /** The decoder parses integers into 32-bit signed numbers: anything larger is refused. */
 const MAX_INTEGER = 0x7fffffff;
+/** Windows per delta: 65536 windows of 4 KiB already make a 256 MiB file. */
+export const MAX_WINDOWS = 65536;
 /** 31 bits in 7-bit groups: 5 bytes; more would only be leading zero groups. */
 const MAX_INTEGER_BYTES = 5;
 
@@ -69,7 +71,11 @@ export function inspectVcdiff(delta: Uint8Array, baseSize: number, maxTargetByte
   let windows = 0;
   let targetBytes = 0;
   while (pos < delta.length) {
+    if (windows === MAX_WINDOWS) throw new PatchError('EMALFORMED', `delta has more than ${MAX_WINDOWS} windows (xdelta3 writes one per source window of MiBs)`, pos);
     const w = checkWindow(delta, pos, windows, baseSize, maxTargetBytes - targetBytes, maxTargetBytes);
+    // An empty window adds nothing: xdelta3 writes one for an empty file, alone; a delta of a
+    // million of them only costs its reader time.
+    if (w.targetLength === 0 && (windows > 0 || w.end < delta.length)) throw new PatchError('EMALFORMED', `window ${windows} has an empty target, and is not the delta's only window`, pos);
     targetBytes += w.targetLength;
     pos = w.end;
     windows++;

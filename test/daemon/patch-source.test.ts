@@ -2,7 +2,7 @@
 // a VCDIFF delta (xdelta3, real) and the installed version it supersedes; deltas that do not
 // apply, or that yield other bytes, are ignored (the old version is then retained, as without
 // a patch directory). The whole flow with a guest is test/e2e/offload.test.ts.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -10,6 +10,8 @@ import { type Daemon, startDaemon } from '../../lib/daemon/index.js';
 import { measureFile } from '../../lib/io/index.js';
 import { bufferReader } from '../../lib/measure/index.js';
 import { install, list, openStore } from '../../lib/store/index.js';
+import { patchSource } from '../../lib/daemon/patch-source.js';
+import type { PolicyEntry } from '../../lib/policy/index.js';
 import { requireTool, run, scratchDir } from '../../testbed/tools.js';
 import { commitPolicy } from './helpers.js';
 
@@ -63,6 +65,55 @@ test('a reload installs the successor from a delta against the installed version
     assert.equal(installed(), [`tool 2 ${v2.m}`]);
   } finally {
     await daemon?.close();
+    cleanup();
+  }
+});
+
+test('a directory of delta bombs: bounded work per call, the event loop served, tried pairs skipped, the named delta first; links and FIFOs are not read', async () => {
+  const { dir, cleanup } = scratchDir('vo-patch-bomb-');
+  try {
+    const v1 = await fixture(dir, 'v1', `#!/bin/sh\n${'echo "v1 line"\n'.repeat(100)}`);
+    const v2 = await fixture(dir, 'v2', `#!/bin/sh\n${'echo "v1 line"\n'.repeat(99)}echo v2\n`);
+    const big = join(dir, 'big');
+    writeFileSync(big, Buffer.alloc(1 << 20, 0x41));
+    const store = openStore(join(dir, 'store'), { create: true });
+    await install(store, { measurement: v1.m, name: 'tool', version: '1' }, bufferReader(v1.bytes));
+    const patches = join(dir, 'patches');
+    mkdirSync(patches);
+    // Twelve tiny deltas that each decode to 1 MiB (the limit here), none of them v2.
+    run(xdelta3, ['-e', '-A', '-S', 'none', '-n', '-s', v1.path, big, join(patches, 'bomb-00.vcdiff')]);
+    for (let i = 1; i < 12; i++) copyFileSync(join(patches, 'bomb-00.vcdiff'), join(patches, `bomb-${String(i).padStart(2, '0')}.vcdiff`));
+    run(xdelta3, ['-e', '-A', '-S', 'none', '-n', '-s', v1.path, v2.path, join(patches, 'zz-real.vcdiff')]);
+    symlinkSync(join(patches, 'zz-real.vcdiff'), join(patches, 'aa-link.vcdiff'));
+    run('mkfifo', [join(patches, 'ab-fifo.vcdiff')]);
+    const warnings: string[] = [];
+    const log = { error: () => {}, warn: (m: string) => warnings.push(m), info: () => {}, debug: () => {} };
+    const source = patchSource({ dir: patches, store, log, maxBytes: (1 << 20) + 4096 });
+    const entry = { name: 'tool', version: '2' } as unknown as PolicyEntry;
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 0);
+    try {
+      let got: unknown;
+      let calls = 0;
+      for (; calls < 10 && got === undefined; calls++) {
+        const before = ticks;
+        got = await source(v2.m, entry);
+        assert.ok(ticks > before, 'timers ran while the deltas were tried');
+      }
+      // Four 1 MiB results per call at most: three calls for the twelve bombs, then the real one.
+      assert.is(calls, 4);
+      assert.ok(got !== undefined, 'the real delta was found in the end');
+      assert.is(warnings.filter((w) => /without a match; the other deltas wait/.test(w)).length, 3);
+      // Named after the measurement, it is tried first.
+      copyFileSync(join(patches, 'zz-real.vcdiff'), join(patches, `${v2.m.slice('sha256:'.length)}.vcdiff`));
+      warnings.length = 0;
+      const fresh = patchSource({ dir: patches, store, log, maxBytes: (1 << 20) + 4096 });
+      assert.ok((await fresh(v2.m, entry)) !== undefined);
+      assert.equal(warnings, []);
+    } finally {
+      clearInterval(timer);
+    }
+  } finally {
     cleanup();
   }
 });

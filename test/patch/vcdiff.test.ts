@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { applyVcdiff, inspectVcdiff, MAX_TARGET_BYTES, PatchError } from '../../lib/patch/index.js';
+import { applyVcdiff, inspectVcdiff, MAX_TARGET_BYTES, MAX_WINDOWS, PatchError } from '../../lib/patch/index.js';
 import { requireTool, run, scratchDir } from '../../testbed/tools.js';
 
 const xdelta3 = requireTool('xdelta3', 'xdelta3');
@@ -138,6 +138,23 @@ test('hand-made deltas: ADD, RUN and an overlapping COPY decode; out-of-range CO
   // A 6-byte integer (leading zero groups) and an integer over 2^31-1.
   refused(() => applyVcdiff(new Uint8Array(0), Uint8Array.from([...header, 0x00, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01])), 'EMALFORMED', /more than 5 bytes/);
   refused(() => applyVcdiff(new Uint8Array(0), Uint8Array.from([...header, 0x00, 0x88, 0x80, 0x80, 0x80, 0x00])), 'EMALFORMED', /larger than 0x7fffffff/);
+});
+
+test('window counts: one empty window alone is an empty file (as xdelta3 writes it); empty windows among others, and more than MAX_WINDOWS, are refused', () => {
+  const empty = window(0, [], [], []);
+  assert.is(applyVcdiff(new Uint8Array(0), Uint8Array.from([...header, ...empty])).length, 0);
+  const one = window(1, [0x7a], [0, 1], []);
+  refused(() => applyVcdiff(new Uint8Array(0), Uint8Array.from([...header, ...one, ...empty])), 'EMALFORMED', /window 1 has an empty target/);
+  refused(() => applyVcdiff(new Uint8Array(0), Uint8Array.from([...header, ...empty, ...one])), 'EMALFORMED', /window 0 has an empty target/);
+  // MAX_WINDOWS one-byte windows decode; one more is refused before anything is decoded.
+  const many = (n: number) => {
+    const out = new Uint8Array(header.length + n * one.length);
+    out.set(header);
+    for (let i = 0; i < n; i++) out.set(one, header.length + i * one.length);
+    return out;
+  };
+  assert.is(applyVcdiff(new Uint8Array(0), many(MAX_WINDOWS)).length, MAX_WINDOWS);
+  refused(() => applyVcdiff(new Uint8Array(0), many(MAX_WINDOWS + 1)), 'EMALFORMED', new RegExp(`more than ${MAX_WINDOWS} windows`));
 });
 
 test('a base shorter than the source segments (wrong base) is refused', () => {
