@@ -51,15 +51,29 @@ export function buildSnapshot(files: readonly PolicySource[], meta: SnapshotMeta
 export function compileSources(files: readonly PolicySource[], compile: (source: PolicySource) => CompiledFile): CompiledFile[] {
   const sources = [...files].sort((a, b) => compareStrings(a.path, b.path));
   const out: CompiledFile[] = [];
-  for (const source of sources) {
+  let errors = 0;
+  for (const [i, source] of sources.entries()) {
+    if (errors >= MAX_ERRORS_TOTAL) {
+      // Each error is an object with its message: a repository of broken files (1000 errors
+      // each, the parser's own limit) would otherwise take gigabytes. The rest is not read.
+      const rest = sources.length - i;
+      out.push(Object.freeze({ path: source.path, groups: [], binary: undefined, errors: [new PolicySyntaxError(source.path, 0, `too many errors in the repository; stopped after ${errors}, ${rest} file${rest === 1 ? '' : 's'} from here on not checked`)] }));
+      break;
+    }
     if (out.length > 0 && out[out.length - 1]!.path === source.path) {
       out.push(Object.freeze({ path: source.path, groups: [], binary: undefined, errors: [new PolicySyntaxError(source.path, 0, 'file is given twice')] }));
+      errors++;
       continue;
     }
-    out.push(compile(source));
+    const compiled = compile(source);
+    errors += compiled.errors.length;
+    out.push(compiled);
   }
   return out;
 }
+
+/** Errors reported for a whole repository before the files after them are no longer read. */
+export const MAX_ERRORS_TOTAL = 10_000;
 
 /** The cross-file half of buildSnapshot: `files` compiled, sorted by path. */
 export function assembleSnapshot(files: readonly CompiledFile[], meta: SnapshotMeta): SnapshotResult {

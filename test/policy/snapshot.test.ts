@@ -215,4 +215,14 @@ test('the example repository in policies/ builds, with superseded and revoked ve
   assert.is(hello.scope.uuids.size, 2);
 });
 
+test('errors are bounded for the whole repository, not only per file: the files after 10 000 errors are not read', () => {
+  // 40 files of 2000 bad lines: 1001 errors each (the per-file limit) would be 40 040.
+  const files = Array.from({ length: 40 }, (_, i) => ({ path: `f${String(i).padStart(2, '0')}.policy`, text: 'bogus\n'.repeat(2000) }));
+  const r = buildSnapshot(files);
+  assert.is(r.ok, false);
+  if (r.ok) return;
+  assert.ok(r.errors.length <= 10_000 + 1001 + 1, `${r.errors.length} errors`);
+  assert.ok(r.errors.some((e) => /^f10\.policy: too many errors in the repository; stopped after 10010, 30 files from here on not checked$/.test(e.message)), r.errors.at(-1)!.message);
+});
+
 test.run();
