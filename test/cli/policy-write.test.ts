@@ -2,7 +2,7 @@
 // process, on a scratch copy of the example repository, with real gcc binaries and real
 // xdelta3 deltas. Every written repository is parsed again with the core (buildSnapshot).
 import { spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -256,6 +256,22 @@ test('writes leave no temporary files, keep the file mode, and never replace a s
   assert.is(r.status, 1);
   assert.match(r.stderr, /report\.policy is a symbolic link/);
   assert.is(readFileSync(join(repo, 'report.real'), 'utf8').includes('version 9'), false);
+});
+
+test('a directory of the repository that is a symbolic link is not written through (the file would land outside)', () => {
+  const repo = freshRepo();
+  const outside = join(dir, `outside-${repoCount}`);
+  mkdirSync(outside);
+  symlinkSync(outside, join(repo, 'elsewhere'));
+  const r = vo(['policy', 'add', v1, '--name', 'tool', '--version', '1.0', '--repo', repo]);
+  // binaries/ is a real directory: a new binary there is fine.
+  assert.is(r.status, 0, r.stderr);
+  rmSync(join(repo, 'binaries'), { recursive: true });
+  symlinkSync(outside, join(repo, 'binaries'));
+  const linked = vo(['policy', 'add', v2, '--name', 'other', '--version', '1', '--repo', repo]);
+  assert.is(linked.status, 1);
+  assert.match(linked.stderr, /binaries is a symbolic link; policy edits are written only to directories inside the repository/);
+  assert.equal(readdirSync(outside), []);
 });
 
 test.run();

@@ -57,6 +57,7 @@ export function commitEdit(repo: LoadedRepo, path: string, text: string, before:
   if (!planned.ok) throw new PolicyError(`the edit would leave the policy repository invalid; nothing was written`, planned.errors);
 
   const abs = join(repo.dir, path);
+  refuseLinkedDirectories(repo.dir, path);
   const mode = existingMode(abs);
   // Optimistic check: someone may have changed the file since it was read.
   const now = currentText(abs);
@@ -83,6 +84,28 @@ export function commitEdit(repo: LoadedRepo, path: string, text: string, before:
     if (before === undefined) unlinkSync(abs);
     else atomicWrite(abs, before, mode);
     throw problem;
+  }
+}
+
+/**
+ * No directory between the repository and the file may be a symbolic link: a `binaries` link
+ * committed by someone would make the edit land outside the repository (and the policy would
+ * not have it). Missing directories are fine (they are made, as directories).
+ */
+function refuseLinkedDirectories(root: string, path: string): void {
+  const parts = path.split('/').slice(0, -1);
+  let dir = root;
+  for (const part of parts) {
+    dir = join(dir, part);
+    let st;
+    try {
+      st = lstatSync(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw fileError(dir, 'cannot read', err);
+    }
+    if (st.isSymbolicLink()) throw new VirtOffloadError('EIO', `${dir} is a symbolic link; policy edits are written only to directories inside the repository; nothing was written`);
+    if (!st.isDirectory()) throw new VirtOffloadError('EIO', `${dir} is not a directory; nothing was written`);
   }
 }
 
