@@ -7,7 +7,7 @@
 // the store (each change audited).
 import { chmodSync, chownSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { openAuditLog, type AuditLog } from '../audit/index.js';
 import { VirtOffloadError } from '../errors.js';
 import { closeInheritedFds, hostCgroups, removeShareGroup, removeStaleRuns, type ExecConfig, type SandboxChoice } from '../exec/index.js';
@@ -495,6 +495,13 @@ function prepareRunDir(runDir: string, vmDir: string, log: DaemonLog): void {
     const problem = st === undefined ? `${what} ${dir} vanished while the daemon started` : (untrustedDirProblem(dir, st, what) ?? untrustedAncestorProblem(dir, `the ${what}`));
     if (problem !== undefined) throw new VirtOffloadError('EUSAGE', `${problem}; the daemon keeps its control and VM sockets there`);
   };
+  // Above it first: under a directory others may write, the path could be swapped for a
+  // symlink between the mkdir and the chmod below.
+  const parent = lstatOrUndefined(dirname(runDir));
+  if (parent !== undefined) {
+    const problem = untrustedAncestorProblem(runDir, 'the run directory');
+    if (problem !== undefined) throw new VirtOffloadError('EUSAGE', `${problem}; the daemon keeps its control and VM sockets there`);
+  }
   if (make(runDir) !== undefined) chmodSync(runDir, 0o711);
   check(runDir, 'run directory');
   const mode = statSync(runDir).mode & 0o777;

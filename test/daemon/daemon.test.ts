@@ -143,6 +143,7 @@ test('a run directory others could write, a symlink, or a vm/ symlink is refused
   mkdirSync(parent);
   chmodSync(parent, 0o773);
   await refused(join(parent, 'run'), `directory ${parent} above the run directory ${join(parent, 'run')} is group- or world-writable without the sticky bit`);
+  assert.not.ok(existsSync(join(parent, 'run')), 'checked before anything is made there');
 });
 
 test('an approved ELF uploaded by a VM runs sandboxed: stdout, stderr and exit code come back, one audit record', async () => {

@@ -84,6 +84,9 @@ test('enabled="no" (and a missing enabled): nothing is done', async () => {
     const r = await runHook(hookFile, ['off', 'started', 'begin', '-'], domainXml({ name: 'off', metadata: optIn(attrs) }));
     assert.is(r.status, 0);
     assert.is(r.stdout, '');
+    // Its stop, with no daemon running: nothing to say.
+    const stop = await runHook(downHook, ['off', 'stopped', 'end', '-'], domainXml({ name: 'off', metadata: optIn(attrs) }));
+    assert.equal([stop.status, stop.stderr], [0, '']);
   }
   assert.is(vm('off'), undefined);
 });
