@@ -12,7 +12,7 @@
 import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { readOpenFile } from '../io/index.js';
-import { bufferReader, measure } from '../measure/index.js';
+import { bufferReader, measure, tryParseMeasurement } from '../measure/index.js';
 import { applyVcdiff, PatchError } from '../patch/index.js';
 import type { PolicyEntry } from '../policy/index.js';
 import { list, open, type ByteSource, type Store } from '../store/index.js';
@@ -53,7 +53,9 @@ export function patchSource(options: PatchSourceOptions): ByteSource {
   const { dir, store, log, maxBytes } = options;
   const failed = new Set<string>();
   return async (measurement: string, entry: PolicyEntry) => {
-    const hex = measurement.slice(measurement.indexOf(':') + 1);
+    const parsed = tryParseMeasurement(measurement);
+    if (parsed === undefined) return undefined;
+    const { algo: wanted, hex } = parsed;
     const deltas = deltaFiles(dir, maxBytes, log).sort((a, b) => Number(b.name === `${hex}.vcdiff`) - Number(a.name === `${hex}.vcdiff`));
     if (deltas.length === 0) return undefined;
     const bases = list(store).filter((o) => o.manifest?.name === entry.name && o.objectSize !== undefined && o.measurement !== measurement);
@@ -95,7 +97,7 @@ export function patchSource(options: PatchSourceOptions): ByteSource {
           continue;
         }
         budget -= bytes.length;
-        const got = (await measure(bufferReader(bytes), { algo: 'sha256', profile: 'v1' }).catch(() => undefined))?.measurement;
+        const got = (await measure(bufferReader(bytes), { algo: wanted, profile: 'v1' }).catch(() => undefined))?.measurement;
         if (got !== measurement) {
           remember(failed, key);
           continue;

@@ -118,4 +118,24 @@ test('a directory of delta bombs: bounded work per call, the event loop served, 
   }
 });
 
+test('a version approved by its blake3 measurement is built from a delta too', async () => {
+  const { dir, cleanup } = scratchDir('vo-patch-b3-');
+  try {
+    const v1 = await fixture(dir, 'v1', `#!/bin/sh\n${'echo "v1 line"\n'.repeat(50)}`);
+    const v2 = await fixture(dir, 'v2', `#!/bin/sh\n${'echo "v1 line"\n'.repeat(49)}echo v2\n`);
+    const store = openStore(join(dir, 'store'), { create: true });
+    await install(store, { measurement: v1.m, name: 'tool', version: '1' }, bufferReader(v1.bytes));
+    const patches = join(dir, 'patches');
+    mkdirSync(patches);
+    run(xdelta3, ['-e', '-A', '-S', 'none', '-n', '-s', v1.path, v2.path, join(patches, 'd.vcdiff')]);
+    const quiet = { error: () => {}, warn: () => {}, info: () => {}, debug: () => {} };
+    const b3 = (await measureFile(v2.path, { algo: 'blake3' })).measurement;
+    assert.match(b3, /^blake3:/);
+    const got = await patchSource({ dir: patches, store, log: quiet, maxBytes: 1 << 20 })(b3, { name: 'tool', version: '2' } as unknown as PolicyEntry);
+    assert.ok(got !== undefined, 'built and measured with blake3');
+  } finally {
+    cleanup();
+  }
+});
+
 test.run();
