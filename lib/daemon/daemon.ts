@@ -22,6 +22,7 @@ import { type DeviceRouteFactory, type DeviceStatus, VmDevice } from './device.j
 import { type DaemonLog, silentLog } from './log.js';
 import { lstatOrUndefined, Mutex, untrustedAncestorProblem, untrustedDirProblem } from '../io/index.js';
 import { patchSource } from './patch-source.js';
+import { acceptedCommitPath, readAcceptedCommit, rollbackProblem, writeAcceptedCommit } from './accepted-commit.js';
 import { UploadBudget } from './admission.js';
 import { VerifiedCache } from './verified-cache.js';
 import type { PipelineContext, UploadInstall } from './pipeline.js';
@@ -241,18 +242,30 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   // the last load: a one-file commit in a 10k-file repository costs a fraction of a full load.
   // The snapshot and its errors are exactly a full load's (test/policy/incremental).
   const reloader = new PolicyReloader(options.policyRepo);
+  const acceptedPath = acceptedCommitPath(store);
   const reloadOnce = async (): Promise<ReloadResult> => {
     let next: PolicySnapshot;
-    try {
-      next = reloader.load({ loadedAt: new Date().toISOString(), ...(options.requireSigned === undefined ? {} : { requireSigned: options.requireSigned }) });
-    } catch (err) {
-      if (!(err instanceof VirtOffloadError)) throw err;
-      lastError = policyErrorText(err);
+    const failed = (text: string): ReloadResult => {
+      lastError = text;
       lastFailedHead = safeHead(options.policyRepo);
       const kept = snapshot === undefined ? 'NO POLICY IS LOADED: every request is denied' : `keeping the last good policy (commit ${snapshot.commit ?? 'unknown'})`;
       log.error(`POLICY RELOAD FAILED, ${kept}: ${lastError}`, { repo: options.policyRepo });
       appendAudit({ event: 'policy-reload', ok: false, error: lastError.slice(0, 8192), commit: snapshot?.commit ?? null });
       return { ok: false, commit: snapshot?.commit, error: lastError };
+    };
+    try {
+      next = reloader.load({ loadedAt: new Date().toISOString(), ...(options.requireSigned === undefined ? {} : { requireSigned: options.requireSigned }) });
+      // Signed: only a commit that descends from the last one this host accepted (a rollback
+      // to an older signed commit would approve again what later ones revoked).
+      if (options.requireSigned !== undefined && next.commit !== undefined) {
+        const accepted = readAcceptedCommit(acceptedPath);
+        const problem = accepted === undefined ? undefined : rollbackProblem(options.policyRepo, accepted, next.commit, acceptedPath);
+        if (problem !== undefined) return failed(problem);
+        if (accepted !== next.commit) writeAcceptedCommit(acceptedPath, next.commit);
+      }
+    } catch (err) {
+      if (!(err instanceof VirtOffloadError)) throw err;
+      return failed(policyErrorText(err));
     }
     const previous = snapshot?.commit;
     snapshot = next;

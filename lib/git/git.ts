@@ -225,6 +225,15 @@ export function readBlobs(dir: string, objects: readonly string[], maxBytes: num
   return result;
 }
 
+/**
+ * Whether commit `older` is an ancestor of (or the same as) `newer`: true, false, or undefined
+ * when git cannot tell (a commit it does not have: history rewritten or re-cloned).
+ */
+export function isAncestor(dir: string, older: string, newer: string): boolean | undefined {
+  const r = runGit(dir, ['merge-base', '--is-ancestor', older, newer]);
+  return r.status === 0 ? true : r.status === 1 ? false : undefined;
+}
+
 export type SignatureCheck =
   | { readonly ok: true; readonly message: string }
   | { readonly ok: false; readonly reason: 'unsigned' | 'bad'; readonly message: string };
