@@ -3,10 +3,11 @@
 // whoever controls the repository's refs (a compromised mirror) could check out an older signed
 // commit, and with it every version a later commit revoked would be approved again and
 // reinstalled. A new commit is accepted only if it descends from the last one accepted.
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VirtOffloadError } from '../errors.js';
-import { isAncestor } from '../git/index.js';
+import { descendsFrom } from '../git/index.js';
 import { createAtomicFile } from '../io/index.js';
 import type { Store } from '../store/index.js';
 
@@ -31,7 +32,8 @@ export function readAcceptedCommit(path: string): string | undefined {
 }
 
 export function writeAcceptedCommit(path: string, commit: string): void {
-  const file = createAtomicFile(path, { mode: 0o644, tempPath: `${path}.tmp-${process.pid}`, what: 'the accepted policy commit' });
+  // A random temp name: one a crash left behind (same pid after a restart) never blocks this.
+  const file = createAtomicFile(path, { mode: 0o644, tempPath: `${path}.tmp-${randomBytes(8).toString('hex')}`, what: 'the accepted policy commit' });
   try {
     file.write(Buffer.from(`${commit}\n`));
     file.commit();
@@ -43,7 +45,7 @@ export function writeAcceptedCommit(path: string, commit: string): void {
 /** Why `next` may not replace `accepted` (it does not descend from it), or undefined. */
 export function rollbackProblem(repo: string, accepted: string, next: string, path: string): string | undefined {
   if (accepted === next) return undefined;
-  const descends = isAncestor(repo, accepted, next);
+  const descends = descendsFrom(repo, accepted, next);
   if (descends === true) return undefined;
   const why = descends === false ? `does not descend from ${accepted}` : `cannot be shown to descend from ${accepted} (git does not have that commit: rewritten history, or another clone)`;
   return `signed commit ${next} ${why}, the last signed policy commit this host accepted: an older or rewritten history would approve again what later commits revoked; refusing it. If this is intended, remove ${path} and reload`;

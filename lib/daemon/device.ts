@@ -108,7 +108,7 @@ export class VmDevice {
     // A route's close may queue behind its call in flight (LibvirtRoute's calls go one at a
     // time, each up to its D-Bus timeout): once QEMU is gone, it is closed when that call ends,
     // and nobody waits for it.
-    if (stopped) void this.#running.finally(() => closeRoute(route));
+    if (stopped) void this.#running.catch(() => undefined).then(() => closeRoute(route));
     else await closeRoute(route);
   }
 

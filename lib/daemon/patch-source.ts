@@ -56,7 +56,8 @@ export function patchSource(options: PatchSourceOptions): ByteSource {
     const parsed = tryParseMeasurement(measurement);
     if (parsed === undefined) return undefined;
     const { algo: wanted, hex } = parsed;
-    const deltas = deltaFiles(dir, maxBytes, log).sort((a, b) => Number(b.name === `${hex}.vcdiff`) - Number(a.name === `${hex}.vcdiff`));
+    // The delta named after the wanted measurement first, looked up whatever the listing's cut.
+    const deltas = deltaFiles(dir, maxBytes, log, `${hex}.vcdiff`);
     if (deltas.length === 0) return undefined;
     const bases = list(store).filter((o) => o.manifest?.name === entry.name && o.objectSize !== undefined && o.measurement !== measurement);
     let budget = DECODE_BUDGET_RESULTS * maxBytes;
@@ -116,7 +117,7 @@ function remember(failed: Set<string>, key: string): void {
 }
 
 /** The `*.vcdiff` files of `dir` that are regular files of at most maxBytes (not read yet); a missing directory has none. */
-function deltaFiles(dir: string, maxBytes: number, log: DaemonLog): DeltaFile[] {
+function deltaFiles(dir: string, maxBytes: number, log: DaemonLog, first: string): DeltaFile[] {
   let names: string[];
   try {
     names = readdirSync(dir).filter((n) => n.endsWith('.vcdiff')).sort();
@@ -124,10 +125,13 @@ function deltaFiles(dir: string, maxBytes: number, log: DaemonLog): DeltaFile[] 
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn(`patch directory ${dir}: ${(err as Error).message}`);
     return [];
   }
+  const named = names.includes(first);
+  names = names.filter((n) => n !== first);
   if (names.length > MAX_PATCH_FILES) {
     log.warn(`patch directory ${dir} holds ${names.length} deltas; only the first ${MAX_PATCH_FILES} (by name) are tried`);
     names = names.slice(0, MAX_PATCH_FILES);
   }
+  if (named) names.unshift(first);
   const out: DeltaFile[] = [];
   for (const name of names) {
     const path = join(dir, name);
@@ -138,7 +142,8 @@ function deltaFiles(dir: string, maxBytes: number, log: DaemonLog): DeltaFile[] 
         log.warn(`patch ${path}: ${st.size} bytes, more than ${maxBytes}; ignored`);
         continue;
       }
-      out.push({ path, name, stamp: `${st.size}:${st.mtimeMs}` });
+      // What a copy keeping times (cp -p, rsync -t) cannot keep: the inode and its change time.
+      out.push({ path, name, stamp: `${st.size}:${st.mtimeMs}:${st.ino}:${st.ctimeMs}` });
     } catch (err) {
       log.warn(`patch ${path}: ${err instanceof Error ? err.message : String(err)}; ignored`);
     }

@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VirtOffloadError } from '../errors.js';
+import { readCommit } from './objects.js';
 
 /** git failed, or is missing, or answered more than we accept. `args` is the command run. */
 export class GitError extends VirtOffloadError {
@@ -166,74 +167,6 @@ export function checkRevision(rev: string): void {
   }
 }
 
-export interface TreeEntry {
-  /** Path below the listed tree, with '/'. */
-  readonly path: string;
-  /** Octal mode as git prints it: 100644, 100755, 120000 (symlink), 160000 (submodule). */
-  readonly mode: string;
-  readonly type: string;
-  readonly object: string;
-  /** Size in bytes of a blob; undefined for other objects. */
-  readonly size: number | undefined;
-}
-
-/** Every entry below tree-ish `treeish` (e.g. `<commit>:sub/`), recursively; entries are bounded by `maxEntries`. */
-export function listTree(dir: string, treeish: string, maxEntries: number): TreeEntry[] {
-  const out = gitOrThrow(dir, ['ls-tree', '-r', '-z', '-l', '--full-tree', '--end-of-options', treeish]);
-  const entries: TreeEntry[] = [];
-  let start = 0;
-  while (start < out.length) {
-    const end = out.indexOf(0, start);
-    const record = out.subarray(start, end < 0 ? out.length : end).toString('utf8');
-    start = end < 0 ? out.length : end + 1;
-    const m = /^([0-7]{6}) (\w+) ([0-9a-f]{40,64}) +(\d{1,15}|-)\t(.+)$/s.exec(record);
-    if (m === null) throw new GitError(dir, ['ls-tree', treeish], `git ls-tree printed an entry it should not: ${JSON.stringify(record.slice(0, 200))}`);
-    if (entries.length >= maxEntries) throw new GitError(dir, ['ls-tree', treeish], `${treeish} has more than ${maxEntries} entries; refusing to read it`);
-    entries.push({ mode: m[1]!, type: m[2]!, object: m[3]!, size: m[4] === '-' ? undefined : Number(m[4]), path: m[5]! });
-  }
-  return entries;
-}
-
-/**
- * The contents of blobs, by object id, read with one `git cat-file --batch`. Each blob must be
- * at most `maxBytes`, checked from git's size header before the bytes are used.
- */
-export function readBlobs(dir: string, objects: readonly string[], maxBytes: number, maxTotal: number): Map<string, Buffer> {
-  const result = new Map<string, Buffer>();
-  const unique = [...new Set(objects)];
-  if (unique.length === 0) return result;
-  for (const o of unique) {
-    if (!/^[0-9a-f]{40,64}$/.test(o)) throw new GitError(dir, ['cat-file', o], `'${o}' is not an object id`);
-  }
-  // Headroom for the headers; the total is bounded by the caller's limit.
-  const out = gitOrThrow(dir, ['cat-file', '--batch'], { input: `${unique.join('\n')}\n`, maxOutput: maxTotal + unique.length * 100 + 1024 });
-  let pos = 0;
-  for (const o of unique) {
-    const nl = out.indexOf(10, pos);
-    if (nl < 0) throw new GitError(dir, ['cat-file', '--batch'], `git cat-file stopped before object ${o}`);
-    const header = out.subarray(pos, nl).toString('utf8');
-    const m = /^([0-9a-f]{40,64}) (\w+) (\d{1,15})$/.exec(header);
-    if (m === null || m[1] !== o) throw new GitError(dir, ['cat-file', '--batch'], `git cat-file: unexpected answer for ${o}: ${header.slice(0, 200)}`);
-    if (m[2] !== 'blob') throw new GitError(dir, ['cat-file', '--batch'], `object ${o} is a ${m[2]}, not a file`);
-    const size = Number(m[3]);
-    if (size > maxBytes) throw new GitError(dir, ['cat-file', '--batch'], `object ${o} is ${size} bytes, more than ${maxBytes}`);
-    const bodyStart = nl + 1;
-    if (bodyStart + size + 1 > out.length || out[bodyStart + size] !== 10) throw new GitError(dir, ['cat-file', '--batch'], `git cat-file: object ${o} is cut short`);
-    result.set(o, out.subarray(bodyStart, bodyStart + size));
-    pos = bodyStart + size + 1;
-  }
-  return result;
-}
-
-/**
- * Whether commit `older` is an ancestor of (or the same as) `newer`: true, false, or undefined
- * when git cannot tell (a commit it does not have: history rewritten or re-cloned).
- */
-export function isAncestor(dir: string, older: string, newer: string): boolean | undefined {
-  const r = runGit(dir, ['merge-base', '--is-ancestor', older, newer]);
-  return r.status === 0 ? true : r.status === 1 ? false : undefined;
-}
-
 export type SignatureCheck =
   | { readonly ok: true; readonly message: string }
   | { readonly ok: false; readonly reason: 'unsigned' | 'bad'; readonly message: string };
@@ -251,8 +184,9 @@ export const SSH_KEYGEN = '/usr/bin/ssh-keygen';
  * date, which the signer chooses: a retired key could sign "in the past").
  */
 export function verifyCommit(dir: string, commit: string, allowedSigners: string): SignatureCheck {
-  const raw = gitOrThrow(dir, ['cat-file', 'commit', '--end-of-options', commit], { maxOutput: 16 * 1024 * 1024 });
-  const split = splitSignature(raw);
+  // The commit object as it is, checked against its id (objects.ts): what is verified is what the id names.
+  const { raw } = readCommit(dir, commit);
+  const split = splitSignature(raw, commit.length === 64 ? 'gpgsig-sha256' : 'gpgsig');
   if (split === undefined) return { ok: false, reason: 'unsigned', message: '' };
   if (split.ambiguous === true) return { ok: false, reason: 'bad', message: 'the commit carries more than one signature header' };
   if (!split.signature.startsWith('-----BEGIN SSH SIGNATURE-----')) {
@@ -286,17 +220,21 @@ export function verifyCommit(dir: string, commit: string, allowedSigners: string
 }
 
 /**
- * A commit object's signature and the bytes it signs (the object without its gpgsig header),
- * as git's parse_signed_commit() takes them apart; undefined when it has no signature.
+ * A commit object's signature and the bytes it signs, as git's parse_buffer_signed_by_header()
+ * takes them apart: the signature is the header of the repository's own hash (`gpgsig` for
+ * SHA-1, `gpgsig-sha256` for SHA-256) with its continuation lines; the payload is the object
+ * without it, and without any other `gpgsig…` header git also leaves out. Undefined when it
+ * has no such header; `ambiguous` when it has it twice.
  */
-export function splitSignature(raw: Uint8Array): { signature: string; payload: Uint8Array; ambiguous?: true } | undefined {
+export function splitSignature(raw: Uint8Array, header: 'gpgsig' | 'gpgsig-sha256'): { signature: string; payload: Uint8Array; ambiguous?: true } | undefined {
   const text = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('latin1');
   const end = text.indexOf('\n\n');
   const headerEnd = end < 0 ? text.length : end + 1;
-  const lines: string[] = [];
+  const sig: string[] = [];
   const kept: string[] = [];
   let inSig = false;
-  let found = false;
+  let other = false;
+  let count = 0;
   let at = 0;
   while (at < headerEnd) {
     const nl = text.indexOf('\n', at);
@@ -304,21 +242,23 @@ export function splitSignature(raw: Uint8Array): { signature: string; payload: U
     const line = text.slice(at, lineEnd);
     at = lineEnd;
     if (inSig && line.startsWith(' ')) {
-      lines.push(line.slice(1));
+      sig.push(line.slice(1));
       continue;
     }
     inSig = false;
-    // One signature header: a second one (or one of both kinds) is refused as ambiguous.
-    if (line.startsWith('gpgsig ') || line.startsWith('gpgsig-sha256 ')) {
-      if (found) return { signature: '', payload: new Uint8Array(0), ambiguous: true };
-      found = true;
+    if (line.startsWith(`${header} `)) {
+      count++;
       inSig = true;
-      lines.push(line.slice(line.indexOf(' ') + 1));
+      other = false;
+      sig.push(line.slice(header.length + 1));
       continue;
     }
-    kept.push(line);
+    if (line.startsWith('gpgsig')) other = true;
+    else if (other && !line.startsWith(' ')) other = false;
+    if (!other) kept.push(line);
   }
-  if (!found) return undefined;
+  if (count === 0) return undefined;
+  if (count > 1) return { signature: '', payload: new Uint8Array(0), ambiguous: true };
   const payload = Buffer.from(kept.join('') + text.slice(headerEnd), 'latin1');
-  return { signature: lines.join(''), payload };
+  return { signature: sig.join(''), payload };
 }

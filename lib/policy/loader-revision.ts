@@ -1,7 +1,7 @@
 // Reads the *.policy files of a git revision (for `policy diff` and for comparing a work
 // tree with its signed commit): `git ls-tree` lists them with their sizes, one
 // `git cat-file --batch` reads them. Same path rules and bounds as the work-tree reader.
-import { GitError, listTree, readBlobs, resolveCommit, treeExists, workTreeOf, type TreeEntry } from '../git/index.js';
+import { GitError, listTree, readBlobs, resolveCommit, workTreeOf, type TreeEntry } from '../git/index.js';
 import { compareStrings, PolicyError, PolicySyntaxError } from './errors.js';
 import { decodePolicyFile, hasHiddenComponent, isPolicyPath, LOADER_LIMITS, pathProblem, resolveRelative, TotalBudget, tooLarge, type PolicyFileSet } from './loader-files.js';
 import type { PolicySource } from './types.js';
@@ -20,10 +20,10 @@ export function scanRevision(dir: string, rev: string): RevisionFileSet {
   if (wt === undefined) throw new GitError(dir, ['rev-parse'], `${dir} is not inside a git work tree`);
   const commit = resolveCommit(dir, rev);
   if (commit === undefined) throw new GitError(dir, ['rev-parse', rev], `'${rev}' names no commit in ${dir}`);
-  const treeish = wt.prefix === '' ? commit : `${commit}:${wt.prefix}`;
+  // Read from checked objects (lib/git/objects.ts): the listing is exactly what the commit names.
+  const entries = listTree(dir, commit, wt.prefix, LOADER_LIMITS.maxEntries);
   // DIR is a folder of a larger repository that did not exist yet at this commit: no policy.
-  if (wt.prefix !== '' && !treeExists(dir, treeish)) return { commit, files: [], errors: [] };
-  const entries = listTree(dir, treeish, LOADER_LIMITS.maxEntries);
+  if (entries === undefined) return { commit, files: [], errors: [] };
   const byPath = new Map(entries.map((e) => [e.path, e]));
   // Every symbolic link's target, read in one git call (a link each cost a process: 3000 links
   // made a signed load 5 s slower). A link's blob is its target path: 4096 bytes at most.

@@ -5,7 +5,7 @@
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { FileAccessError, VirtOffloadError } from '../errors.js';
-import { GitError, headCommitOf, resolveCommit, runGit, verifyCommit, workTreeOf } from '../git/index.js';
+import { GitError, headCommitOf, resolveCommit, verifyCommit, workTreeOf } from '../git/index.js';
 import { fileError } from '../io/index.js';
 import { PolicyError, PolicySyntaxError, sortErrors } from './errors.js';
 import { scanRevision, throwIfUnreadable } from './loader-revision.js';
@@ -49,29 +49,23 @@ export function headCommit(dir: string): string | undefined {
 /**
  * Whether `dir`'s *.policy files may differ from HEAD's (changed, added, removed, untracked or
  * ignored): a load then recorded HEAD's commit for files nobody committed, let alone reviewed.
- * Two git calls, cheap next to a second scan of a large repository, and conservative: a file
- * git is told not to look at (assume-unchanged, skip-worktree) or a directory it does not look
- * into (a nested repository) counts as a change. `--no-optional-locks`: no index refresh, so an
- * admin's `git commit` at the same moment never meets our index.lock. Undefined outside git or
- * when git cannot tell.
+ * The work tree is read as the loader reads it and compared with HEAD's files read from checked
+ * objects, text for text: no `git status`, which could run a filter driver the repository's
+ * configuration names, and which trusts what assume-unchanged and skip-worktree say.
+ * Conservative: a file that cannot be read on either side counts as a change. Undefined
+ * outside git, before the first commit, or when git cannot tell.
  */
 export function uncommittedPolicyChanges(dir: string): boolean | undefined {
-  const git = (args: readonly string[]): string | undefined => {
-    try {
-      const r = runGit(dir, ['--no-optional-locks', ...args]);
-      return r.status === 0 ? r.stdout.toString('utf8') : undefined;
-    } catch {
-      return undefined;
-    }
-  };
-  const status = git(['status', '--porcelain=v1', '-z', '--untracked-files=all', '--ignored=matching', '--no-renames', '--', '.']);
-  // Tracked files with their tags: lower case is assume-unchanged, S is skip-worktree.
-  const tracked = git(['ls-files', '-v', '-z', '--', '.']);
-  if (status === undefined || tracked === undefined) return undefined;
-  // "XY PATH" entries separated by NUL (no renames: one path each).
-  const changed = status.split('\0').some((entry) => entry.length > 3 && (entry.endsWith('.policy') || entry.endsWith('/')));
-  const unwatched = tracked.split('\0').some((entry) => entry.endsWith('.policy') && /^([a-z]|S) /.test(entry));
-  return changed || unwatched;
+  try {
+    const head = headCommitOf(dir);
+    if (head === undefined) return undefined;
+    const disk = scanWorkTree(dir);
+    const committed = scanRevision(dir, head);
+    if (disk.errors.length > 0 || committed.errors.length > 0) return true;
+    return compareFileSets(disk.files, committed.files, head).length > 0;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The policy files of a work tree as they are on disk. Throws a PolicyError when some cannot be read. */

@@ -2,7 +2,7 @@
 // latest. The daemon remembers the last signed commit it accepted (in the store's directory,
 // across restarts) and refuses a HEAD that does not descend from it: an older signed commit
 // would approve again what a later one revoked. Real git, real SSH signatures.
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -39,6 +39,12 @@ test('a HEAD reset to an older signed commit is refused, also after a restart; r
     assert.is(refused.ok, false);
     assert.match(String(refused.error), `signed commit ${a} does not descend from ${b}, the last signed policy commit this host accepted`);
     assert.is((d.status() as { policy: { commit?: string } }).policy.commit, b, 'the revoking commit stays in force');
+    // A graft that makes A a child of B fools git's walker, not ours.
+    writeFileSync(join(repo.dir, '.git', 'info', 'grafts'), `${a} ${b}\n`);
+    const grafted = await d.reload();
+    assert.is(grafted.ok, false);
+    assert.match(String(grafted.error), `signed commit ${a} does not descend from ${b}`);
+    rmSync(join(repo.dir, '.git', 'info', 'grafts'));
     await d.close();
 
     // A restart remembers it: nothing is loaded rather than the older commit.

@@ -1,6 +1,7 @@
 // The policy loader against real git repositories and real SSH-signed commits.
 import { closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { deflateSync } from 'node:zlib';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GitError } from '../../lib/git/index.js';
@@ -52,7 +53,7 @@ test('reads nested *.policy files with /-paths, skips hidden dirs and other file
   assert.is(snap.index.get(m(2))?.name, 'tool');
 });
 
-test('uncommittedPolicyChanges: edits, untracked, ignored and unwatched *.policy files count; other files do not', () => {
+test('uncommittedPolicyChanges: edits, untracked, ignored and hidden-from-git *.policy files count; other files do not', () => {
   const repo = makeRepo(fresh('dirty'));
   repo.write('binaries/hello.policy', helloV1());
   repo.write('.gitignore', 'local/\n');
@@ -67,9 +68,14 @@ test('uncommittedPolicyChanges: edits, untracked, ignored and unwatched *.policy
   assert.is(uncommittedPolicyChanges(repo.dir), true, 'ignored by .gitignore, still read by the loader');
   rmSync(join(repo.dir, 'local'), { recursive: true });
   assert.is(uncommittedPolicyChanges(repo.dir), false);
+  // Texts are compared, not git's idea of them: an edit git was told not to look at counts.
   repo.git('update-index', '--assume-unchanged', 'binaries/hello.policy');
-  assert.is(uncommittedPolicyChanges(repo.dir), true, 'git told not to look at it');
+  assert.is(uncommittedPolicyChanges(repo.dir), false, 'assume-unchanged, and unchanged');
+  repo.write('binaries/hello.policy', `${helloV1()}# hidden from git status\n`);
+  assert.is(uncommittedPolicyChanges(repo.dir), true, 'an edit git was told not to look at');
   repo.git('update-index', '--no-assume-unchanged', 'binaries/hello.policy');
+  repo.git('checkout', '--', 'binaries/hello.policy');
+  assert.is(uncommittedPolicyChanges(repo.dir), false);
   repo.write('binaries/hello.policy', `${helloV1()}# edited\n`);
   assert.is(uncommittedPolicyChanges(repo.dir), true, 'modified');
   assert.is(uncommittedPolicyChanges(fresh('not-git')), undefined);
@@ -317,6 +323,34 @@ test('requireSigned: the repository\'s own git config cannot verify for us, nor 
   assert.not.ok(existsSync(marks), `git ran ${marks}: ${existsSync(marks) ? readFileSync(marks, 'utf8') : ''}`);
 });
 
+test('requireSigned: an object replaced in the store under its id is refused (git itself would read it)', () => {
+  const repo = signedRepo();
+  const id = repo.git('rev-parse', `${repo.head}:binaries/hello.policy`).trim();
+  const path = join(repo.dir, '.git', 'objects', id.slice(0, 2), id.slice(2));
+  // The same id, other content: it approves one more version, and the work tree says the same.
+  const forged = `${helloV1()}version 6.6 approved ${m(66)}\n`;
+  rmSync(path, { force: true });
+  writeFileSync(path, deflateSync(Buffer.concat([Buffer.from(`blob ${Buffer.byteLength(forged)}\0`), Buffer.from(forged)])));
+  writeFileSync(join(repo.dir, 'binaries/hello.policy'), forged);
+  assert.is(repo.git('cat-file', 'blob', id), forged, 'git reads the forged content');
+  assert.throws(() => loadPolicySnapshot(repo.dir, { requireSigned: signers }), new RegExp(`object ${id} in .* does not hold what its id says`));
+  assert.throws(() => readPolicyFilesAtRevision(repo.dir, 'HEAD'), /does not hold what its id says/);
+});
+
+test('uncommittedPolicyChanges runs no filter driver the repository configures (no git status)', () => {
+  const repo = makeRepo(fresh('filter'));
+  repo.write('groups.policy', GROUPS);
+  repo.write('binaries/hello.policy', helloV1());
+  repo.commit('first');
+  const marker = join(repo.dir, '..', `filtered-${counter}`);
+  writeFileSync(join(repo.dir, '.git', 'info', 'attributes'), '*.policy filter=x\n');
+  repo.git('config', 'filter.x.clean', `touch ${marker}; cat`);
+  repo.write('binaries/hello.policy', `${helloV1()}# edited\n`);
+  assert.is(uncommittedPolicyChanges(repo.dir), true);
+  loadPolicySnapshot(repo.dir);
+  assert.not.ok(existsSync(marker), 'the clean filter ran');
+});
+
 test('requireSigned: only an SSH signature counts (an OpenPGP one is refused unread), and one signature header', () => {
   const repo = signedRepo();
   const raw = repo.git('cat-file', 'commit', 'HEAD');
@@ -333,6 +367,9 @@ test('requireSigned: only an SSH signature counts (an OpenPGP one is refused unr
   const pgpErr = unverified(() => loadPolicySnapshot(repo.dir, { requireSigned: signers }));
   assert.is(pgpErr.reason, 'bad');
   assert.match(pgpErr.message, /not an SSH signature/);
+  // gpgsig-sha256 is not the signature header of a SHA-1 repository (git ignores it there).
+  forge(raw.replace(ssh, ssh.replace(/^gpgsig /, 'gpgsig-sha256 ')));
+  assert.is(unverified(() => loadPolicySnapshot(repo.dir, { requireSigned: signers })).reason, 'unsigned');
   forge(raw.replace(ssh, `${ssh}${ssh}`));
   assert.match(unverified(() => loadPolicySnapshot(repo.dir, { requireSigned: signers })).message, /more than one signature header/);
   // The genuine object still verifies (the payload is taken apart as git does).
