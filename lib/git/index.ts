@@ -1,5 +1,7 @@
 // Running git (support layer): no shell, bounded output. Used by the policy loader and the CLI.
-export { checkRevision, GitError, gitOrThrow, headCommitOf, resolveCommit, runGit, treeExists, verifyCommit, workTreeOf } from './git.js';
-export type { GitOptions, GitResult, SignatureCheck } from './git.js';
+export { checkRevision, headCommitOf, resolveCommit, treeExists, verifyCommit, workTreeOf } from './git.js';
+export type { SignatureCheck } from './git.js';
+export { GIT_SAFETY, GitError, gitOrThrow, runGit } from './run.js';
+export type { GitOptions, GitResult } from './run.js';
 export { descendsFrom, listTree, objectMatches, readBlobs, readCommit, readObjects } from './objects.js';
 export type { GitObject, TreeEntry } from './objects.js';

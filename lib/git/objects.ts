@@ -7,7 +7,7 @@
 // or SHA-256 by the id's length) and compared with its id; trees are read and parsed by us,
 // from a commit whose own hash was checked, so a listing is exactly what the commit names.
 import { createHash } from 'node:crypto';
-import { GitError, gitOrThrow } from './git.js';
+import { GitError, gitOrThrow } from './run.js';
 
 export interface GitObject {
   readonly type: string;
