@@ -52,15 +52,6 @@ export function resolveCommit(dir: string, rev: string): string | undefined {
   return id;
 }
 
-/** Whether `treeish` (e.g. `<commit>:sub/dir`) names a tree: a folder that exists at that commit. */
-export function treeExists(dir: string, treeish: string): boolean {
-  // Not `TREEISH^{tree}`: after `rev:` everything, `^{tree}` included, is read as the path.
-  const r = runGit(dir, ['rev-parse', '--verify', '--quiet', '--end-of-options', treeish]);
-  const id = r.stdout.toString('utf8').trim();
-  if (r.status !== 0 || !/^[0-9a-f]{40,64}$/.test(id)) return false;
-  return gitOrThrow(dir, ['cat-file', '-t', id]).toString('utf8').trim() === 'tree';
-}
-
 /** Refuse revision names git could read as an option or that hold control characters. */
 export function checkRevision(rev: string): void {
   // eslint-disable-next-line no-control-regex

@@ -1,5 +1,5 @@
 // Running git (support layer): no shell, bounded output. Used by the policy loader and the CLI.
-export { checkRevision, headCommitOf, resolveCommit, treeExists, verifyCommit, workTreeOf } from './git.js';
+export { checkRevision, headCommitOf, resolveCommit, verifyCommit, workTreeOf } from './git.js';
 export type { SignatureCheck } from './git.js';
 export { GIT_SAFETY, GitError, gitOrThrow, runGit } from './run.js';
 export type { GitOptions, GitResult } from './run.js';
