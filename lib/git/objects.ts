@@ -7,7 +7,7 @@
 // or SHA-256 by the id's length) and compared with its id; trees are read and parsed by us,
 // from a commit whose own hash was checked, so a listing is exactly what the commit names.
 import { createHash } from 'node:crypto';
-import { GitError, gitOrThrow } from './run.js';
+import { GitError, gitOrThrow, runGit } from './run.js';
 
 export interface GitObject {
   readonly type: string;
@@ -98,8 +98,17 @@ export interface TreeEntry {
   readonly size: number | undefined;
 }
 
-/** Trees nested deeper than this are refused (the loader's own depth limit is far below). */
+/** Trees nested deeper than this are refused (unless the caller asks for less). */
 const MAX_TREE_DEPTH = 256;
+/** Bytes of paths a listing may hold (ls-tree's output was bounded at 64 MiB). */
+const MAX_PATH_BYTES = 64 * 1024 * 1024;
+
+export interface ListTreeOptions {
+  /** Levels of folders walked at most (the root's entries are level 0). */
+  readonly maxDepth?: number;
+  /** Folders not walked at all, by name. */
+  readonly skipDirectory?: (name: string) => boolean;
+}
 /** Largest single tree object read. */
 const MAX_TREE_BYTES = 64 * 1024 * 1024;
 
@@ -110,7 +119,9 @@ const MAX_TREE_BYTES = 64 * 1024 * 1024;
  * --batch-check` (a bound only: the blobs themselves are checked when they are read).
  * Undefined when `prefix` does not exist at that commit.
  */
-export function listTree(dir: string, commit: string, prefix: string, maxEntries: number): TreeEntry[] | undefined {
+export function listTree(dir: string, commit: string, prefix: string, maxEntries: number, options: ListTreeOptions = {}): TreeEntry[] | undefined {
+  const maxDepth = options.maxDepth ?? MAX_TREE_DEPTH;
+  let pathBytes = 0;
   let root = readCommit(dir, commit).tree;
   for (const part of prefix.split('/').filter((p) => p !== '')) {
     const entries = parseTree(dir, root, readObjects(dir, [root], MAX_TREE_BYTES, MAX_TREE_BYTES, 'tree').get(root)!.content);
@@ -121,13 +132,19 @@ export function listTree(dir: string, commit: string, prefix: string, maxEntries
   const out: Array<Omit<TreeEntry, 'size'>> = [];
   let level: Array<{ id: string; path: string }> = [{ id: root, path: '' }];
   for (let depth = 0; level.length > 0; depth++) {
-    if (depth > MAX_TREE_DEPTH) throw new GitError(dir, ['ls-tree', commit], `trees of ${commit} nest more than ${MAX_TREE_DEPTH} levels deep; refusing to read them`);
+    if (depth > maxDepth) throw new GitError(dir, ['ls-tree', commit], `trees of ${commit} nest more than ${maxDepth} levels deep; refusing to read them`);
     const trees = readObjects(dir, level.map((t) => t.id), MAX_TREE_BYTES, MAX_TREE_BYTES * 4, 'tree');
     const next: Array<{ id: string; path: string }> = [];
     for (const t of level) {
       for (const e of parseTree(dir, t.id, trees.get(t.id)!.content)) {
+        // Folders the caller never reads (hidden ones, for the policy loader) are not walked:
+        // a tree can name one subtree many times, and each listing costs its paths again.
+        if (e.type === 'tree' && options.skipDirectory?.(e.name) === true) continue;
         const path = t.path === '' ? e.name : `${t.path}/${e.name}`;
-        if (out.length + next.length >= maxEntries) throw new GitError(dir, ['ls-tree', commit], `${commit} has more than ${maxEntries} entries; refusing to read it`);
+        pathBytes += path.length;
+        if (out.length + next.length >= maxEntries || pathBytes > MAX_PATH_BYTES) {
+          throw new GitError(dir, ['ls-tree', commit], `${commit} has more than ${out.length + next.length >= maxEntries ? `${maxEntries} entries` : `${MAX_PATH_BYTES} bytes of paths`}; refusing to read it`);
+        }
         if (e.type === 'tree') next.push({ id: e.object, path });
         else out.push({ path, mode: e.mode, type: e.type, object: e.object });
       }
@@ -143,22 +160,36 @@ export function listTree(dir: string, commit: string, prefix: string, maxEntries
 function parseTree(dir: string, id: string, content: Buffer): Array<{ name: string; mode: string; type: string; object: string }> {
   const idBytes = id.length === 64 ? 32 : 20;
   const entries: Array<{ name: string; mode: string; type: string; object: string }> = [];
+  const names = new Set<string>();
   let pos = 0;
   while (pos < content.length) {
     const space = content.indexOf(0x20, pos);
     const nul = content.indexOf(0, space + 1);
     if (space < 0 || nul < 0 || nul + 1 + idBytes > content.length) throw new GitError(dir, ['cat-file', 'tree', id], `tree ${id} is malformed at byte ${pos}`);
     const rawMode = content.subarray(pos, space).toString('latin1');
-    if (!/^[0-7]{5,6}$/.test(rawMode)) throw new GitError(dir, ['cat-file', 'tree', id], `tree ${id} has a bad mode '${rawMode}'`);
-    const mode = rawMode.padStart(6, '0');
+    if (!/^[0-7]{1,7}$/.test(rawMode)) throw new GitError(dir, ['cat-file', 'tree', id], `tree ${id} has a bad mode '${rawMode}'`);
+    const { mode, type } = canonicalMode(parseInt(rawMode, 8));
     const name = content.subarray(space + 1, nul).toString('utf8');
-    if (name === '' || name === '.' || name === '..' || name.includes('/')) throw new GitError(dir, ['cat-file', 'tree', id], `tree ${id} has an entry named ${JSON.stringify(name)}`);
+    if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\uFFFD')) {
+      throw new GitError(dir, ['cat-file', 'tree', id], `tree ${id} has an entry named ${JSON.stringify(name)}`);
+    }
+    // One name once (git fsck: duplicateEntries): two folders of one name would be read as both.
+    if (names.has(name)) throw new GitError(dir, ['cat-file', 'tree', id], `tree ${id} names ${JSON.stringify(name)} twice`);
+    names.add(name);
     const object = content.subarray(nul + 1, nul + 1 + idBytes).toString('hex');
-    const type = mode === '040000' ? 'tree' : mode === '160000' ? 'commit' : 'blob';
     entries.push({ name, mode, type, object });
     pos = nul + 1 + idBytes;
   }
   return entries;
+}
+
+/** A tree entry's mode as git reads it (canon_mode): 100664 is a plain file, as ls-tree prints it. */
+function canonicalMode(raw: number): { mode: string; type: string } {
+  const kind = raw & 0o170000;
+  if (kind === 0o100000) return { mode: raw & 0o100 ? '100755' : '100644', type: 'blob' };
+  if (kind === 0o120000) return { mode: '120000', type: 'blob' };
+  if (kind === 0o040000) return { mode: '040000', type: 'tree' };
+  return { mode: '160000', type: 'commit' };
 }
 
 /** Blob sizes from `git cat-file --batch-check` (headers only). */
@@ -176,6 +207,9 @@ function blobSizes(dir: string, ids: readonly string[]): Map<string, number> {
   return sizes;
 }
 
+/** Commits of history read in one batch before the walk (a policy repository's commits are small). */
+const PREFETCH_COMMITS = 200_000;
+
 /**
  * Whether commit `older` is `newer` or one of its ancestors, walking parents from checked
  * commit objects (git's walker would follow grafts, a commit-graph file and altered objects).
@@ -184,19 +218,34 @@ function blobSizes(dir: string, ids: readonly string[]): Map<string, number> {
  */
 export function descendsFrom(dir: string, older: string, newer: string, maxCommits = 1_000_000): boolean | undefined {
   if (older === newer) return true;
+  // git's own list of the candidates, read in one go and then checked: what it says only saves
+  // calls (a graft may add or hide commits); every parent followed comes from a checked object.
+  const known = new Map<string, string[]>();
+  const listed = runGit(dir, ['rev-list', `--max-count=${Math.min(maxCommits, PREFETCH_COMMITS)}`, newer], { maxOutput: PREFETCH_COMMITS * 65 + 1024 });
+  const candidates = listed.status === 0 ? listed.stdout.toString('utf8').split('\n').filter((l) => /^[0-9a-f]{40,64}$/.test(l)) : [];
+  if (candidates.length > 0) {
+    try {
+      for (const [id, o] of readObjects(dir, candidates, 16 * 1024 * 1024, 1024 * 1024 * 1024, 'commit')) known.set(id, commitLinks(dir, id, o.content).parents);
+    } catch (err) {
+      if (err instanceof GitError && /does not hold what its id says/.test(err.message)) throw err;
+      // fall back to reading level by level
+    }
+  }
   const seen = new Set<string>([newer]);
   let frontier = [newer];
   while (frontier.length > 0) {
-    let commits: Map<string, GitObject>;
-    try {
-      commits = readObjects(dir, frontier, 16 * 1024 * 1024, 256 * 1024 * 1024, 'commit');
-    } catch (err) {
-      if (err instanceof GitError && /does not hold what its id says/.test(err.message)) throw err;
-      return undefined;
+    const unknown = frontier.filter((id) => !known.has(id));
+    if (unknown.length > 0) {
+      try {
+        for (const [id, o] of readObjects(dir, unknown, 16 * 1024 * 1024, 256 * 1024 * 1024, 'commit')) known.set(id, commitLinks(dir, id, o.content).parents);
+      } catch (err) {
+        if (err instanceof GitError && /does not hold what its id says/.test(err.message)) throw err;
+        return undefined;
+      }
     }
     const next: string[] = [];
     for (const id of frontier) {
-      for (const p of commitLinks(dir, id, commits.get(id)!.content).parents) {
+      for (const p of known.get(id)!) {
         if (p === older) return true;
         if (seen.has(p)) continue;
         if (seen.size >= maxCommits) return undefined;

@@ -51,9 +51,8 @@ function gitEnvironment(): NodeJS.ProcessEnv {
  * says: none of the programs git could be told to run for the commands we use runs. Who can
  * write .git/config is not necessarily who may approve binaries (a mirror's sync job, with
  * --require-signed), and the daemon may be root. Signatures are not verified by git at all
- * (verifyCommit). A filter driver (filter.NAME.clean) that `git status` may run for a file
- * the work tree changed cannot be switched off by name here; that call is made only for an
- * unsigned load, whose repository writer decides the policy anyway.
+ * (verifyCommit), and no `git status` is run (a filter driver, filter.NAME.clean, could not be
+ * switched off by name here).
  */
 export const GIT_SAFETY: readonly string[] = Object.freeze(
   [

@@ -21,7 +21,8 @@ export function scanRevision(dir: string, rev: string): RevisionFileSet {
   const commit = resolveCommit(dir, rev);
   if (commit === undefined) throw new GitError(dir, ['rev-parse', rev], `'${rev}' names no commit in ${dir}`);
   // Read from checked objects (lib/git/objects.ts): the listing is exactly what the commit names.
-  const entries = listTree(dir, commit, wt.prefix, LOADER_LIMITS.maxEntries);
+  // Hidden folders are never read (isPolicyPath), and nothing nests deeper than the loader reads.
+  const entries = listTree(dir, commit, wt.prefix, LOADER_LIMITS.maxEntries, { maxDepth: LOADER_LIMITS.maxDepth + 1, skipDirectory: (name) => name.startsWith('.') });
   // DIR is a folder of a larger repository that did not exist yet at this commit: no policy.
   if (entries === undefined) return { commit, files: [], errors: [] };
   const byPath = new Map(entries.map((e) => [e.path, e]));

@@ -2,8 +2,8 @@
 // git revision, records the commit, optionally insists on a verified signature, and builds
 // the snapshot with the pure core. Not in the barrel (it would pull node: into the pure
 // typecheck): bin/ and adapters import `lib/policy/loader.js` directly.
-import { statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { lstatSync, realpathSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { FileAccessError, VirtOffloadError } from '../errors.js';
 import { GitError, headCommitOf, resolveCommit, verifyCommit, workTreeOf } from '../git/index.js';
 import { fileError } from '../io/index.js';
@@ -178,7 +178,15 @@ function loadSigned(dir: string, allowedSignersPath: string): { files: PolicySou
     if (err instanceof VirtOffloadError) throw err;
     throw fileError(allowedSignersPath, 'cannot read the allowed-signers file', err);
   }
-  if (workTreeOf(dir) === undefined) throw new GitError(dir, ['rev-parse'], `${dir} is not a git work tree: a signed commit is required (--require-signed)`);
+  const wt = workTreeOf(dir);
+  if (wt === undefined) throw new GitError(dir, ['rev-parse'], `${dir} is not a git work tree: a signed commit is required (--require-signed)`);
+  // Which folder of the signed commit is read follows from where DIR is in the repository. git
+  // says so from its configuration (core.worktree, a .git file), which whoever writes .git can
+  // change to load another folder of the same signed commit: the layout is found here instead.
+  const top = plainTopLevel(dir);
+  if (top === undefined || top !== realpathSync(wt.topLevel)) {
+    throw new GitError(dir, ['rev-parse', '--show-toplevel'], `${dir} is not inside a plain git repository (a .git directory above it that git agrees is its top level; core.worktree and .git files are not supported with --require-signed)`);
+  }
   const commit = resolveCommit(dir, 'HEAD');
   if (commit === undefined) throw new GitError(dir, ['rev-parse', 'HEAD'], `${dir} has no commit yet: a signed commit is required (--require-signed)`);
   const check = verifyCommit(dir, commit, signers);
@@ -195,6 +203,22 @@ function loadSigned(dir: string, allowedSignersPath: string): { files: PolicySou
     throw new UnverifiedCommitError(commit, 'dirty', `the work tree's policy files differ from signed commit ${commit}; commit them (signed) or discard the changes`, differences);
   }
   return { files: signed.files, errors: signed.errors, commit };
+}
+
+/** The nearest directory at or above `dir` that holds a `.git` directory (not a file), real path. */
+function plainTopLevel(dir: string): string | undefined {
+  let at = realpathSync(dir);
+  for (;;) {
+    try {
+      if (lstatSync(join(at, '.git')).isDirectory()) return at;
+      return undefined; // a .git file, link or other: not a plain repository
+    } catch {
+      // no .git here
+    }
+    const up = dirname(at);
+    if (up === at) return undefined;
+    at = up;
+  }
 }
 
 /** One error per path whose text differs between the work tree and `commit`. */

@@ -337,6 +337,38 @@ test('requireSigned: an object replaced in the store under its id is refused (gi
   assert.throws(() => readPolicyFilesAtRevision(repo.dir, 'HEAD'), /does not hold what its id says/);
 });
 
+test('requireSigned: git\'s configuration cannot choose another folder of the signed commit (core.worktree)', () => {
+  const repo = makeRepo(fresh('worktree'));
+  repo.write('policies/groups.policy', GROUPS);
+  repo.write('policies/binaries/hello.policy', helloV1());
+  repo.write('fixtures/evil.policy', `binary evil\nvms all\nversion 1 approved ${m(13)}\n`);
+  repo.commit('policies and fixtures', trusted.key);
+  const dir = join(repo.dir, 'policies');
+  assert.equal([...loadPolicySnapshot(dir, { requireSigned: signers }).binaries.keys()], ['hello']);
+  // git is told the work tree is the policy folder: its prefix becomes '', the whole commit.
+  repo.git('config', 'core.worktree', dir);
+  mkdirSync(join(dir, 'fixtures'));
+  writeFileSync(join(dir, 'fixtures', 'evil.policy'), `binary evil\nvms all\nversion 1 approved ${m(13)}\n`);
+  mkdirSync(join(dir, 'policies', 'binaries'), { recursive: true });
+  writeFileSync(join(dir, 'policies', 'groups.policy'), GROUPS);
+  writeFileSync(join(dir, 'policies', 'binaries', 'hello.policy'), helloV1());
+  assert.throws(() => loadPolicySnapshot(dir, { requireSigned: signers }), /is not inside a plain git repository/);
+});
+
+test('trees are read as git reads them: 100664 is a plain file; a name twice, or a hidden folder bomb, is handled', () => {
+  const repo = signedRepo();
+  // A tree with a 100664 entry (old git wrote these; fsck accepts them), made by hand.
+  const blob = repo.git('rev-parse', `${repo.head}:binaries/hello.policy`).trim();
+  const groups = repo.git('rev-parse', `${repo.head}:groups.policy`).trim();
+  const mktree = (lines: string) => run('git', ['mktree'], { cwd: repo.dir, input: lines }).trim();
+  const sub = mktree(`100664 blob ${blob}\thello.policy\n`);
+  const root = mktree(`040000 tree ${sub}\tbinaries\n100644 blob ${groups}\tgroups.policy\n`);
+  const commit = run('git', ['-c', 'user.name=T', '-c', 'user.email=t@example.com', '-c', 'gpg.format=ssh', '-c', `user.signingkey=${trusted.key}`, 'commit-tree', '-S', '-p', repo.head, '-m', '100664', root], { cwd: repo.dir }).trim();
+  repo.git('update-ref', 'HEAD', commit);
+  assert.equal(readPolicyFilesAtRevision(repo.dir, 'HEAD').files.map((f) => f.path), ['binaries/hello.policy', 'groups.policy']);
+  assert.is(loadPolicySnapshot(repo.dir, { requireSigned: signers }).commit, commit);
+});
+
 test('uncommittedPolicyChanges runs no filter driver the repository configures (no git status)', () => {
   const repo = makeRepo(fresh('filter'));
   repo.write('groups.policy', GROUPS);
