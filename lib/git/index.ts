@@ -3,5 +3,5 @@ export { checkRevision, headCommitOf, resolveCommit, verifyCommit, workTreeOf } 
 export type { SignatureCheck } from './git.js';
 export { GIT_SAFETY, GitError, gitOrThrow, runGit } from './run.js';
 export type { GitOptions, GitResult } from './run.js';
-export { descendsFrom, listTree, objectMatches, readBlobs, readCommit, readObjects } from './objects.js';
+export { descendsFrom, listTree, objectId, objectMatches, readBlobs, readCommit, readObjects } from './objects.js';
 export type { GitObject, TreeEntry } from './objects.js';

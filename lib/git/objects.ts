@@ -16,12 +16,17 @@ export interface GitObject {
 
 const OBJECT_ID = /^[0-9a-f]{40}$|^[0-9a-f]{64}$/;
 
-/** Whether `content` is what object `id` of `type` must hold. */
-export function objectMatches(id: string, type: string, content: Uint8Array): boolean {
-  const hash = createHash(id.length === 64 ? 'sha256' : 'sha1');
+/** The id git gives `content` as an object of `type`, in the object format of ids `hexLength` long. */
+export function objectId(type: string, content: Uint8Array, hexLength: number): string {
+  const hash = createHash(hexLength === 64 ? 'sha256' : 'sha1');
   hash.update(`${type} ${content.length}\0`);
   hash.update(content);
-  return hash.digest('hex') === id;
+  return hash.digest('hex');
+}
+
+/** Whether `content` is what object `id` of `type` must hold. */
+export function objectMatches(id: string, type: string, content: Uint8Array): boolean {
+  return objectId(type, content, id.length) === id;
 }
 
 /**
@@ -108,6 +113,8 @@ export interface ListTreeOptions {
   readonly maxDepth?: number;
   /** Folders not walked at all, by name. */
   readonly skipDirectory?: (name: string) => boolean;
+  /** Blob sizes are looked up (one more git call) unless this is false. */
+  readonly sizes?: boolean;
 }
 /** Largest single tree object read. */
 const MAX_TREE_BYTES = 64 * 1024 * 1024;
@@ -151,7 +158,7 @@ export function listTree(dir: string, commit: string, prefix: string, maxEntries
     }
     level = next;
   }
-  const blobs = out.filter((e) => e.type === 'blob').map((e) => e.object);
+  const blobs = options.sizes === false ? [] : out.filter((e) => e.type === 'blob').map((e) => e.object);
   const sizes = blobSizes(dir, blobs);
   return out.map((e) => ({ ...e, size: e.type === 'blob' ? sizes.get(e.object) : undefined })).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
