@@ -5,7 +5,7 @@
 // Fail closed: until a policy loads, every request is denied (no-policy); a reload that
 // fails keeps the last good snapshot and says so loudly; a reload that succeeds reconciles
 // the store (each change audited).
-import { chmodSync, chownSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, mkdirSync, unlinkSync, type Stats } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { openAuditLog, type AuditLog } from '../audit/index.js';
@@ -310,13 +310,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     return underVmLock(vm.name, async () => {
       const path = await addVmLocked(identity);
       // Without libvirt nobody else hands the socket to QEMU's user: the admin names it.
-      if (addOptions.owner !== undefined) {
+      const owner = addOptions.owner;
+      if (owner !== undefined) {
+        const who = `uid ${owner.uid}${owner.gid === undefined ? '' : `, gid ${owner.gid}`}`;
         try {
-          chownSync(path, addOptions.owner.uid, addOptions.owner.gid ?? -1);
+          chownSync(path, owner.uid, owner.gid ?? -1);
         } catch (err) {
-          throw new VirtOffloadError('EIO', `VM ${identity.name}: cannot hand ${path} to uid ${addOptions.owner.uid}${addOptions.owner.gid === undefined ? '' : `, gid ${addOptions.owner.gid}`}: ${(err as Error).message} (the VM is added; its socket stays the daemon's)`, { cause: err });
+          throw new VirtOffloadError('EIO', `VM ${identity.name}: cannot hand ${path} to ${who}: ${(err as Error).message} (the VM is added; its socket stays the daemon's)`, { cause: err });
         }
-        log.info(`VM ${identity.name}: socket handed to uid ${addOptions.owner.uid}${addOptions.owner.gid === undefined ? '' : ` gid ${addOptions.owner.gid}`}`, { vm: identity.name });
+        log.info(`VM ${identity.name}: socket handed to ${who}`, { vm: identity.name });
       }
       return path;
     });
@@ -503,21 +505,19 @@ function prepareRunDir(runDir: string, vmDir: string, log: DaemonLog): void {
       throw new VirtOffloadError('EIO', `cannot create the run directory ${dir}: ${(err as Error).message}`, { cause: err });
     }
   };
-  const check = (dir: string, what: string): void => {
-    const st = lstatOrUndefined(dir);
-    const problem = st === undefined ? `${what} ${dir} vanished while the daemon started` : (untrustedDirProblem(dir, st, what) ?? untrustedAncestorProblem(dir, `the ${what}`));
+  const refuse = (problem: string | undefined): void => {
     if (problem !== undefined) throw new VirtOffloadError('EUSAGE', `${problem}; the daemon keeps its control and VM sockets there`);
+  };
+  const check = (dir: string, what: string): Stats => {
+    const st = lstatOrUndefined(dir);
+    refuse(st === undefined ? `${what} ${dir} vanished while the daemon started` : (untrustedDirProblem(dir, st, what) ?? untrustedAncestorProblem(dir, `the ${what}`)));
+    return st!;
   };
   // Above it first: under a directory others may write, the path could be swapped for a
   // symlink between the mkdir and the chmod below.
-  const parent = lstatOrUndefined(dirname(runDir));
-  if (parent !== undefined) {
-    const problem = untrustedAncestorProblem(runDir, 'the run directory');
-    if (problem !== undefined) throw new VirtOffloadError('EUSAGE', `${problem}; the daemon keeps its control and VM sockets there`);
-  }
+  if (lstatOrUndefined(dirname(runDir)) !== undefined) refuse(untrustedAncestorProblem(runDir, 'the run directory'));
   if (make(runDir) !== undefined) chmodSync(runDir, 0o711);
-  check(runDir, 'run directory');
-  const mode = statSync(runDir).mode & 0o777;
+  const mode = check(runDir, 'run directory').mode & 0o777;
   if ((mode & 0o001) === 0) log.warn(`run directory ${runDir} is not searchable by other users (mode ${mode.toString(8)}): QEMU running as an unprivileged user cannot reach the VM sockets in it; make it 0711`);
   make(vmDir);
   // Checked before the chmod: a symlink here would chmod whatever it points to.

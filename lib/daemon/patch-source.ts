@@ -62,7 +62,9 @@ export function patchSource(options: PatchSourceOptions): ByteSource {
     const bases = list(store).filter((o) => o.manifest?.name === entry.name && o.objectSize !== undefined && o.measurement !== measurement);
     let budget = DECODE_BUDGET_RESULTS * maxBytes;
     for (const base of bases) {
-      const untried = deltas.filter((d) => !failed.has(`${d.path}\0${d.stamp}\0${base.measurement}\0${measurement}`));
+      /** What is remembered of a (delta, base, target) that did not give the approved version. */
+      const failureKey = (d: DeltaFile): string => `${d.path}\0${d.stamp}\0${base.measurement}\0${measurement}`;
+      const untried = deltas.filter((d) => !failed.has(failureKey(d)));
       if (untried.length === 0) continue;
       let baseBytes: Uint8Array;
       try {
@@ -85,7 +87,7 @@ export function patchSource(options: PatchSourceOptions): ByteSource {
         }
         // A turn for the event loop: decoding and measuring are synchronous.
         await new Promise((done) => setImmediate(done));
-        const key = `${delta.path}\0${delta.stamp}\0${base.measurement}\0${measurement}`;
+        const key = failureKey(delta);
         const deltaBytes = readDelta(delta, maxBytes, log);
         if (deltaBytes === undefined) continue;
         let bytes: Uint8Array;

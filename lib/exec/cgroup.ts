@@ -23,6 +23,7 @@ import { writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { ExecError } from './errors.js';
+import { DOMAIN_NAME } from '../policy/index.js';
 
 export type CgroupVersion = 1 | 2;
 
@@ -408,7 +409,8 @@ function enableV2Controllers(dir: string, make: boolean): void {
  * VM's runs together get what one sibling gets, however many it starts at once; a VM that
  * floods the host with runs slows its own runs, not another VM's.
  */
-const SHARE_GROUP = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
+/** A share group is named after a VM: the policy's own shape of a VM name. */
+const SHARE_GROUP = DOMAIN_NAME;
 
 function shareGroupDir(name: string): string {
   if (!SHARE_GROUP.test(name)) throw new ExecError('bad-request', `share group ${JSON.stringify(name)} must match ${SHARE_GROUP.source} (a VM name)`);

@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import { readCommit } from './objects.js';
 import { GitError, gitOrThrow, runGit } from './run.js';
 
-
 /** Where `dir` sits in a git work tree: its top level and its path below it ('' or 'sub/dir/'); undefined outside git. */
 export function workTreeOf(dir: string): { topLevel: string; prefix: string } | undefined {
   const r = runGit(dir, ['rev-parse', '--is-inside-work-tree', '--show-toplevel', '--show-prefix']);

@@ -7,7 +7,7 @@
 // or SHA-256 by the id's length) and compared with its id; trees are read and parsed by us,
 // from a commit whose own hash was checked, so a listing is exactly what the commit names.
 import { createHash } from 'node:crypto';
-import { GitError, gitOrThrow, runGit } from './run.js';
+import { AlteredObjectError, GitError, gitOrThrow, runGit } from './run.js';
 
 export interface GitObject {
   readonly type: string;
@@ -57,7 +57,7 @@ export function readObjects(dir: string, ids: readonly string[], maxBytes: numbe
     if (bodyStart + size + 1 > out.length || out[bodyStart + size] !== 10) throw new GitError(dir, ['cat-file', '--batch'], `git cat-file: object ${o} is cut short`);
     const content = out.subarray(bodyStart, bodyStart + size);
     if (!objectMatches(o, m[2]!, content)) {
-      throw new GitError(dir, ['cat-file', '--batch'], `object ${o} in ${dir} does not hold what its id says (the object store was altered, or is damaged: see git fsck); refusing to use it`);
+      throw new AlteredObjectError(dir, ['cat-file', '--batch'], `object ${o} in ${dir} does not hold what its id says (the object store was altered, or is damaged: see git fsck); refusing to use it`);
     }
     result.set(o, { type: m[2]!, content });
     pos = bodyStart + size + 1;
@@ -228,28 +228,25 @@ export function descendsFrom(dir: string, older: string, newer: string, maxCommi
   // git's own list of the candidates, read in one go and then checked: what it says only saves
   // calls (a graft may add or hide commits); every parent followed comes from a checked object.
   const known = new Map<string, string[]>();
+  /** Read `ids` (checked) into `known`; false when git cannot give them all. An altered object throws. */
+  const learn = (ids: readonly string[], maxTotal: number): boolean => {
+    try {
+      for (const [id, o] of readObjects(dir, ids, 16 * 1024 * 1024, maxTotal, 'commit')) known.set(id, commitLinks(dir, id, o.content).parents);
+      return true;
+    } catch (err) {
+      if (err instanceof AlteredObjectError || !(err instanceof GitError)) throw err;
+      return false;
+    }
+  };
   const listed = runGit(dir, ['rev-list', `--max-count=${Math.min(maxCommits, PREFETCH_COMMITS)}`, newer], { maxOutput: PREFETCH_COMMITS * 65 + 1024 });
   const candidates = listed.status === 0 ? listed.stdout.toString('utf8').split('\n').filter((l) => /^[0-9a-f]{40,64}$/.test(l)) : [];
-  if (candidates.length > 0) {
-    try {
-      for (const [id, o] of readObjects(dir, candidates, 16 * 1024 * 1024, 1024 * 1024 * 1024, 'commit')) known.set(id, commitLinks(dir, id, o.content).parents);
-    } catch (err) {
-      if (err instanceof GitError && /does not hold what its id says/.test(err.message)) throw err;
-      // fall back to reading level by level
-    }
-  }
+  // When git's list cannot be read whole, the walk reads level by level.
+  if (candidates.length > 0) learn(candidates, 1024 * 1024 * 1024);
   const seen = new Set<string>([newer]);
   let frontier = [newer];
   while (frontier.length > 0) {
     const unknown = frontier.filter((id) => !known.has(id));
-    if (unknown.length > 0) {
-      try {
-        for (const [id, o] of readObjects(dir, unknown, 16 * 1024 * 1024, 256 * 1024 * 1024, 'commit')) known.set(id, commitLinks(dir, id, o.content).parents);
-      } catch (err) {
-        if (err instanceof GitError && /does not hold what its id says/.test(err.message)) throw err;
-        return undefined;
-      }
-    }
+    if (unknown.length > 0 && !learn(unknown, 256 * 1024 * 1024)) return undefined;
     const next: string[] = [];
     for (const id of frontier) {
       for (const p of known.get(id)!) {

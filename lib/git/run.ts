@@ -19,6 +19,9 @@ export class GitError extends VirtOffloadError {
   }
 }
 
+/** An object whose content does not hash to its id: the object store was altered, or is damaged. */
+export class AlteredObjectError extends GitError {}
+
 export interface GitResult {
   readonly status: number;
   readonly stdout: Buffer;

@@ -21,8 +21,7 @@ export function scanRevision(dir: string, rev: string): RevisionFileSet {
   const commit = resolveCommit(dir, rev);
   if (commit === undefined) throw new GitError(dir, ['rev-parse', rev], `'${rev}' names no commit in ${dir}`);
   // Read from checked objects (lib/git/objects.ts): the listing is exactly what the commit names.
-  // Hidden folders are never read (isPolicyPath), and nothing nests deeper than the loader reads.
-  const entries = listTree(dir, commit, wt.prefix, LOADER_LIMITS.maxEntries, { maxDepth: LOADER_LIMITS.maxDepth + 1, skipDirectory: (name) => name.startsWith('.') });
+  const entries = listPolicyTree(dir, commit, wt.prefix);
   // DIR is a folder of a larger repository that did not exist yet at this commit: no policy.
   if (entries === undefined) return { commit, files: [], errors: [] };
   const byPath = new Map(entries.map((e) => [e.path, e]));
@@ -67,6 +66,15 @@ export function scanRevision(dir: string, rev: string): RevisionFileSet {
   }
   files.sort((a, b) => compareStrings(a.path, b.path));
   return { commit, files, errors };
+}
+
+/**
+ * The entries of `commit` below `prefix`, from checked objects, as the loader reads a tree:
+ * hidden folders are not walked (isPolicyPath never reads them), and nothing nests deeper
+ * than the loader reads. Undefined when `prefix` does not exist at that commit.
+ */
+export function listPolicyTree(dir: string, commit: string, prefix: string, options: { sizes?: boolean } = {}): TreeEntry[] | undefined {
+  return listTree(dir, commit, prefix, LOADER_LIMITS.maxEntries, { maxDepth: LOADER_LIMITS.maxDepth + 1, skipDirectory: (name) => name.startsWith('.'), ...options });
 }
 
 /** A symbolic link stored in git: its target, resolved inside the listed tree like the work-tree reader does. */

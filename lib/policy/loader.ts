@@ -5,12 +5,12 @@
 import { lstatSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { FileAccessError, VirtOffloadError } from '../errors.js';
-import { GitError, headCommitOf, listTree, objectId, resolveCommit, verifyCommit, workTreeOf } from '../git/index.js';
+import { GitError, headCommitOf, objectId, resolveCommit, verifyCommit, workTreeOf } from '../git/index.js';
 import { fileError } from '../io/index.js';
 import { PolicyError, PolicySyntaxError, sortErrors } from './errors.js';
-import { scanRevision, throwIfUnreadable } from './loader-revision.js';
+import { listPolicyTree, scanRevision, throwIfUnreadable } from './loader-revision.js';
 import { realDirectory, scanWorkTree } from './loader-worktree.js';
-import { isPolicyPath, LOADER_LIMITS, type PolicyFileSet } from './loader-files.js';
+import { isPolicyPath, type PolicyFileSet } from './loader-files.js';
 import { IncrementalSnapshots, type IncrementalStats } from './incremental.js';
 import { buildSnapshot, type SnapshotResult } from './snapshot.js';
 import type { PolicySnapshot, PolicySource, SnapshotMeta } from './types.js';
@@ -65,7 +65,7 @@ export function uncommittedPolicyChanges(dir: string): boolean | undefined {
     // HEAD's policy files by blob id, from its (checked) trees: the disk texts are hashed as git
     // would store them, so no blob is read. The texts are the files' exact bytes (strict UTF-8,
     // the BOM kept). A linked policy file is compared by reading the commit's files instead.
-    const entries = listTree(dir, head, wt.prefix, LOADER_LIMITS.maxEntries, { maxDepth: LOADER_LIMITS.maxDepth + 1, skipDirectory: (name) => name.startsWith('.'), sizes: false }) ?? [];
+    const entries = listPolicyTree(dir, head, wt.prefix, { sizes: false }) ?? [];
     const policy = entries.filter((e) => isPolicyPath(e.path));
     if (policy.some((e) => e.mode !== '100644' && e.mode !== '100755')) {
       const committed = scanRevision(dir, head);
