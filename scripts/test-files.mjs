@@ -3,7 +3,10 @@
 // as "(0 / N)" with no FAIL and the process exits 0, so a whole test file could stop running (a
 // daemon that no longer starts, say) and CI would stay green. uvu-hook-errors.mjs makes uvu
 // report that error; this passes uvu's output through and also fails when fewer tests passed
-// than exist (naming the files whose tests did not run), or when any test was skipped.
+// than exist (naming the files whose tests did not run), or when any test was skipped. uvu prints
+// a failure's details right below its suite, long before the end of a 200 s run; a CI log that
+// keeps only its tail then says "Passed: 775" and nothing of which test failed. So the failures
+// are printed again, with their files, last.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -28,7 +31,10 @@ child.on('close', (code, signal) => {
   const total = count('Total');
   const passed = count('Passed');
   const skipped = count('Skipped');
-  if (code !== 0) process.exit(code ?? 1);
+  if (code !== 0) {
+    repeatFailures(plain);
+    process.exit(code ?? 1);
+  }
   // uvu does not count a skipped test in Total: every test in Total must have passed.
   if (!(passed >= total) || skipped > 0) {
     // Files (header lines ending in .js) with a suite that ran fewer tests than it has and printed no FAIL.
@@ -43,3 +49,27 @@ child.on('close', (code, signal) => {
     process.exit(1);
   }
 });
+
+/** Prints each FAIL block of uvu's output again, under the name of its test file. */
+function repeatFailures(plain) {
+  const blocks = [];
+  let file = '?';
+  let block = null;
+  for (const line of plain.split('\n')) {
+    const header = /^\S.*\.test\.m?js\s*$/.test(line);
+    if (header || /^\s*Total:/.test(line) || /\(\d+ \/ \d+\)\s*$/.test(line)) {
+      if (block) blocks.push(block);
+      block = null;
+      if (header) file = line.trim();
+      continue;
+    }
+    if (/^\s*FAIL\s/.test(line)) {
+      if (block) blocks.push(block);
+      block = [`${file}:`, line];
+    } else if (block && block.length < 60) block.push(line);
+  }
+  if (block) blocks.push(block);
+  if (blocks.length === 0) return;
+  process.stdout.write(`\ntest-files: ${blocks.length} failure(s), repeated here:\n`);
+  for (const b of blocks) process.stdout.write(`${b.join('\n').trimEnd()}\n\n`);
+}
