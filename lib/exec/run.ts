@@ -423,16 +423,24 @@ class Supervisor {
   wait(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     const waiting = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
       let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+      let straggler: NodeJS.Timeout | undefined;
       child.on('error', reject);
       child.on('exit', (code, signal) => {
         exit = { code, signal };
         // Every process of the run is dead once the sandbox's pid 1 is; a pipe still open after
         // that belongs to nobody we wait for.
-        setTimeout(() => {
+        straggler = setTimeout(() => {
           for (const s of child.stdio) s?.destroy();
         }, 2000).unref();
       });
-      child.on('close', (code, signal) => resolve(exit ?? { code, signal }));
+      child.on('close', (code, signal) => {
+        // Cleared, not left to fire: through the child's stdio listeners it holds this run's
+        // Supervisor, and with it the measured image of the binary, for 2 s after every run (a
+        // daemon taking 8 MiB uploads back to back held ~30 of them: 390 MB instead of ~70,
+        // and every bwrap forked from it started later).
+        clearTimeout(straggler);
+        resolve(exit ?? { code, signal });
+      });
     });
     waiting.catch(() => {});
     return waiting;

@@ -3,6 +3,8 @@
 // and the size ceiling applies as it does to a file.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { closeInheritedFds, ExecError, run, verifyBytes } from '../../lib/exec/index.js';
@@ -49,6 +51,23 @@ test('the hashed bytes are kept in one buffer that fits them, however many piece
   // And an ELF whose debug data is dropped does not keep the input-sized buffer alive.
   const elf = await verifyBytes(readFileSync(source), '/nowhere/probe');
   assert.ok(elf.chunks[0]!.buffer.byteLength - elf.size <= Math.max(64 * 1024, elf.size / 8), `${elf.chunks[0]!.buffer.byteLength} bytes held for ${elf.size}`);
+});
+
+test('once run() has resolved, nothing of the run holds the measured image (the daemon would keep every upload)', async () => {
+  // A collection on demand, as Jest's leak detector reaches it; only this context gets `gc`.
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  setFlagsFromString('--no-expose-gc');
+  const image = await (async () => {
+    const v = await verifyBytes(readFileSync(source), '/nowhere/probe');
+    const r = await run({ binary: { verified: v }, argv: ['echo', '0', 'x'], limits: limits(), sandbox: 'bwrap' });
+    assert.is(r.exitCode, 0, r.stderr.toString());
+    return new WeakRef(v.chunks[0]!.buffer);
+  })();
+  // A few turns for the streams' own close callbacks, far less than any fallback timer.
+  for (let i = 0; i < 5; i++) await new Promise((done) => setImmediate(done));
+  gc();
+  assert.is(image.deref(), undefined, 'the image is still reachable after the run ended');
 });
 
 test('the size ceiling applies to measured bytes too; nothing starts', async () => {
