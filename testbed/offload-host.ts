@@ -84,7 +84,10 @@ export function measureOnHost(file: string): string {
 /** The JSON lines of an audit log (none when it does not exist yet). */
 export function readAudit(path: string): Array<Record<string, unknown>> {
   if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8')
+  const text = readFileSync(path, 'utf8');
+  // Another process appends to it: a record still being written (no newline yet) is left out.
+  return text
+    .slice(0, text.lastIndexOf('\n') + 1)
     .split('\n')
     .filter((l) => l !== '')
     .map((l) => JSON.parse(l) as Record<string, unknown>);

@@ -82,7 +82,8 @@ async function rig(machine: 'pc' | 'q35', pcieRootPorts = 0): Promise<Rig> {
   const rigged: Rig = {
     guest,
     qmp,
-    route: new QmpHotplugRoute(qmp),
+    // 30 s for the guest to agree to each unplug: 22 hot-plug cycles under TCG on a busy host.
+    route: new QmpHotplugRoute(qmp, { unplugTimeoutMs: 30_000 }),
     daemon,
     restartDaemon: async () => {
       await rigged.daemon.close();
@@ -149,7 +150,7 @@ test('pc: attach → the guest binds the port by name and data flows both ways; 
     for (let i = 0; i < cycles; i++) {
       const a: AttachResult = await route.attach(spec);
       assert.is(a.steps.length, 3, `cycle ${i}: attach added all three`);
-      const seen = await guest.exec(`vo-port ${PORT}`, 10_000);
+      const seen = await guest.exec(`vo-port ${PORT} 200`, 30_000);
       assert.is(seen.code, 0, `cycle ${i}: the guest sees the port:\n${seen.output}`);
       const d = await route.detach({ vm: 'tiny-pc' });
       assert.is(d.steps.length, 3, `cycle ${i}: detach removed all three`);

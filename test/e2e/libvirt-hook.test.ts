@@ -98,7 +98,8 @@ test('a domain with our metadata: started with virsh, the port appears in the gu
   await domain.start();
   const bootMs = Date.now() - started;
   let info: VmInfo | undefined;
-  const deadline = Date.now() + 30_000;
+  // 60 s: the attach retries (250 ms … 4 s apart) behind libvirt calls of up to 10 s each.
+  const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     info = (await vms()).find((v) => v.name === domain.name);
     if (info?.device?.state === 'attached' || info?.device?.state === 'failed') break;
@@ -143,11 +144,12 @@ test('a daemon restart while the domain runs: serve --libvirt adopts it, re-atta
   let info: VmInfo | undefined;
   await waitUntil(
     'the running domain adopted',
-    () => {
-      void vms().then((list) => (info = list.find((v) => v.name === domain.name)), () => {});
-      return info?.device?.state === 'attached' && info.connected;
+    async () => {
+      info = (await vms().catch(() => [] as VmInfo[])).find((v) => v.name === domain.name);
+      return info?.device?.state === 'attached' && info.connected === true;
     },
-    20_000,
+    // A detach (up to 10 s for libvirt) and the attach retries, on a cold machine.
+    60_000,
   ).catch((err: Error) => {
     throw new Error(`${err.message}: ${JSON.stringify(info)}; daemon: ${serveLog.join('').slice(-3000)}`);
   });

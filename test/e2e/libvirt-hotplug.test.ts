@@ -39,7 +39,8 @@ async function guestPortNames(): Promise<string[]> {
 
 test.before(async () => {
   stack = await startLibvirt();
-  conn = await LibvirtConnection.connect({ busAddress: stack.busAddress });
+  // 30 s per call, not the default 10: a fresh CI machine runs a cold libvirtd under TCG guests.
+  conn = await LibvirtConnection.connect({ busAddress: stack.busAddress, timeoutMs: 30_000 });
   domain = await stack.defineTinyDomain(`vo-lvhp-${process.pid}`, { withSerialController: false });
 });
 
@@ -50,7 +51,7 @@ test.after(async () => {
 
 test('a running domain without a virtio-serial controller: attach says so and names `virt-offload enable DOMAIN`', async () => {
   await domain.start();
-  const route = new LibvirtRoute({ domain: domain.name, connection: conn });
+  const route = new LibvirtRoute({ domain: domain.name, connection: conn, timeoutMs: 30_000 });
   const err = await route.attach({ vm: domain.name, socketPath: join(domain.dir, 'daemon.sock') }).then(
     () => undefined,
     (e: unknown) => e,
@@ -92,7 +93,7 @@ test('enableOffload on the inactive domain adds the controller and <vo:offload>;
   assert.not.ok((await guestPortNames()).includes(PORT), 'no port before attach');
   const daemon = await startPingPongDaemon(join(domain.dir, 'daemon.sock'));
   try {
-    const route = new LibvirtRoute({ domain: domain.name, connection: conn });
+    const route = new LibvirtRoute({ domain: domain.name, connection: conn, timeoutMs: 30_000 });
     const spec = { vm: domain.name, socketPath: join(domain.dir, 'daemon.sock') };
     let t = Date.now();
     const first = await route.attach(spec);

@@ -79,10 +79,9 @@ test('a run cgroup on this host: limits written, a process joins, is killed, the
 
 test('stale run cgroups of a dead daemon are removed, those of a live one are kept', async () => {
   const layout = hostCgroups()!;
-  // A pid that is certainly gone: a child that has exited and been reaped.
-  const dead = spawn('true');
-  await new Promise((r) => dead.on('exit', r));
-  const staleName = `run-${dead.pid}-1-0badc0de`;
+  // A pid that cannot be live: above the kernel's pid_max (a reaped child's pid could be reused).
+  const deadPid = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8').trim()) + 1;
+  const staleName = `run-${deadPid}-1-0badc0de`;
   const stale = [...new Set([layout.memoryParent, layout.pidsParent, layout.cpuParent])].map((p) => join(p, staleName));
   for (const dir of stale) mkdirSync(dir, { recursive: true });
   const live = RunCgroup.create(layout, { memoryBytes: 64 << 20, pids: 4, cpuPercent: 100 });

@@ -57,8 +57,8 @@ test('a process with a read pending on the port exits when it wants to', async (
       resolve(code);
     });
   });
-  assert.is(status, 3, 'exited by itself with its own status (a SIGKILL after 10 s gives null)');
-  assert.ok(Date.now() - started < 5000);
+  // The status alone tells the two cases apart: no bound on node's start-up time here.
+  assert.is(status, 3, `exited by itself with its own status after ${Date.now() - started} ms (a SIGKILL after 10 s gives null)`);
 });
 
 test.run();
