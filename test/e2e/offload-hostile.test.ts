@@ -88,7 +88,11 @@ function hostFrames(output: string): Message[] {
 }
 
 const READER_START = 'port=$(vo-port virt-offload.0) && exec 3<>"$port" && { cat <&3 > /tmp/replies & echo $! > /tmp/reader.pid; }';
-const READER_DUMP = 'usleep 300000; kill $(cat /tmp/reader.pid); echo B64-BEGIN; base64 /tmp/replies; echo B64-END';
+// The replies follow their audit records through QEMU into the guest: the reader is stopped once
+// its file has not grown for 500 ms (up to 20 s), not after a fixed delay a busy host outlasts.
+const READER_DUMP =
+  's=-1; n=0; while [ $n -lt 40 ]; do c=$(wc -c < /tmp/replies); [ "$c" = "$s" ] && break; s=$c; usleep 500000; n=$((n + 1)); done; ' +
+  'kill $(cat /tmp/reader.pid); echo B64-BEGIN; base64 /tmp/replies; echo B64-END';
 
 test.before(async () => {
   const tools = join(dir, 'tools');

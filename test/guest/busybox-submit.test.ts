@@ -44,8 +44,11 @@ function exited(child: ChildProcess): Promise<number | null> {
   });
 }
 
-/** Run the script with `args` against a fake host; with `lateMs`, the host end connects only after that long. */
-async function runScript(args: readonly string[], hostOptions: FakeHostOptions, options: { lateMs?: number; files?: Record<string, Uint8Array> } = {}): Promise<Run> {
+/**
+ * Run the script with `args` against a fake host; with `late`, the host end connects only once
+ * the script's first HELLO (marker and frame) went nowhere and the script waits to retry.
+ */
+async function runScript(args: readonly string[], hostOptions: FakeHostOptions, options: { late?: boolean; files?: Record<string, Uint8Array> } = {}): Promise<Run> {
   const { dir, bin, busybox, cleanup } = sandbox();
   const host = await startFakeHost(hostOptions);
   try {
@@ -68,7 +71,7 @@ async function runScript(args: readonly string[], hostOptions: FakeHostOptions, 
         s.on('close', () => toScript.end());
         s.on('error', () => undefined);
       });
-    if (options.lateMs === undefined) await bridge();
+    if (options.late !== true) await bridge();
     const child = spawn(busybox, ['sh', SCRIPT, ...args], { cwd: dir, env: { PATH: bin, VO_IN: inPath, VO_OUT: outPath }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
@@ -80,10 +83,19 @@ async function runScript(args: readonly string[], hostOptions: FakeHostOptions, 
       else lost += d.length;
     });
     fromScript.on('end', () => socket?.end());
-    if (options.lateMs !== undefined) {
+    if (options.late === true) {
       // Let the script open its end, then leave it without a writer: it reads end-of-file.
       await new Promise<void>((resolve, reject) => open(inPath, 'w', (err, fd) => (err === null ? close(fd, () => resolve()) : reject(err))));
-      await new Promise((resolve) => setTimeout(resolve, options.lateMs));
+      // Not a fixed delay, which a slow host could outlast before the script even wrote: the
+      // marker (65 560 bytes) and more lost, then no byte for 250 ms (the script sleeps 1 s
+      // between tries), so the bridge never starts inside a frame.
+      const deadline = Date.now() + 30_000;
+      for (let seen = -1, still = 0; still < 5; ) {
+        if (Date.now() > deadline) throw new Error(`the script's first HELLO did not come (${lost} bytes written)`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        still = lost > 65_560 && lost === seen ? still + 1 : 0;
+        seen = lost;
+      }
       await bridge();
     }
     const status = await exited(child);
@@ -161,7 +173,7 @@ test('stale bytes that begin like a frame do not hide the host HELLO behind them
 });
 
 test('a host that connects late: the script reads end-of-file, waits, and sends marker + a new HELLO', async () => {
-  const run = await runScript(['--measurement', M1], { onRun: (ctx) => ctx.exit(0) }, { lateMs: 1500 });
+  const run = await runScript(['--measurement', M1], { onRun: (ctx) => ctx.exit(0) }, { late: true });
   assert.is(run.status, 0, run.stderr);
   assert.ok(run.lost > 65_560, `the first HELLO was sent while nobody listened (${run.lost} bytes lost)`);
   assert.equal(run.host.received.map((m) => m.type), ['HELLO', 'REQUEST']);
