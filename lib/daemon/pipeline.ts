@@ -194,6 +194,9 @@ async function pipeline(ctx: PipelineContext, vm: VmIdentity, work: Work, sink: 
       });
       if (result === undefined) return;
       path = result.path;
+      // Installed: the frames' payloads are not needed again. Dropped here, since this paused
+      // function would otherwise keep them (a whole upload, up to --max-upload) through the run.
+      uploaded = undefined;
       if (result.action === 'installed' || result.action === 'repaired') {
         ctx.installed?.({ measurement, name: entry.name, version: entry.version, vm: vm.name, repaired: result.action === 'repaired', commit: policy.commit });
       }

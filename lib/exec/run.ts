@@ -730,6 +730,9 @@ async function runUnsandboxed(
     throw new ExecError('sandbox-failed', `cannot start ${file}: ${(err as Error).message}`, { path: bin.path, measurement: bin.measurement, cause: err });
   } finally {
     killTree();
+    // Also when the spawn failed: the wall timer would hold the run's options, the measured
+    // image among them, until the wall limit.
+    sup.finish();
   }
   return result(sup, cgroup, exit, false, sandboxName, bin);
 }

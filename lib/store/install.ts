@@ -49,8 +49,13 @@ export async function install(store: Store, spec: InstallSpec, source: ByteReade
   let repaired = false;
   if (present !== undefined) {
     const good = present.digest === spec.measurement && present.problem === undefined;
-    const format = good ? formatOf(present.fd) : undefined;
-    closeQuietly(present.fd);
+    let format: ReturnType<typeof formatOf> | undefined;
+    try {
+      format = good ? formatOf(present.fd) : undefined;
+    } finally {
+      // Also when the read fails (EIO): the daemon is long-lived.
+      closeQuietly(present.fd);
+    }
     if (good) {
       const old = readManifestOrUndefined(store, m);
       if (old !== undefined && old.name === spec.name && old.version === spec.version && old.size === present.size) {

@@ -1,7 +1,7 @@
 // run() with bytes the caller measured in its own memory (verifyBytes(): the daemon's upload
 // path): what runs is the canonical image that was hashed, not the file named as its path,
 // and the size ceiling applies as it does to a file.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -68,6 +68,25 @@ test('once run() has resolved, nothing of the run holds the measured image (the 
   for (let i = 0; i < 5; i++) await new Promise((done) => setImmediate(done));
   gc();
   assert.is(image.deref(), undefined, 'the image is still reachable after the run ended');
+});
+
+test('a run that could not start holds nothing either (no sandbox, the spawn refused)', async () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  setFlagsFromString('--no-expose-gc');
+  // An interpreter uid 65534 may not execute (mode 0010): the spawn fails with EACCES.
+  const interp = join(scratch.dir, 'sh-0010');
+  copyFileSync('/bin/sh', interp);
+  chmodSync(interp, 0o010);
+  const image = await (async () => {
+    const v = await verifyBytes(new TextEncoder().encode('#!/bin/sh\necho hi\n'), '/nowhere/script');
+    const err = await run({ binary: { verified: v }, limits: limits({ wallMs: 20_000 }), interpreter: { kind: 'path', path: interp }, sandbox: { unsandboxed: 'test' } }).catch((e: unknown) => e);
+    assert.instance(err, ExecError);
+    return new WeakRef(v.chunks[0]!.buffer);
+  })();
+  for (let i = 0; i < 5; i++) await new Promise((done) => setImmediate(done));
+  gc();
+  assert.is(image.deref(), undefined, 'the image is still reachable (the 20 s wall timer)');
 });
 
 test('the size ceiling applies to measured bytes too; nothing starts', async () => {
