@@ -43,7 +43,7 @@ const MAGIC_PREFIXES = [[0x56], [0x56, 0x4f], [0x56, 0x4f, 0x46]] as const;
 export class FrameDecoder {
   readonly from: Sender;
   readonly maxFrame: number;
-  /** A cut header or magic prefix put aside (only abandonPartial() fills it with a whole partial frame). */
+  /** A cut header or magic prefix put aside (fewer than HEADER_BYTES bytes, plus what feed() adds to look again). */
   readonly #buf: Uint8Array;
   #len = 0;
   /** Stream offset of #buf[0] (of the pending frame's first byte while there is one). */
@@ -61,9 +61,11 @@ export class FrameDecoder {
     }
     this.from = options.from;
     this.maxFrame = maxFrame;
-    // Room for a whole frame, and for a cut header plus the 2 × HEADER_BYTES added to it at
-    // once (feed()), which is more than a whole frame when maxFrame is below 48.
-    this.#buf = new Uint8Array(HEADER_BYTES + Math.max(maxFrame, 2 * HEADER_BYTES));
+    // Room for a cut header plus the 2 × HEADER_BYTES added to it at once (feed()). A whole
+    // frame is put back together only when a frame timeout fires (abandonPartial), in a buffer
+    // of its own: a connection does not keep HEADER_BYTES + maxFrame (64 KiB by default) for
+    // its whole life, idle or not.
+    this.#buf = new Uint8Array(3 * HEADER_BYTES);
   }
 
   /** Bytes held right now (an unfinished frame or a possible magic prefix); never above HEADER_BYTES + maxFrame. */
@@ -121,18 +123,20 @@ export class FrameDecoder {
    */
   abandonPartial(): DecoderEvent[] {
     const pending = this.#pending;
+    let src = this.#buf;
+    let held = this.#len;
     if (pending !== undefined) {
-      // Back into the buffer whole (at most HEADER_BYTES + maxFrame: it fits), to be rescanned.
+      // Put back together whole (at most HEADER_BYTES + maxFrame), to be rescanned.
       this.#pending = undefined;
-      this.#buf.set(pending.headerBytes, 0);
-      this.#buf.set(pending.payload.subarray(0, pending.filled), HEADER_BYTES);
-      this.#len = HEADER_BYTES + pending.filled;
+      src = new Uint8Array(HEADER_BYTES + pending.filled);
+      src.set(pending.headerBytes, 0);
+      src.set(pending.payload.subarray(0, pending.filled), HEADER_BYTES);
+      held = src.length;
     }
-    if (this.#len > 0) {
-      const held = this.#len;
+    if (held > 0) {
       this.#len = 0;
       this.#skip(this.#base, 1);
-      this.#keep(this.#buf, this.#process(this.#buf, 1, held, this.#base), held);
+      this.#keep(src, this.#process(src, 1, held, this.#base), held);
     }
     return this.#drain();
   }

@@ -241,4 +241,24 @@ test('resync without the marker: abandonPartial() (the frame timeout) drops the 
   assert.is(decoder.buffered, 0);
 });
 
+test('abandonPartial() of a whole frame but its last byte, with a full-size frame behind it, in any split', () => {
+  // The partial frame is put back together in its own buffer: a maxFrame payload fits, and what
+  // follows in it (a cut header) is kept for the next feed.
+  const data = encodeChunks('DATA', 1, new Uint8Array(65536).fill(7), 65536)[0]!;
+  const hello = encodeHello({ role: 'guest', versions: [1], nonce: 'after-a-big-one' });
+  const held = concat([data.subarray(0, data.length - 1 - hello.length - 5), hello, hello.subarray(0, 5)]);
+  const decoder = new FrameDecoder({ from: 'guest' });
+  assert.equal(decoder.feed(held), []);
+  const events = [...decoder.abandonPartial(), ...decoder.feed(hello.subarray(5))];
+  assert.equal(messagesOf(events).map((m) => m.type), ['HELLO', 'HELLO']);
+  assert.is(decoder.buffered, 0);
+});
+
+test('an idle decoder holds a few dozen bytes, not a frame (a connection keeps one for its life)', () => {
+  const before = process.memoryUsage().arrayBuffers;
+  const decoders = Array.from({ length: 1000 }, () => new FrameDecoder({ from: 'guest' }));
+  const perDecoder = (process.memoryUsage().arrayBuffers - before) / decoders.length;
+  assert.ok(perDecoder < 1024, `${Math.round(perDecoder)} bytes of buffers per decoder`);
+});
+
 test.run();
