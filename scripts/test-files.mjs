@@ -57,7 +57,8 @@ function repeatFailures(plain) {
   let block = null;
   for (const line of plain.split('\n')) {
     const header = /^\S.*\.test\.m?js\s*$/.test(line);
-    if (header || /^\s*Total:/.test(line) || /\(\d+ \/ \d+\)\s*$/.test(line)) {
+    // A block ends at the next file, suite (its name line, or its first progress mark), or the totals.
+    if (header || /^\s*Total:/.test(line) || /\(\d+ \/ \d+\)\s*$/.test(line) || /^ \S/.test(line) || /^[•✘]/.test(line)) {
       if (block) blocks.push(block);
       block = null;
       if (header) file = line.trim();
@@ -69,7 +70,10 @@ function repeatFailures(plain) {
     } else if (block && block.length < 60) block.push(line);
   }
   if (block) blocks.push(block);
-  if (blocks.length === 0) return;
+  if (blocks.length === 0) {
+    process.stdout.write('\ntest-files: uvu failed without a FAIL block (a test file that could not be loaded, or uvu stopped early): see its error output above\n');
+    return;
+  }
   process.stdout.write(`\ntest-files: ${blocks.length} failure(s), repeated here:\n`);
   for (const b of blocks) process.stdout.write(`${b.join('\n').trimEnd()}\n\n`);
 }

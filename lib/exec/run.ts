@@ -713,25 +713,27 @@ async function runUnsandboxed(
   const sup = new Supervisor(options, killTree);
   sup.attach(child);
   const done = sup.wait(child);
-  if (child.pid !== undefined) {
-    lowerPriority(child.pid);
-    try {
-      cgroup.add(child.pid);
-    } catch {
-      // exited already
-    }
-    options.onStart?.({ pid: child.pid, sandboxInitPid: undefined, cgroupDirs: cgroup.dirs });
-  }
-  feedStdin(child, options.stdin);
   let exit;
   try {
-    exit = await done;
-  } catch (err) {
-    throw new ExecError('sandbox-failed', `cannot start ${file}: ${(err as Error).message}`, { path: bin.path, measurement: bin.measurement, cause: err });
+    if (child.pid !== undefined) {
+      lowerPriority(child.pid);
+      try {
+        cgroup.add(child.pid);
+      } catch {
+        // exited already
+      }
+      options.onStart?.({ pid: child.pid, sandboxInitPid: undefined, cgroupDirs: cgroup.dirs });
+    }
+    feedStdin(child, options.stdin);
+    try {
+      exit = await done;
+    } catch (err) {
+      throw new ExecError('sandbox-failed', `cannot start ${file}: ${(err as Error).message}`, { path: bin.path, measurement: bin.measurement, cause: err });
+    }
   } finally {
     killTree();
-    // Also when the spawn failed: the wall timer would hold the run's options, the measured
-    // image among them, until the wall limit.
+    // Also when the spawn failed or onStart threw: the wall timer would hold the run's
+    // options, the measured image among them, until the wall limit.
     sup.finish();
   }
   return result(sup, cgroup, exit, false, sandboxName, bin);

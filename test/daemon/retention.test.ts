@@ -11,7 +11,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startDaemon, type Daemon } from '../../lib/daemon/index.js';
 import { measureFile } from '../../lib/io/index.js';
-import { FrameDecoder, type DecoderEvent } from '../../lib/protocol/index.js';
+import { encodeCancel, FrameDecoder, type DecoderEvent } from '../../lib/protocol/index.js';
 import { requireTool, run, scratchDir } from '../../testbed/tools.js';
 import { commitPolicy, Guest } from './helpers.js';
 
@@ -34,16 +34,17 @@ const collect = async (): Promise<void> => {
 };
 
 test.before(async () => {
-  // 2 MiB of initialised data, so the upload has ~32 DATA frames; it sleeps 3 s, then exits 0.
+  // 2 MiB of initialised data, so the upload has ~32 DATA frames; it says it runs, then sleeps
+  // 20 s (the test cancels it once it has looked).
   const src = join(scratch.dir, 'napper.c');
-  writeFileSync(src, '#include <time.h>\nchar big[2 << 20] = {1};\nint main(int c, char **v) { (void)v; struct timespec t = {3, 0}; nanosleep(&t, 0); return big[c] - 1; }\n');
+  writeFileSync(src, '#include <time.h>\n#include <unistd.h>\nchar big[2 << 20] = {1};\nint main(int c, char **v) { (void)v; write(1, "running\\n", 8); struct timespec t = {20, 0}; nanosleep(&t, 0); return big[c] - 1; }\n');
   program = join(scratch.dir, 'napper');
   run(gcc, ['-O1', '-o', program, src]);
   measurement = (await measureFile(program)).measurement;
   const repo = join(scratch.dir, 'policy');
   mkdirSync(repo);
   execFileSync('git', ['init', '-q', repo]);
-  commitPolicy(repo, { 'napper.policy': `binary napper\nlimits wall=20s\nvms all\nversion 1 approved ${measurement}\n` }, 'approve the napper');
+  commitPolicy(repo, { 'napper.policy': `binary napper\nlimits wall=60s\nvms all\nversion 1 approved ${measurement}\n` }, 'approve the napper');
   daemon = await startDaemon({ runDir: join(scratch.dir, 'run'), policyRepo: repo, storeDir: join(scratch.dir, 'store'), auditLog: join(scratch.dir, 'audit.jsonl'), sandbox: 'bwrap' });
 });
 test.after(async () => {
@@ -64,15 +65,16 @@ test('while an uploaded program runs, its frame payloads are garbage (only the m
     const g = await Guest.connect(await daemon!.addVm({ name: 'vm-r', uuid: '5e1c2a9e-3b7d-4e58-9a0c-1d2e3f405162' }));
     await g.hello();
     const id = g.send({ bytes: new Uint8Array(readFileSync(program)) });
-    // Running: the audit record comes at its end, the program sleeps 3 s.
-    await new Promise((done) => setTimeout(done, 1500));
+    // Installed and running: it said so.
+    await g.waitFor((m) => m.requestId === id && m.type === 'STDOUT');
     await collect();
     assert.ok(payloads.length >= 16, `${payloads.length} DATA frames seen`);
     const alive = payloads.filter((p) => p.deref() !== undefined).length;
     assert.is(g.messages.some((m) => m.requestId === id && m.type === 'EXIT'), false, 'still running when checked');
     assert.is(alive, 0, `${alive} of ${payloads.length} DATA payloads still reachable during the run`);
+    g.write(encodeCancel(id));
     const r = await g.reply(id);
-    assert.is(r.final.type, 'EXIT', JSON.stringify(r.final));
+    assert.ok(r.final.type === 'ERROR' && r.final.body.code === 'cancelled', JSON.stringify(r.final));
     g.close();
   } finally {
     FrameDecoder.prototype.feed = feed;

@@ -81,7 +81,10 @@ test('a run that could not start holds nothing either (no sandbox, the spawn ref
   const image = await (async () => {
     const v = await verifyBytes(new TextEncoder().encode('#!/bin/sh\necho hi\n'), '/nowhere/script');
     const err = await run({ binary: { verified: v }, limits: limits({ wallMs: 20_000 }), interpreter: { kind: 'path', path: interp }, sandbox: { unsandboxed: 'test' } }).catch((e: unknown) => e);
+    // Refused at the spawn itself, after the run's timers were armed (not before it began).
     assert.instance(err, ExecError);
+    assert.is((err as ExecError).kind, 'sandbox-failed', (err as Error).message);
+    assert.match((err as Error).message, /EACCES/);
     return new WeakRef(v.chunks[0]!.buffer);
   })();
   for (let i = 0; i < 5; i++) await new Promise((done) => setImmediate(done));

@@ -241,7 +241,7 @@ test('resync without the marker: abandonPartial() (the frame timeout) drops the 
   assert.is(decoder.buffered, 0);
 });
 
-test('abandonPartial() of a whole frame but its last byte, with a full-size frame behind it, in any split', () => {
+test('abandonPartial() of a maxFrame-sized frame missing its last byte: the frames inside it are found, a cut header kept', () => {
   // The partial frame is put back together in its own buffer: a maxFrame payload fits, and what
   // follows in it (a cut header) is kept for the next feed.
   const data = encodeChunks('DATA', 1, new Uint8Array(65536).fill(7), 65536)[0]!;
