@@ -261,7 +261,7 @@ Exit codes: 0 stopped by a signal, 1 could not start (the message says why), 2 u
 const RUN_DIR = '/run/virt-offload';
 program
   .command('status')
-  .summary("show the running daemon's state: the policy in force, each VM's socket and device")
+  .summary("show the running daemon's state: the policy in force, each VM's socket and device, its memory")
   .option('--run-dir <dir>', "the daemon's --run-dir (its control socket is <run-dir>/control.sock)", RUN_DIR)
   .option('--json', "print the daemon's reply as JSON")
   .addHelpText('after', '\nExit codes: 0 shown, 1 no daemon answered (or it refused), 2 usage.')

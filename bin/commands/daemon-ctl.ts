@@ -157,6 +157,11 @@ interface VmLine {
 }
 
 /** The status reply as an admin reads it: the policy in force first, then one block per VM. */
+/** Bytes as MiB with one decimal ("?" for what is not a number). */
+function mib(bytes: unknown): string {
+  return typeof bytes === 'number' ? `${(bytes / (1024 * 1024)).toFixed(1)} MiB` : '?';
+}
+
 function describeStatus(reply: Record<string, unknown>): string {
   const policy = (reply.policy ?? {}) as { loaded?: unknown; commit?: unknown; uncommitted?: unknown; loadedAt?: unknown; lastError?: unknown };
   const lines: string[] = [];
@@ -175,6 +180,14 @@ function describeStatus(reply: Record<string, unknown>): string {
       const extra = d.state === 'attached' && typeof d.attachMs === 'number' ? ` in ${d.attachMs} ms` : typeof d.error === 'string' ? `: ${d.error}` : '';
       lines.push(`    device ${String(d.portName)}: ${String(d.state)}${typeof d.route === 'string' ? ` (${d.route})` : ''}${extra}`);
     }
+  }
+  const memory = reply.memory as { residentBytes?: unknown; uploadsHeldBytes?: unknown; uploadBudgetBytes?: unknown; imageCache?: { binaries?: unknown; bytes?: unknown; maxBytes?: unknown; hits?: unknown; misses?: unknown } } | undefined;
+  if (memory !== undefined && memory !== null) {
+    const c = memory.imageCache ?? {};
+    lines.push(
+      `memory: ${mib(memory.residentBytes)} resident; uploads held ${mib(memory.uploadsHeldBytes)} of ${mib(memory.uploadBudgetBytes)}; ` +
+        `measured images cached: ${String(c.binaries)} (${mib(c.bytes)} of ${mib(c.maxBytes)}; ${String(c.hits)} hits, ${String(c.misses)} misses)`,
+    );
   }
   return `${lines.join('\n')}\n`;
 }

@@ -105,6 +105,17 @@ export interface DaemonStatus {
   readonly policy: { readonly loaded: boolean; readonly commit: string | undefined; readonly uncommitted?: true; readonly loadedAt: string | undefined; readonly lastError: string | undefined };
   readonly vms: readonly VmStatus[];
   readonly limits: ProtocolLimits;
+  /**
+   * What the daemon holds: its resident memory (each bwrap is forked from it, so every run
+   * pays for its page tables), the upload bytes held against the budget shared by all VMs,
+   * and the cache of measured images.
+   */
+  readonly memory: {
+    readonly residentBytes: number;
+    readonly uploadsHeldBytes: number;
+    readonly uploadBudgetBytes: number;
+    readonly imageCache: { readonly binaries: number; readonly bytes: number; readonly maxBytes: number; readonly hits: number; readonly misses: number };
+  };
 }
 
 export interface Daemon {
@@ -392,6 +403,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     policy: { loaded: snapshot !== undefined, commit: snapshot?.commit, ...(snapshot !== undefined && uncommitted.has(snapshot) ? { uncommitted: true } : {}), loadedAt: snapshot?.loadedAt, lastError },
     vms: [...vms.values()].map((e) => ({ name: e.vm.name, uuid: e.vm.uuid, socket: e.path, connected: e.conn !== undefined, connection: e.conn?.stats, device: e.device?.status() })),
     limits,
+    memory: {
+      residentBytes: process.memoryUsage.rss(),
+      uploadsHeldBytes: ctx.uploads?.reserved ?? 0,
+      uploadBudgetBytes: ctx.uploads?.maxBytes ?? 0,
+      imageCache: { binaries: verified.size, bytes: verified.bytes, maxBytes: verified.maxBytes, hits: verified.hits, misses: verified.misses },
+    },
   });
 
   const daemon: Daemon = {

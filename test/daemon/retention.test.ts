@@ -75,6 +75,11 @@ test('while an uploaded program runs, its frame payloads are garbage (only the m
     g.write(encodeCancel(id));
     const r = await g.reply(id);
     assert.ok(r.final.type === 'ERROR' && r.final.body.code === 'cancelled', JSON.stringify(r.final));
+    // What status reports of it: the image is cached (it may run again), no upload bytes are held.
+    const memory = daemon!.status().memory;
+    assert.is(memory.uploadsHeldBytes, 0);
+    assert.is(memory.imageCache.binaries, 1);
+    assert.ok(memory.imageCache.bytes >= 2 << 20, `${memory.imageCache.bytes} bytes cached`);
     g.close();
   } finally {
     FrameDecoder.prototype.feed = feed;
