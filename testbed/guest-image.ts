@@ -174,7 +174,8 @@ function debFile(pkg: string, version: string): string {
   const cached = find();
   if (cached) return cached;
   try {
-    run(requireTool('apt-get', 'apt'), ['download', `${pkg}=${version}`], { cwd: debsDir });
+    // Retried by apt itself: a mirror's transient failure should not fail a whole e2e run.
+    run(requireTool('apt-get', 'apt'), ['-o', 'Acquire::Retries=3', 'download', `${pkg}=${version}`], { cwd: debsDir });
   } catch (err) {
     throw new Error(
       `could not download ${pkg}=${version} for the test guest: ${(err as Error).message.trim()}\n` +

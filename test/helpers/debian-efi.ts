@@ -30,7 +30,7 @@ function fetchAndExtract(): void {
   const missing = DEBIAN_EFI_PACKAGES.filter((p) => !readdirSync(debsDir).some((f) => f.startsWith(`${p}_`)));
   if (missing.length > 0) {
     try {
-      run(aptGet, ['download', ...missing], { cwd: debsDir });
+      run(aptGet, ['-o', 'Acquire::Retries=3', 'download', ...missing], { cwd: debsDir });
     } catch (err) {
       throw new Error(
         `could not download Debian's signed EFI packages (${missing.join(', ')}): ${(err as Error).message.trim()}\n` +
