@@ -34,6 +34,20 @@ export function alignedScratch(bytes = SCRATCH_BYTES): Uint8Array {
   return new Uint8Array(new WasmMemory({ initial: pages, maximum: pages }).buffer, 0, bytes);
 }
 
+let shared: Uint8Array | undefined;
+
+/**
+ * The module's one scratch buffer, for callers that bring none. Each WebAssembly.Memory
+ * reserves ~10 GiB of address space (guard regions) until a collection finds it dead: one per
+ * measure() took a daemon's VmSize to hundreds of GB and added a mapping per call, which each
+ * fork(2) of bwrap copies. Sharing it is safe: it is only used synchronously (no await between
+ * a read into it and the onChunk calls that see it), and a chunk was never valid after its
+ * onChunk call anyway, since the next read overwrites the scratch.
+ */
+export function sharedScratch(): Uint8Array {
+  return (shared ??= alignedScratch());
+}
+
 // TypeScript's ES lib has no WebAssembly namespace (it lives in the DOM lib); Node has it.
 const WasmMemory = (globalThis as unknown as {
   WebAssembly: { Memory: new (descriptor: { initial: number; maximum: number }) => { buffer: ArrayBuffer } };
@@ -42,9 +56,9 @@ const WasmMemory = (globalThis as unknown as {
 export interface MeasureOptions {
   algo?: Algorithm;
   profile?: Profile;
-  /** Reused read buffer; one is allocated when absent. */
+  /** Reused read buffer; the module's shared one when absent. */
   scratch?: Uint8Array;
-  /** Receives every canonical chunk after it is hashed (e.g. to write the canonical file). */
+  /** Receives every canonical chunk after it is hashed (e.g. to write the canonical file); valid only during the call: copy what is kept. */
   onChunk?: (chunk: Uint8Array) => void;
 }
 
@@ -63,7 +77,7 @@ export interface MeasureResult {
 
 /** Canonicalize and hash one input. The canonical bytes are exactly the hashed bytes. */
 export async function measure(reader: ByteReader, options: MeasureOptions = {}): Promise<MeasureResult> {
-  const { algo = 'sha256', profile = 'v1', scratch = alignedScratch(), onChunk } = options;
+  const { algo = 'sha256', profile = 'v1', scratch = sharedScratch(), onChunk } = options;
   const plan = planCanonical(reader, profile);
   const hasher = await createHasher(algo);
   return hashPlan(plan, reader, hasher, algo, scratch, onChunk);

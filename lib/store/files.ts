@@ -4,7 +4,7 @@
 import { closeSync, constants, fstatSync, openSync, readSync, renameSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { createAtomicFile, fileError, fsyncDir } from '../io/index.js';
-import { alignedScratch, createHasher, type Measurement } from '../measure/index.js';
+import { createHasher, sharedScratch, type Measurement } from '../measure/index.js';
 import { OBJECT_MODE, octal, tempName, unlinkIfPresent } from './layout.js';
 
 /** What an installed object's bytes hash to, read through `fd`. */
@@ -43,7 +43,7 @@ export async function checkObjectFile(path: string, m: Measurement, scratch?: Ui
       return { fd: -1, stat, size: 0, digest: '', problem: 'is not a regular file' };
     }
     const hasher = await createHasher(m.algo);
-    const buf = scratch ?? alignedScratch();
+    const buf = scratch ?? sharedScratch();
     let pos = 0;
     for (;;) {
       const n = readSync(fd, buf, 0, buf.length, pos);
