@@ -30,6 +30,15 @@ export function run(cmd: string, args: readonly string[], options: { cwd?: strin
   }
 }
 
+/**
+ * Write the VCDIFF delta from `base` to `target` at `out` (replacing it) with the real xdelta3,
+ * in the plain form lib/patch accepts: no application header, no secondary compression, no
+ * adler32 (`xdelta3 -e -A -S none -n`, what policies/README.md tells reviewers to run).
+ */
+export function vcdiffDelta(base: string, target: string, out: string): void {
+  run(requireTool('xdelta3', 'xdelta3'), ['-e', '-A', '-S', 'none', '-n', '-f', '-s', base, target, out]);
+}
+
 /** A fresh temporary directory and a function that removes it. */
 export function scratchDir(prefix = 'vo-test-'): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));

@@ -12,10 +12,10 @@ import { bufferReader } from '../../lib/measure/index.js';
 import { install, list, openStore } from '../../lib/store/index.js';
 import { patchSource } from '../../lib/daemon/patch-source.js';
 import type { PolicyEntry } from '../../lib/policy/index.js';
-import { requireTool, run, scratchDir } from '../../testbed/tools.js';
+import { requireTool, run, scratchDir, vcdiffDelta } from '../../testbed/tools.js';
 import { commitPolicy } from './helpers.js';
 
-const xdelta3 = requireTool('xdelta3', 'xdelta3');
+requireTool('xdelta3', 'xdelta3');
 requireTool('git', 'git');
 requireTool('bwrap', 'bubblewrap');
 
@@ -24,6 +24,17 @@ async function fixture(dir: string, name: string, text: string): Promise<{ path:
   const bytes = Buffer.from(text);
   writeFileSync(path, bytes);
   return { path, m: (await measureFile(path)).measurement, bytes };
+}
+
+/** Versions 1 and 2 of a tool of `lines` lines (only the last differs), 1 installed in a fresh store; an empty patch directory. */
+async function versionOneInstalled(dir: string, lines: number) {
+  const v1 = await fixture(dir, 'v1', `#!/bin/sh\n${'echo "v1 line"\n'.repeat(lines)}`);
+  const v2 = await fixture(dir, 'v2', `#!/bin/sh\n${'echo "v1 line"\n'.repeat(lines - 1)}echo v2\n`);
+  const store = openStore(join(dir, 'store'), { create: true });
+  await install(store, { measurement: v1.m, name: 'tool', version: '1' }, bufferReader(v1.bytes));
+  const patches = join(dir, 'patches');
+  mkdirSync(patches);
+  return { v1, v2, store, patches };
 }
 
 test('a reload installs the successor from a delta against the installed version, then removes the old one; bad deltas are ignored', async () => {
@@ -48,8 +59,8 @@ test('a reload installs the successor from a delta against the installed version
 
     // Deltas that must not be used: garbage, one whose base is another file, one that yields v3.
     writeFileSync(join(patches, 'a-garbage.vcdiff'), Buffer.from('\xd6\xc3\xc4\x00 not a delta'));
-    run(xdelta3, ['-e', '-A', '-S', 'none', '-n', '-s', other.path, v2.path, join(patches, 'b-other-base.vcdiff')]);
-    run(xdelta3, ['-e', '-A', '-S', 'none', '-n', '-s', v1.path, v3.path, join(patches, 'c-to-v3.vcdiff')]);
+    vcdiffDelta(other.path, v2.path, join(patches, 'b-other-base.vcdiff'));
+    vcdiffDelta(v1.path, v3.path, join(patches, 'c-to-v3.vcdiff'));
     daemon = await startDaemon({ runDir: join(dir, 'run'), policyRepo: repo, storeDir, auditLog: join(dir, 'audit.jsonl'), sandbox: 'bwrap', patchDir: patches });
     const installed = () => list(openStore(storeDir)).map((o) => `${o.manifest?.name} ${o.manifest?.version} ${o.measurement}`).sort();
 
@@ -58,7 +69,7 @@ test('a reload installs the successor from a delta against the installed version
     assert.is(r.ok, true);
     assert.equal(installed(), [`tool 1 ${v1.m}`], 'no delta yields v2: v1 is retained as the base a patch may still need');
 
-    run(xdelta3, ['-e', '-A', '-S', 'none', '-n', '-s', v1.path, v2.path, join(patches, 'd-1-to-2.vcdiff')]);
+    vcdiffDelta(v1.path, v2.path, join(patches, 'd-1-to-2.vcdiff'));
     r = await daemon.reload();
     assert.is(r.ok, true);
     assert.is(r.storeChanges, 2);
@@ -72,18 +83,13 @@ test('a reload installs the successor from a delta against the installed version
 test('a directory of delta bombs: bounded work per call, the event loop served, tried pairs skipped, the named delta first; links and FIFOs are not read', async () => {
   const { dir, cleanup } = scratchDir('vo-patch-bomb-');
   try {
-    const v1 = await fixture(dir, 'v1', `#!/bin/sh\n${'echo "v1 line"\n'.repeat(100)}`);
-    const v2 = await fixture(dir, 'v2', `#!/bin/sh\n${'echo "v1 line"\n'.repeat(99)}echo v2\n`);
+    const { v1, v2, store, patches } = await versionOneInstalled(dir, 100);
     const big = join(dir, 'big');
     writeFileSync(big, Buffer.alloc(1 << 20, 0x41));
-    const store = openStore(join(dir, 'store'), { create: true });
-    await install(store, { measurement: v1.m, name: 'tool', version: '1' }, bufferReader(v1.bytes));
-    const patches = join(dir, 'patches');
-    mkdirSync(patches);
     // Twelve tiny deltas that each decode to 1 MiB (the limit here), none of them v2.
-    run(xdelta3, ['-e', '-A', '-S', 'none', '-n', '-s', v1.path, big, join(patches, 'bomb-00.vcdiff')]);
+    vcdiffDelta(v1.path, big, join(patches, 'bomb-00.vcdiff'));
     for (let i = 1; i < 12; i++) copyFileSync(join(patches, 'bomb-00.vcdiff'), join(patches, `bomb-${String(i).padStart(2, '0')}.vcdiff`));
-    run(xdelta3, ['-e', '-A', '-S', 'none', '-n', '-s', v1.path, v2.path, join(patches, 'zz-real.vcdiff')]);
+    vcdiffDelta(v1.path, v2.path, join(patches, 'zz-real.vcdiff'));
     symlinkSync(join(patches, 'zz-real.vcdiff'), join(patches, 'aa-link.vcdiff'));
     run('mkfifo', [join(patches, 'ab-fifo.vcdiff')]);
     const warnings: string[] = [];
@@ -121,13 +127,8 @@ test('a directory of delta bombs: bounded work per call, the event loop served, 
 test('a version approved by its blake3 measurement is built from a delta too', async () => {
   const { dir, cleanup } = scratchDir('vo-patch-b3-');
   try {
-    const v1 = await fixture(dir, 'v1', `#!/bin/sh\n${'echo "v1 line"\n'.repeat(50)}`);
-    const v2 = await fixture(dir, 'v2', `#!/bin/sh\n${'echo "v1 line"\n'.repeat(49)}echo v2\n`);
-    const store = openStore(join(dir, 'store'), { create: true });
-    await install(store, { measurement: v1.m, name: 'tool', version: '1' }, bufferReader(v1.bytes));
-    const patches = join(dir, 'patches');
-    mkdirSync(patches);
-    run(xdelta3, ['-e', '-A', '-S', 'none', '-n', '-s', v1.path, v2.path, join(patches, 'd.vcdiff')]);
+    const { v1, v2, store, patches } = await versionOneInstalled(dir, 50);
+    vcdiffDelta(v1.path, v2.path, join(patches, 'd.vcdiff'));
     const quiet = { error: () => {}, warn: () => {}, info: () => {}, debug: () => {} };
     const b3 = (await measureFile(v2.path, { algo: 'blake3' })).measurement;
     assert.match(b3, /^blake3:/);

@@ -33,7 +33,7 @@ import {
   vo,
   waitUntil,
 } from '../../testbed/offload-host.js';
-import { repoRoot, requireTool, run, scratchDir } from '../../testbed/tools.js';
+import { repoRoot, requireTool, scratchDir, vcdiffDelta } from '../../testbed/tools.js';
 
 const HELLO_C = `#include <stdio.h>
 int main(int argc, char **argv) {
@@ -170,7 +170,7 @@ test('an update approved as a VCDIFF patch is built and installed by the daemon;
   vo(['measure', '--canonical', canon2, join(tools, 'hello-2')]);
   mkdirSync(join(repo, 'patches'));
   const delta = join(repo, 'patches', 'hello-1-to-2.vcdiff');
-  run(requireTool('xdelta3', 'xdelta3'), ['-e', '-A', '-S', 'none', '-n', '-s', canon1, canon2, delta]);
+  vcdiffDelta(canon1, canon2, delta);
   const updated = JSON.parse(vo(['policy', 'update', 'hello', '--version', '2', '--patch', delta, '--from', '1', '--base', canon1, '--repo', repo, '--json'])) as Record<string, unknown>;
   assert.is(updated.measurement, m.hello2, JSON.stringify(updated));
   const commit3 = commitAll(repo, 'update hello to 2 (VCDIFF against 1)');

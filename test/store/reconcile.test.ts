@@ -11,7 +11,7 @@ import { bufferReader, type ByteReader } from '../../lib/measure/index.js';
 import { applyVcdiff } from '../../lib/patch/index.js';
 import { buildSnapshotOrThrow, type PolicySnapshot } from '../../lib/policy/index.js';
 import { installFile, list, open, openStore, reconcile, verify, type ReconcileRecord, type Store } from '../../lib/store/index.js';
-import { requireTool, run, scratchDir } from '../../testbed/tools.js';
+import { scratchDir, vcdiffDelta } from '../../testbed/tools.js';
 import { hexOf, writeScript } from './helpers.js';
 
 const { dir, cleanup } = scratchDir('vo-reconcile-');
@@ -95,11 +95,10 @@ test('approved versions are installed; revoked, unlisted and VM-less ones remove
 });
 
 test('an update: the successor (built from a VCDIFF patch on the installed base) is installed before the base is removed', async () => {
-  const xdelta3 = requireTool('xdelta3', 'xdelta3');
   const store = openStore(join(dir, 'store2'), { create: true });
   await installFile(store, { measurement: s.tool10!.m, name: 'tool', version: '1.0' }, s.tool10!.path);
   const delta = join(dir, 'tool.vcdiff');
-  run(xdelta3, ['-e', '-A', '-S', 'none', '-n', '-f', '-s', s.tool10!.path, s.tool11!.path, delta]);
+  vcdiffDelta(s.tool10!.path, s.tool11!.path, delta);
   assert.ok(readFileSync(delta).length < readFileSync(s.tool11!.path).length / 4, 'a real delta, not the whole file');
 
   const snap2 = snapshot({ 'tool.policy': lines('binary tool', 'vms all', `version 1.0 superseded by=1.1 ${s.tool10!.m}`, `version 1.1 approved ${s.tool11!.m}`) }, 'beef');
