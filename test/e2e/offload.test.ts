@@ -184,7 +184,11 @@ test('an update approved as a VCDIFF patch is built and installed by the daemon;
     ['install', m.hello2, '2'],
     ['uninstall', m.hello1, '1'],
   ]);
-  assert.ok(daemon!.logs.some((l) => typeof l.message === 'string' && l.message.includes('hello-1-to-2.vcdiff')), 'the daemon says which delta it used');
+  // Its log comes through a pipe this process reads between its turns, and the store checks
+  // above block those turns (storeList runs the CLI synchronously): awaited, not asserted at once.
+  await waitUntil('the daemon to say which delta it used', () => daemon!.logs.some((l) => typeof l.message === 'string' && l.message.includes('hello-1-to-2.vcdiff')), 10_000, () =>
+    daemon!.logs.map((l) => String(l.message)).slice(-10).join('\n'),
+  );
 
   // The guest never had hello 2: it runs it by measurement. The old version is refused.
   const r = await nodeSubmit(`--measurement ${m.hello2} -- x`);
