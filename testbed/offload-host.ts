@@ -8,6 +8,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { withMallocTuning } from '../lib/daemon/index.js';
 import { repoRoot, requireTool, run, waitUntil } from './tools.js';
 
 /** The shipped CLI bundle (npm run build). */
@@ -186,7 +187,8 @@ export async function startServe(options: ServeOptions): Promise<ServeProcess> {
     ...(options.patchDir === undefined ? [] : ['--patch-dir', options.patchDir]),
     ...(options.extraArgs ?? []),
   ];
-  const child = spawn(setpriv, ['--pdeathsig', 'KILL', '--', process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // In the environment examples/virt-offload.service gives it (lib/daemon/malloc-tuning.ts).
+  const child = spawn(setpriv, ['--pdeathsig', 'KILL', '--', process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: withMallocTuning(process.env) });
   child.on('error', () => {});
   live.add(child);
   if (!exitHookInstalled) {

@@ -181,11 +181,11 @@ function describeStatus(reply: Record<string, unknown>): string {
       lines.push(`    device ${String(d.portName)}: ${String(d.state)}${typeof d.route === 'string' ? ` (${d.route})` : ''}${extra}`);
     }
   }
-  const memory = reply.memory as { residentBytes?: unknown; uploadsHeldBytes?: unknown; uploadBudgetBytes?: unknown; imageCache?: { binaries?: unknown; bytes?: unknown; maxBytes?: unknown; hits?: unknown; misses?: unknown } } | undefined;
+  const memory = reply.memory as { residentBytes?: unknown; mallocTuned?: unknown; uploadsHeldBytes?: unknown; uploadBudgetBytes?: unknown; imageCache?: { binaries?: unknown; bytes?: unknown; maxBytes?: unknown; hits?: unknown; misses?: unknown } } | undefined;
   if (memory !== undefined && memory !== null) {
     const c = memory.imageCache ?? {};
     lines.push(
-      `memory: ${mib(memory.residentBytes)} resident; uploads held ${mib(memory.uploadsHeldBytes)} of ${mib(memory.uploadBudgetBytes)}; ` +
+      `memory: ${mib(memory.residentBytes)} resident${memory.mallocTuned === false ? ' (glibc malloc untuned: GLIBC_TUNABLES, see the README)' : ''}; uploads held ${mib(memory.uploadsHeldBytes)} of ${mib(memory.uploadBudgetBytes)}; ` +
         `measured images cached: ${String(c.binaries)} (${mib(c.bytes)} of ${mib(c.maxBytes)}; ${String(c.hits)} hits, ${String(c.misses)} misses)`,
     );
   }

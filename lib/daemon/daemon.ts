@@ -26,6 +26,10 @@ import { acceptedCommitPath, readAcceptedCommit, rollbackProblem, writeAcceptedC
 import { UploadBudget } from './admission.js';
 import { VerifiedCache } from './verified-cache.js';
 import type { PipelineContext, UploadInstall } from './pipeline.js';
+import { mallocTuned } from './malloc-tuning.js';
+
+/** glibc reads GLIBC_TUNABLES once, when the process starts: what status reports is the environment then. */
+const MALLOC_TUNED_AT_START = mallocTuned(process.env);
 
 const MiB = 1024 * 1024;
 
@@ -108,10 +112,12 @@ export interface DaemonStatus {
   /**
    * What the daemon holds: its resident memory (each bwrap is forked from it, so every run
    * pays for its page tables), the upload bytes held against the budget shared by all VMs,
-   * and the cache of measured images.
+   * the cache of measured images, and whether glibc's malloc runs with MALLOC_TUNABLE
+   * (malloc-tuning.ts: without it, uploads leave the heap, and so every fork, larger).
    */
   readonly memory: {
     readonly residentBytes: number;
+    readonly mallocTuned: boolean;
     readonly uploadsHeldBytes: number;
     readonly uploadBudgetBytes: number;
     readonly imageCache: { readonly binaries: number; readonly bytes: number; readonly maxBytes: number; readonly hits: number; readonly misses: number };
@@ -405,6 +411,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     limits,
     memory: {
       residentBytes: process.memoryUsage.rss(),
+      mallocTuned: MALLOC_TUNED_AT_START,
       uploadsHeldBytes: ctx.uploads?.reserved ?? 0,
       uploadBudgetBytes: ctx.uploads?.maxBytes ?? 0,
       imageCache: { binaries: verified.size, bytes: verified.bytes, maxBytes: verified.maxBytes, hits: verified.hits, misses: verified.misses },

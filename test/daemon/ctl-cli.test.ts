@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { startDaemon, type Daemon } from '../../lib/daemon/index.js';
+import { mallocTuned, startDaemon, type Daemon } from '../../lib/daemon/index.js';
 import { voAsync } from '../../testbed/offload-host.js';
 import { requireTool, run, scratchDir } from '../../testbed/tools.js';
 import { commitPolicy, Guest } from './helpers.js';
@@ -42,12 +42,15 @@ test('vm add: the socket is created and its path printed; status shows the polic
   assert.match(status.stdout, new RegExp(`^policy: commit ${head} \\(loaded `, 'm'));
   assert.match(status.stdout, /^VMs: 1$/m);
   assert.match(status.stdout, new RegExp(`^  web1  ${UUID}\\n    socket ${socket}: nobody connected$`, 'm'));
-  assert.match(status.stdout, /^memory: \d+\.\d MiB resident; uploads held 0\.0 MiB of \d+\.\d MiB; measured images cached: 0 \(0\.0 MiB of 32\.0 MiB; 0 hits, 0 misses\)$/m);
-  const json = JSON.parse((await vo('status', '--json')).stdout) as { ok: boolean; vms: { name: string }[]; memory: { residentBytes: number; uploadsHeldBytes: number; uploadBudgetBytes: number; imageCache: Record<string, number> } };
+  // The daemon runs in this process: untuned unless the environment sets GLIBC_TUNABLES (the unit does), and status says so.
+  const untuned = mallocTuned(process.env) ? '' : ' \\(glibc malloc untuned: GLIBC_TUNABLES, see the README\\)';
+  assert.match(status.stdout, new RegExp(`^memory: \\d+\\.\\d MiB resident${untuned}; uploads held 0\\.0 MiB of \\d+\\.\\d MiB; measured images cached: 0 \\(0\\.0 MiB of 32\\.0 MiB; 0 hits, 0 misses\\)$`, 'm'));
+  const json = JSON.parse((await vo('status', '--json')).stdout) as { ok: boolean; vms: { name: string }[]; memory: { residentBytes: number; mallocTuned: boolean; uploadsHeldBytes: number; uploadBudgetBytes: number; imageCache: Record<string, number> } };
   assert.is(json.ok, true);
   assert.equal(json.vms.map((v) => v.name), ['web1']);
   assert.ok(json.memory.residentBytes > 10 * 1024 * 1024, `resident ${json.memory.residentBytes}`);
   assert.is(json.memory.uploadsHeldBytes, 0);
+  assert.is(json.memory.mallocTuned, mallocTuned(process.env));
   assert.ok(json.memory.uploadBudgetBytes >= 64 * 1024 * 1024, `budget ${json.memory.uploadBudgetBytes}`);
   assert.equal(json.memory.imageCache, { binaries: 0, bytes: 0, maxBytes: 32 * 1024 * 1024, hits: 0, misses: 0 });
 

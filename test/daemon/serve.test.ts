@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { mallocTuned } from '../../lib/daemon/index.js';
 import { measureFile } from '../../lib/io/index.js';
 import { repoRoot, requireTool, run, scratchDir, waitUntil as waitUntilPolled } from '../../testbed/tools.js';
 import { commitPolicy, control, Guest } from './helpers.js';
@@ -61,6 +62,15 @@ test('serve: control socket, a guest request, JSON logs with levels', async () =
   assert.ok(logs.some((l) => l.level === 'info' && /policy loaded/.test(String(l.message))));
   const status = await control(join(runDir, 'control.sock'), { cmd: 'status' });
   assert.is((status.limits as { maxUpload: number }).maxUpload, 32 * 1024 * 1024, '--max-upload 32M');
+  // Started in this process's environment: without GLIBC_TUNABLES's threshold (as by hand), it says how to set it.
+  const tuned = mallocTuned(process.env);
+  assert.is((status.memory as { mallocTuned: boolean }).mallocTuned, tuned);
+  const hint = logs.find((l) => /GLIBC_TUNABLES does not set glibc\.malloc\.mmap_threshold/.test(String(l.message)));
+  assert.is(hint !== undefined, !tuned, JSON.stringify(hint));
+  if (hint !== undefined) {
+    assert.is(hint.level, 'info');
+    assert.match(String(hint.message), /set GLIBC_TUNABLES=glibc\.malloc\.mmap_threshold=32768 in its environment, as examples\/virt-offload\.service does/);
+  }
 });
 
 test('serve: SIGHUP reloads; a new HEAD commit is picked up by the watcher; a bad commit is logged as an error', async () => {
