@@ -21,6 +21,10 @@
 //                  REQUEST → EXIT, PING → PONG, close (samples are [find, open, hello, request,
 //                  ping, close, find-sysfs] rows; find is findPort by the udev name, find-sysfs
 //                  the search a guest without udev makes, open is openChannel)
+//   codec N M      the protocol work of one submit, each part timed alone (as the samples of
+//                  `submit`, after 10 warm-ups): encoding its HELLO and its REQUEST (each
+//                  with the encoder's round-trip check), decoding the host's HELLO and an EXIT
+//                  (samples are [hello, request, host-hello, exit] rows)
 //   cost N FILE    the guest CPU an upload of FILE spends besides the port writes, N times after
 //                  1 warm-up: reading it in ~1 MiB blocks (two buffers in turn, as the client), and
 //                  the CRC-32 of its 64 KiB frames, which the client no longer computes (DATA
@@ -30,7 +34,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { type ByteChannel, findPort, openChannel, submit, useNativeCodecs } from '../../lib/guest/index.js';
-import { crc32, encodeHello, encodePing, encodeRequest, FrameDecoder, type Message } from '../../lib/protocol/index.js';
+import { crc32, encodeExit, encodeHello, encodePing, encodeRequest, FrameDecoder, type Message } from '../../lib/protocol/index.js';
 
 const PORT = 'virt-offload.0';
 const CHUNK = 64 * 1024;
@@ -198,6 +202,30 @@ async function parts(n: number, measurement: string): Promise<number[][]> {
   return rows;
 }
 
+function codec(n: number, measurement: string): number[][] {
+  // What the daemon sends (its HELLO announces its limits; the EXIT of a trivial program).
+  const hostHello = encodeHello({ role: 'host', version: 1, nonce: 'bench-host-nonce-0123', software: 'virt-offload bench', limits: { maxFrame: 65536, maxUpload: 67108864, maxArgs: 256, maxArgBytes: 131072, maxConcurrent: 4, frameTimeoutMs: 10000, uploadTimeoutMs: 300000 } });
+  const exit = encodeExit(1, { exitCode: 0, signal: null, durationMs: 3, limitsHit: { wall: false, memory: false, pids: false, output: false }, measurement, name: 'truetiny', version: '1' });
+  const rows: number[][] = [];
+  for (let i = 0; i < n + WARM_UPS; i++) {
+    const nonce = `bench${i}x${Math.random().toString(36).slice(2, 10)}`;
+    let t = performance.now();
+    encodeHello({ role: 'guest', versions: [1], nonce, software: 'virt-offload bench' }, 65536);
+    const hello = performance.now() - t;
+    t = performance.now();
+    encodeRequest(1, { argv: [], env: {}, measurement }, 65536);
+    const request = performance.now() - t;
+    t = performance.now();
+    if (new FrameDecoder({ from: 'host' }).feed(hostHello).length !== 1) throw new Error('the host HELLO did not decode');
+    const decHello = performance.now() - t;
+    t = performance.now();
+    if (new FrameDecoder({ from: 'host' }).feed(exit).length !== 1) throw new Error('the EXIT did not decode');
+    const decExit = performance.now() - t;
+    if (i >= WARM_UPS) rows.push([hello, request, decHello, decExit]);
+  }
+  return rows;
+}
+
 async function cost(n: number, file: string): Promise<number[][]> {
   const rows: number[][] = [];
   const handle = await open(file, 'r');
@@ -241,6 +269,7 @@ async function main(): Promise<void> {
   else if (mode === 'parts') samples = await parts(n, arg!);
   else if (mode === 'upload') samples = await submits(n, 1, { file: arg! });
   else if (mode === 'cost') samples = await cost(n, arg!);
+  else if (mode === 'codec') samples = codec(n, arg!);
   else throw new Error(`unknown mode ${mode}`);
   process.stdout.write(`BENCH-RESULT ${JSON.stringify({ mode, samples })}\n`);
 }

@@ -28,6 +28,8 @@
 //                   after such gaps while the baselines above run back to back
 //           cgroup  one move of a sleeping process into a fresh run cgroup, alone, 40 ms apart (what
 //                   run() avoided on cgroup v1 since bwrap is born in the run's cgroups; v2 still moves)
+//   codec:  the protocol work of one submit in the guest, each part timed alone: encoding its
+//           HELLO and REQUEST, decoding the host's HELLO and the EXIT (bench/offload/guest-main.ts `codec`)
 //   cost:   the guest's CPU for an upload besides the port writes: reading the file, CRC-32
 //           of its frames (bench/offload/guest-main.ts `cost`)
 //   parts:  the submit conversation driven by hand in the guest, step by step (find the port by
@@ -317,6 +319,7 @@ try {
 
   const partRows: number[][] = [];
   const costRows: number[][] = [];
+  const codecRows: number[][] = [];
   const s = { cgroup: [] as number[], rtt: [] as number[], copy: [] as number[], copyReceived: [] as number[], writes: [] as number[], writesReceived: [] as number[], submit: [] as number[], upload: [] as number[], bare: [] as number[], hostSubmit: [] as number[], barePaced: [] as number[], hostSubmitPaced: [] as number[] };
   const raw = new RawListener();
   for (let round = 0; round < rounds; round++) {
@@ -342,6 +345,7 @@ try {
     s.upload.push(...(await inGuest(`upload ${uploads} /opt/vo/truebig`)));
     partRows.push(...(await inGuest<number[][]>(`parts ${runs} ${mTrue}`)));
     costRows.push(...(await inGuest<number[][]>(`cost ${uploads} /opt/vo/truebig`)));
+    codecRows.push(...(await inGuest<number[][]>(`codec ${runs} ${mTrue}`)));
     await ctl({ cmd: 'remove-vm', name: 'bench' });
 
     for (let i = 0; i < 10; i++) s.cgroup.push(await cgroupMove());
@@ -423,6 +427,13 @@ try {
   console.log(`  split (estimates, differences of p50s of different samples):`);
   console.log(`    the host's part, REQUEST → EXIT − RTT − bare   ${fmt(hostPart)}   (the port, the daemon, the run, our decoding of the EXIT)`);
   console.log(`    the guest client's own part, submit − REQUEST → EXIT ${fmt(p50(s.submit) - p50(col(3)))}   (find, open, encode, close under TCG; the host's HELLO handling)`);
+  const codecCol = (i: number) => codecRows.map((r) => r[i]!);
+  console.log(`  the guest client's protocol work, each part timed alone in the guest (codec):`);
+  console.log(line('  encode its HELLO (+ round-trip check)', codecCol(0)));
+  console.log(line('  encode its REQUEST (+ check)', codecCol(1)));
+  console.log(line('  decode the host\'s HELLO', codecCol(2)));
+  console.log(line('  decode the EXIT', codecCol(3)));
+  console.log(`    all four (sum of p50s) ${fmt(p50(codecCol(0)) + p50(codecCol(1)) + p50(codecCol(2)) + p50(codecCol(3)))}; with find, open and close ${fmt(p50(codecCol(0)) + p50(codecCol(1)) + p50(codecCol(2)) + p50(codecCol(3)) + p50(col(0)) + p50(col(1)) + p50(col(5)))}`);
   console.log(`host view, no guest (submit() over the VM's unix socket, alternated with bare bwrap):`);
   console.log(line('submit --measurement (host)', s.hostSubmit));
   const v = hostCgroups()!.version;
