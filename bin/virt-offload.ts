@@ -252,7 +252,8 @@ policy; a failed reload keeps the last good one. Stops on SIGTERM or SIGINT.`)
 Example:
   virt-offload serve --repo /etc/virt-offload/policy --run-dir /run/virt-offload --libvirt
 Environment: GLIBC_TUNABLES=glibc.malloc.mmap_threshold=32768 (as examples/virt-offload.service
-  sets it) keeps the memory uploads pass through from growing the heap every bwrap fork copies.
+  sets it) keeps the memory uploads pass through from growing the heap, whose page tables every
+  bwrap fork copies.
 Exit codes: 0 stopped by a signal, 1 could not start (the message says why), 2 usage.`)
   .action(async (opts: Record<string, unknown>) => {
     const { runServe } = await import('./commands/serve.js');

@@ -64,7 +64,7 @@ import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
 import { bwrapArgs, hostCgroups, SANDBOX_DIR } from '../../lib/exec/index.js';
 import { RunCgroup } from '../../lib/exec/cgroup.js';
-import { MALLOC_TUNABLE, withMallocTuning } from '../../lib/daemon/index.js';
+import { MALLOC_TUNABLE, withMallocTuning, withoutMallocTuning } from '../../lib/daemon/index.js';
 import { submit } from '../../lib/guest/index.js';
 import { measureFile } from '../../lib/io/index.js';
 import { installFile, openStore } from '../../lib/store/index.js';
@@ -174,7 +174,7 @@ async function hostSubmit(socket: string, measurement: string): Promise<number> 
 async function startServe(repo: string, storeDir: string, auditLog: string): Promise<void> {
   const args = [cli, 'serve', '--run-dir', runDir, '--repo', repo, '--store', storeDir, '--audit-log', auditLog, '--log-level', 'warn'];
   // In the environment examples/virt-offload.service gives it, unless --untuned (lib/daemon/malloc-tuning.ts).
-  const child = spawn(node, args, { stdio: ['ignore', 'ignore', 'pipe'], env: values.untuned ? process.env : withMallocTuning(process.env) });
+  const child = spawn(node, args, { stdio: ['ignore', 'ignore', 'pipe'], env: values.untuned ? withoutMallocTuning(process.env) : withMallocTuning(process.env) });
   daemon = child;
   child.stderr!.on('data', (d: Buffer) => (daemonLog += d.toString()));
   const controlPath = join(runDir, 'control.sock');
@@ -389,7 +389,7 @@ try {
   if (uploadMs.length === 0 || uploadMs.some((x) => !Number.isFinite(x))) throw new Error(`the audit records of the uploads have no uploadMs: ${JSON.stringify(uploadRecords[0])}`);
   const ratio = p50(s.copyReceived) / p50(uploadMs);
   const mibs = (ms: number) => `${(mib / (ms / 1000)).toFixed(1)} MiB/s`;
-  console.log(`offload bench: ${rounds} rounds, load average ${loadBefore} at the start, ${loadavg().map((l) => l.toFixed(2)).join(' ')} at the end; guest ${image.kernelRelease} under QEMU TCG (boot ${guest.bootMs} ms), daemon = virt-offload serve (own process, ${values.untuned ? "GLIBC_TUNABLES untouched: --untuned" : `GLIBC_TUNABLES with ${MALLOC_TUNABLE} as the unit sets it`})`);
+  console.log(`offload bench: ${rounds} rounds, load average ${loadBefore} at the start, ${loadavg().map((l) => l.toFixed(2)).join(' ')} at the end; guest ${image.kernelRelease} under QEMU TCG (boot ${guest.bootMs} ms), daemon = virt-offload serve (own process, ${values.untuned ? "--untuned: no GLIBC_TUNABLES or MALLOC_*_" : `GLIBC_TUNABLES with ${MALLOC_TUNABLE} as the unit sets it`})`);
   console.log(`upload of ${mib.toFixed(1)} MiB (${uploads} per round after a warm-up), received on the host:`);
   console.log(line('raw copy of the file (listener)', s.copyReceived, `   ${mibs(p50(s.copyReceived))}`));
   console.log(line('upload (daemon: 1st DATA → DATA_END)', uploadMs, `   ${mibs(p50(uploadMs))}`));

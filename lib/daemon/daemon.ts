@@ -26,10 +26,10 @@ import { acceptedCommitPath, readAcceptedCommit, rollbackProblem, writeAcceptedC
 import { UploadBudget } from './admission.js';
 import { VerifiedCache } from './verified-cache.js';
 import type { PipelineContext, UploadInstall } from './pipeline.js';
-import { mallocTuned } from './malloc-tuning.js';
+import { mallocTuned, mmapThreshold } from './malloc-tuning.js';
 
-/** glibc reads GLIBC_TUNABLES once, when the process starts: what status reports is the environment then. */
-const MALLOC_TUNED_AT_START = mallocTuned(process.env);
+/** glibc reads its tunables once, when the process starts: what status reports is the environment then. */
+const MALLOC_AT_START = { tuned: mallocTuned(process.env), threshold: mmapThreshold(process.env) };
 
 const MiB = 1024 * 1024;
 
@@ -112,12 +112,16 @@ export interface DaemonStatus {
   /**
    * What the daemon holds: its resident memory (each bwrap is forked from it, so every run
    * pays for its page tables), the upload bytes held against the budget shared by all VMs,
-   * the cache of measured images, and whether glibc's malloc runs with MALLOC_TUNABLE
-   * (malloc-tuning.ts: without it, uploads leave the heap, and so every fork, larger).
+   * the cache of measured images, and glibc's mmap threshold from the daemon's environment
+   * (malloc-tuning.ts: untuned, uploads leave the heap, and the page tables every fork copies,
+   * larger).
    */
   readonly memory: {
     readonly residentBytes: number;
+    /** The threshold is fixed between 4 and 32 KiB (MALLOC_TUNABLE sets 32 KiB). */
     readonly mallocTuned: boolean;
+    /** The threshold the environment sets, bytes; null when it sets none, or nothing glibc reads as a size. */
+    readonly mmapThresholdBytes: number | null;
     readonly uploadsHeldBytes: number;
     readonly uploadBudgetBytes: number;
     readonly imageCache: { readonly binaries: number; readonly bytes: number; readonly maxBytes: number; readonly hits: number; readonly misses: number };
@@ -411,7 +415,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     limits,
     memory: {
       residentBytes: process.memoryUsage.rss(),
-      mallocTuned: MALLOC_TUNED_AT_START,
+      mallocTuned: MALLOC_AT_START.tuned,
+      mmapThresholdBytes: MALLOC_AT_START.threshold === undefined || Number.isNaN(MALLOC_AT_START.threshold) ? null : MALLOC_AT_START.threshold,
       uploadsHeldBytes: ctx.uploads?.reserved ?? 0,
       uploadBudgetBytes: ctx.uploads?.maxBytes ?? 0,
       imageCache: { binaries: verified.size, bytes: verified.bytes, maxBytes: verified.maxBytes, hits: verified.hits, misses: verified.misses },

@@ -143,7 +143,8 @@ export function probeBwrap(bwrapPath: string, spawnAs?: { uid: number; gid: numb
       const truePath = '/usr/bin/true';
       const args = bwrapArgs({ files: [], roBinds: [truePath], env: {}, command: [truePath] });
       let stderr = '';
-      const child = spawn(bwrapPath, args, { stdio: ['ignore', 'ignore', 'pipe'], ...(spawnAs ?? {}) });
+      // The environment the runs give bwrap (run.ts): none of the daemon's.
+      const child = spawn(bwrapPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: {}, ...(spawnAs ?? {}) });
       child.stderr.on('data', (d: Buffer) => {
         if (stderr.length < 4096) stderr += d.toString('utf8');
       });
