@@ -37,7 +37,8 @@ function parseSize(text: string): number | undefined {
  * The mmap threshold `env` gives glibc, in bytes: the last glibc.malloc.mmap_threshold of
  * GLIBC_TUNABLES, else MALLOC_MMAP_THRESHOLD_; undefined when neither sets it. NaN when it is
  * set to something glibc would not read as a size (`32k`, empty), or when GLIBC_TUNABLES holds
- * an entry that newer glibc (2.39) takes as a reason to ignore the whole variable.
+ * an entry without '=' or with two (glibc 2.36 skips such an entry; newer glibc is reported,
+ * not checked here, to ignore the whole variable then): in doubt, not counted as tuned.
  */
 export function mmapThreshold(env: Env): number | undefined {
   const tunables = (env.GLIBC_TUNABLES ?? '').split(':').filter((t) => t !== '');
