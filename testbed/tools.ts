@@ -4,6 +4,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 const found = new Map<string, string>();
 
@@ -37,6 +39,18 @@ export function run(cmd: string, args: readonly string[], options: { cwd?: strin
  */
 export function vcdiffDelta(base: string, target: string, out: string): void {
   run(requireTool('xdelta3', 'xdelta3'), ['-e', '-A', '-S', 'none', '-n', '-f', '-s', base, target, out]);
+}
+
+/**
+ * A full garbage collection on demand, for tests that check what is still reachable (through a
+ * WeakRef). Reached as Jest's leak detector does: `gc` is exposed to one fresh context only, and
+ * the flag is turned off again.
+ */
+export function garbageCollector(): () => void {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  setFlagsFromString('--no-expose-gc');
+  return gc;
 }
 
 /** A fresh temporary directory and a function that removes it. */

@@ -5,14 +5,12 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startDaemon, type Daemon } from '../../lib/daemon/index.js';
 import { measureFile } from '../../lib/io/index.js';
 import { encodeCancel, FrameDecoder, type DecoderEvent } from '../../lib/protocol/index.js';
-import { requireTool, run, scratchDir } from '../../testbed/tools.js';
+import { garbageCollector, requireTool, run, scratchDir } from '../../testbed/tools.js';
 import { commitPolicy, Guest } from './helpers.js';
 
 const gcc = requireTool('gcc', 'gcc');
@@ -22,10 +20,7 @@ let daemon: Daemon | undefined;
 let program = '';
 let measurement = '';
 
-// A forced collection, reached as Jest's leak detector does; only this context gets `gc`.
-setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
-setFlagsFromString('--no-expose-gc');
+const gc = garbageCollector();
 const collect = async (): Promise<void> => {
   for (let i = 0; i < 3; i++) {
     gc();

@@ -3,13 +3,11 @@
 // and the size ceiling applies as it does to a file.
 import { chmodSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { closeInheritedFds, ExecError, run, verifyBytes } from '../../lib/exec/index.js';
 import { measureFile } from '../../lib/io/index.js';
-import { requireTool, scratchDir } from '../../testbed/tools.js';
+import { garbageCollector, requireTool, scratchDir } from '../../testbed/tools.js';
 import { buildProbe, limits } from './helpers.js';
 
 requireTool('bwrap', 'bubblewrap');
@@ -54,10 +52,7 @@ test('the hashed bytes are kept in one buffer that fits them, however many piece
 });
 
 test('once run() has resolved, nothing of the run holds the measured image (the daemon would keep every upload)', async () => {
-  // A collection on demand, as Jest's leak detector reaches it; only this context gets `gc`.
-  setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
-  setFlagsFromString('--no-expose-gc');
+  const gc = garbageCollector();
   const image = await (async () => {
     const v = await verifyBytes(readFileSync(source), '/nowhere/probe');
     const r = await run({ binary: { verified: v }, argv: ['echo', '0', 'x'], limits: limits(), sandbox: 'bwrap' });
@@ -71,9 +66,7 @@ test('once run() has resolved, nothing of the run holds the measured image (the 
 });
 
 test('a run that could not start holds nothing either (no sandbox, the spawn refused)', async () => {
-  setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
-  setFlagsFromString('--no-expose-gc');
+  const gc = garbageCollector();
   // An interpreter uid 65534 may not execute (mode 0010): the spawn fails with EACCES.
   const interp = join(scratch.dir, 'sh-0010');
   copyFileSync('/bin/sh', interp);
