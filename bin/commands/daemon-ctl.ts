@@ -156,12 +156,12 @@ interface VmLine {
   device?: { state?: unknown; portName?: unknown; route?: unknown; error?: unknown; attachMs?: unknown } | null;
 }
 
-/** The status reply as an admin reads it: the policy in force first, then one block per VM. */
 /** Bytes as MiB with one decimal ("?" for what is not a number). */
 function mib(bytes: unknown): string {
   return typeof bytes === 'number' ? `${(bytes / (1024 * 1024)).toFixed(1)} MiB` : '?';
 }
 
+/** The status reply as an admin reads it: the policy in force first, then one block per VM. */
 function describeStatus(reply: Record<string, unknown>): string {
   const policy = (reply.policy ?? {}) as { loaded?: unknown; commit?: unknown; uncommitted?: unknown; loadedAt?: unknown; lastError?: unknown };
   const lines: string[] = [];

@@ -1,7 +1,7 @@
 // `virt-offload serve`: the daemon. Runs until SIGTERM/SIGINT; SIGHUP reloads the policy.
 // Logs go to stderr with journald level prefixes (`<3>`…), or as JSON lines with --json.
 import { statSync } from 'node:fs';
-import { createLogger, MALLOC_TUNABLE, mallocTuned, mmapThreshold, startDaemon, type Daemon, type DaemonLog, type DaemonOptions, type LogLevel } from '../../lib/daemon/index.js';
+import { createLogger, mallocHint, startDaemon, type Daemon, type DaemonLog, type DaemonOptions, type LogLevel } from '../../lib/daemon/index.js';
 import { UsageError, VirtOffloadError } from '../../lib/errors.js';
 import type { SandboxChoice } from '../../lib/exec/index.js';
 import { parseSize } from '../../lib/policy/index.js';
@@ -56,11 +56,8 @@ export async function runServe(opts: Record<string, unknown>): Promise<number> {
     const watch = count(opts, 'watchInterval', '--watch-interval', 0, 86_400_000);
     const log = createLogger({ json: opts.json === true, level: level as LogLevel });
     if (unsandboxed !== undefined) log.warn(`running WITHOUT a sandbox (profile ${unsandboxed}), as configured by --unsandboxed`);
-    if (!mallocTuned(process.env)) {
-      const set = mmapThreshold(process.env);
-      const what = set === undefined ? `GLIBC_TUNABLES does not set ${MALLOC_TUNABLE.split('=')[0]}` : `glibc's mmap threshold is not fixed between 4 and 32 KiB (GLIBC_TUNABLES=${process.env.GLIBC_TUNABLES ?? ''}${process.env.MALLOC_MMAP_THRESHOLD_ === undefined ? '' : `, MALLOC_MMAP_THRESHOLD_=${process.env.MALLOC_MMAP_THRESHOLD_}`})`;
-      log.info(`${what}: after uploads every run may start ~1 ms later (each bwrap is forked from this process, and fork copies the page tables of its grown heap); set GLIBC_TUNABLES=${MALLOC_TUNABLE} in its environment, as examples/virt-offload.service does`);
-    }
+    const mallocAdvice = mallocHint(process.env);
+    if (mallocAdvice !== undefined) log.info(mallocAdvice);
 
     const libvirtTimeout = count(opts, 'libvirtTimeout', '--libvirt-timeout', 1, 600_000);
     if (libvirtTimeout !== undefined && opts.libvirt !== true) throw new UsageError('--libvirt-timeout needs --libvirt', '--libvirt-timeout');

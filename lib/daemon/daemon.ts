@@ -29,7 +29,7 @@ import type { PipelineContext, UploadInstall } from './pipeline.js';
 import { mallocTuned, mmapThreshold } from './malloc-tuning.js';
 
 /** glibc reads its tunables once, when the process starts: what status reports is the environment then. */
-const MALLOC_AT_START = { tuned: mallocTuned(process.env), threshold: mmapThreshold(process.env) };
+const MALLOC_AT_START = { tuned: mallocTuned(process.env), thresholdBytes: mmapThreshold(process.env) ?? null };
 
 const MiB = 1024 * 1024;
 
@@ -416,7 +416,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     memory: {
       residentBytes: process.memoryUsage.rss(),
       mallocTuned: MALLOC_AT_START.tuned,
-      mmapThresholdBytes: MALLOC_AT_START.threshold === undefined || Number.isNaN(MALLOC_AT_START.threshold) ? null : MALLOC_AT_START.threshold,
+      mmapThresholdBytes: Number.isNaN(MALLOC_AT_START.thresholdBytes) ? null : MALLOC_AT_START.thresholdBytes,
       uploadsHeldBytes: ctx.uploads?.reserved ?? 0,
       uploadBudgetBytes: ctx.uploads?.maxBytes ?? 0,
       imageCache: { binaries: verified.size, bytes: verified.bytes, maxBytes: verified.maxBytes, hits: verified.hits, misses: verified.misses },

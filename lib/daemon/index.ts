@@ -7,6 +7,6 @@ export { MAX_CONTROL_LINE } from './control.js';
 export { DEFAULT_ATTACH_RETRY_DELAYS_MS } from './device.js';
 export type { DeviceRouteFactory, DeviceState, DeviceStatus } from './device.js';
 export { createLogger, silentLog } from './log.js';
-export { MALLOC_TUNABLE, mallocTuned, mmapThreshold, withMallocTuning, withoutMallocTuning } from './malloc-tuning.js';
+export { MALLOC_TUNABLE, mallocHint, mallocTuned, mmapThreshold, withMallocTuning, withoutMallocTuning } from './malloc-tuning.js';
 export type { DaemonLog, LogFields, LoggerOptions, LogLevel } from './log.js';
 export { DAEMON_ERROR_CODES } from './pipeline.js';

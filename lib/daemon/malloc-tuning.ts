@@ -55,6 +55,17 @@ export function mallocTuned(env: Env): boolean {
   return t !== undefined && t >= TUNED_MIN && t <= TUNED_MAX;
 }
 
+/** What `serve` logs when `env` does not tune malloc (how to set it), else undefined. */
+export function mallocHint(env: Env): string | undefined {
+  if (mallocTuned(env)) return undefined;
+  const set = mmapThreshold(env);
+  const what =
+    set === undefined
+      ? `GLIBC_TUNABLES does not set ${TUNABLE_NAME}`
+      : `glibc's mmap threshold is not fixed between 4 and 32 KiB (GLIBC_TUNABLES=${env.GLIBC_TUNABLES ?? ''}${env[ENV_ALIAS] === undefined ? '' : `, ${ENV_ALIAS}=${env[ENV_ALIAS]}`})`;
+  return `${what}: after uploads every run may start ~1 ms later (each bwrap is forked from this process, and fork copies the page tables of its grown heap); set GLIBC_TUNABLES=${MALLOC_TUNABLE} in its environment, as examples/virt-offload.service does`;
+}
+
 /** `env` with MALLOC_TUNABLE added to its GLIBC_TUNABLES, unless it sets the threshold already (an operator's choice stands). */
 export function withMallocTuning(env: Env): Record<string, string | undefined> {
   if (mmapThreshold(env) !== undefined) return { ...env };

@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { MALLOC_TUNABLE, mallocTuned, mmapThreshold, withMallocTuning, withoutMallocTuning } from '../../lib/daemon/index.js';
+import { MALLOC_TUNABLE, mallocHint, mallocTuned, mmapThreshold, withMallocTuning, withoutMallocTuning } from '../../lib/daemon/index.js';
 import { startServe } from '../../testbed/offload-host.js';
 import { repoRoot, requireTool, run, scratchDir } from '../../testbed/tools.js';
 import { commitPolicy } from './helpers.js';
@@ -33,6 +33,10 @@ test('mmapThreshold reads the threshold as glibc does; mallocTuned wants it fixe
   assert.is(mallocTuned({ GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=32' }), false, 'every allocation mapped');
   assert.is(mallocTuned({ GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=32k' }), false);
   assert.is(mallocTuned({}), false);
+  // What serve logs: nothing when tuned, else what is set and how to set it.
+  assert.is(mallocHint({ GLIBC_TUNABLES: MALLOC_TUNABLE }), undefined);
+  assert.match(mallocHint({})!, /^GLIBC_TUNABLES does not set glibc\.malloc\.mmap_threshold: .* set GLIBC_TUNABLES=glibc\.malloc\.mmap_threshold=32768 in its environment/);
+  assert.match(mallocHint({ GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=65536', MALLOC_MMAP_THRESHOLD_: '8192' })!, /^glibc's mmap threshold is not fixed between 4 and 32 KiB \(GLIBC_TUNABLES=glibc\.malloc\.mmap_threshold=65536, MALLOC_MMAP_THRESHOLD_=8192\): /);
 });
 
 test('withMallocTuning adds the threshold to GLIBC_TUNABLES and keeps other tunables; an operator-set threshold stands; withoutMallocTuning clears them', () => {
