@@ -464,6 +464,8 @@ try {
   const floor = clientAlone - p50(codecCol(2)) + p50(s.flush);
   console.log(`  floor: the guest client's own work on the round trip's path (all but decoding the host's HELLO), alone, + the audit flush ${fmt(floor)}`);
   console.log(`    of the 3 ms target, that leaves ${fmt(3 - floor).trim()} for the port, the daemon's decisions and the run's set-up (with a native client the daemon adds ${fmt(hostOverhead).trim()}, flush included: host view below)`);
+  // What the daemon adds beyond the flush, measured with a native client, comes on top of the floor.
+  console.log(`    floor + the daemon's work beyond the flush (host view − flush) ${fmt(floor + hostOverhead - p50(s.flush))}: the least this guest can see (estimate)`);
   console.log(`host view, no guest (submit() over the VM's unix socket, alternated with bare bwrap):`);
   console.log(line('submit --measurement (host)', s.hostSubmit));
   const v = hostCgroups()!.version;
