@@ -297,6 +297,7 @@ vm.command('add')
   .option('--attach', 'also hot-plug the offload port (needs serve --libvirt)')
   .option('--port <name>', 'name of the port in the guest, with --attach (default virt-offload.0)')
   .option('--owner <user[:group]>', "hand the socket (mode 0600) to QEMU's user, when QEMU runs as another user and libvirt does not do it")
+  .option('--replace', 'when the name is already added with another UUID, replace that VM (its socket and connection go); refused without it')
   .option('--run-dir <dir>', "the daemon's --run-dir", RUN_DIR)
   .option('--json', "print the daemon's reply as JSON")
   .addHelpText('after', `

@@ -141,7 +141,9 @@ async function main(): Promise<number> {
       }
       case 'add': {
         if (uuid === undefined || !UUID.test(uuid)) throw new ControlError('protocol', `the domain XML has no valid <uuid>`);
-        const reply = await controlRequest(CONTROL, { cmd: 'add-vm', name, uuid, attach: true, port: action.port });
+        // replace: libvirt is starting a domain of this name with this UUID now; a registration
+        // under another UUID is a domain of the same name whose stop the daemon missed.
+        const reply = await controlRequest(CONTROL, { cmd: 'add-vm', name, uuid, attach: true, port: action.port, replace: true });
         if (reply.ok !== true) throw new ControlError('protocol', `the daemon refused add-vm: ${String(reply.error).slice(0, 300)}`);
         if (reply.attach === 'no-route') throw new ControlError('protocol', NO_ROUTE);
         return 0;

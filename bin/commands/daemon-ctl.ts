@@ -65,6 +65,7 @@ export async function runVmAdd(name: string, opts: Record<string, unknown>): Pro
     const port = str(opts.port);
     if (port !== undefined && opts.attach !== true) throw new UsageError('--port needs --attach', '--port');
     const request: Record<string, unknown> = { cmd: 'add-vm', name, uuid };
+    if (opts.replace === true) request.replace = true;
     const owner = str(opts.owner);
     if (owner !== undefined) request.owner = resolveOwner(owner);
     if (opts.attach === true) {

@@ -6,6 +6,7 @@
 //   {"cmd":"add-vm","name":"web1","uuid":"6f1c…"}  → {"ok":true,"socket":"<runDir>/vm/web1.sock"}
 //   {"cmd":"add-vm",…,"owner":{"uid":64055,"gid":64055}}  → the socket is chown'ed to them (a QEMU of another user, no libvirt)
 //   {"cmd":"add-vm",…,"attach":true,"port":"virt-offload.0"}
+//   {"cmd":"add-vm",…,"replace":true}  → a name added with another UUID is swapped (refused without it)
 //                                                 → {"ok":true,"socket":"…","attach":"scheduled"|"no-route"};
 //                                                   the device is attached AFTER this reply is written
 //                                                   (libvirt holds the domain while its hook waits)
@@ -47,7 +48,7 @@ export const MAX_CONTROL_LINE = 64 * 1024;
 
 /** What the control socket drives (the Daemon; an interface here so the two files do not import each other). */
 export interface ControlTarget {
-  addVm(vm: { readonly name: string; readonly uuid: string }, options?: { readonly owner?: SocketOwner }): Promise<string>;
+  addVm(vm: { readonly name: string; readonly uuid: string }, options?: { readonly owner?: SocketOwner; readonly replace?: boolean }): Promise<string>;
   attachVm(name: string, portName: string): 'scheduled' | 'no-route';
   /** Whether the daemon has a hot-plug route (serve --libvirt). */
   canAttach(): boolean;
@@ -113,14 +114,15 @@ async function commandReply(line: Uint8Array, daemon: ControlTarget, log: Daemon
       case 'ping':
         return { ok: true, version: VERSION, attach: daemon.canAttach() };
       case 'add-vm': {
-        const { name, uuid, attach, port, owner } = msg;
+        const { name, uuid, attach, port, owner, replace } = msg;
         if (typeof name !== 'string' || typeof uuid !== 'string') return { ok: false, error: 'add-vm needs "name" and "uuid" strings' };
         const socketOwner = parseOwner(owner);
         if (typeof socketOwner === 'string') return { ok: false, error: `add-vm: ${socketOwner}` };
         if (attach !== undefined && typeof attach !== 'boolean') return { ok: false, error: 'add-vm: "attach" must be true or false' };
+        if (replace !== undefined && typeof replace !== 'boolean') return { ok: false, error: 'add-vm: "replace" must be true or false' };
         const portName = port ?? 'virt-offload.0';
         if (typeof portName !== 'string' || !PORT_NAME.test(portName)) return { ok: false, error: `add-vm: "port" must match ${PORT_NAME.source}` };
-        const socket = await daemon.addVm({ name, uuid }, socketOwner === undefined ? {} : { owner: socketOwner });
+        const socket = await daemon.addVm({ name, uuid }, { ...(socketOwner === undefined ? {} : { owner: socketOwner }), replace: replace === true });
         if (attach !== true) return { ok: true, socket };
         // Start once the reply is out: libvirt waits for the hook that waits for this reply.
         afterReply(() => {

@@ -131,9 +131,13 @@ export interface DaemonStatus {
 export interface Daemon {
   readonly runDir: string;
   readonly controlPath: string;
-  /** Create the VM's socket (idempotent for the same name and UUID); returns its path. */
-  /** Create the VM's socket (idempotent for the same name and UUID); `owner`: chown it to them. */
-  addVm(vm: VmIdentity, options?: { readonly owner?: SocketOwner }): Promise<string>;
+  /**
+   * Create the VM's socket (idempotent for the same name and UUID); returns its path. `owner`:
+   * chown it to them. A name already added with another UUID is refused unless `replace`: the
+   * UUID is the VM's identity for the policy, so only whoever knows a new domain carries the
+   * name (the libvirt hook, at its start) swaps it, and the old one's socket goes.
+   */
+  addVm(vm: VmIdentity, options?: { readonly owner?: SocketOwner; readonly replace?: boolean }): Promise<string>;
   /**
    * Hot-plug the VM's offload device in the background (retrying while the domain is not
    * ready): call it after answering whoever asked (the libvirt hook blocks libvirt).
@@ -323,13 +327,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     }
   };
 
-  const addVm = async (vm: VmIdentity, addOptions: { readonly owner?: SocketOwner } = {}): Promise<string> => {
+  const addVm = async (vm: VmIdentity, addOptions: { readonly owner?: SocketOwner; readonly replace?: boolean } = {}): Promise<string> => {
     if (closing) throw new VirtOffloadError('EUSAGE', 'the daemon is shutting down');
     if (typeof vm.name !== 'string' || !VM_NAME.test(vm.name)) throw new VirtOffloadError('EUSAGE', `VM name must match ${VM_NAME.source}`);
     if (typeof vm.uuid !== 'string' || !VM_UUID.test(vm.uuid)) throw new VirtOffloadError('EUSAGE', `VM ${vm.name}: uuid must be a UUID (8-4-4-4-12 hex digits)`);
     const identity: VmIdentity = Object.freeze({ name: vm.name, uuid: vm.uuid.toLowerCase() });
     return underVmLock(vm.name, async () => {
-      const path = await addVmLocked(identity);
+      const path = await addVmLocked(identity, addOptions.replace === true);
       // Without libvirt nobody else hands the socket to QEMU's user: the admin names it.
       const owner = addOptions.owner;
       if (owner !== undefined) {
@@ -345,12 +349,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     });
   };
 
-  const addVmLocked = async (identity: VmIdentity): Promise<string> => {
+  const addVmLocked = async (identity: VmIdentity, replace: boolean): Promise<string> => {
     if (closing) throw new VirtOffloadError('EUSAGE', 'the daemon is shutting down');
     const known = vms.get(identity.name);
     if (known !== undefined) {
       if (known.vm.uuid === identity.uuid) return known.path;
+      if (!replace) {
+        throw new VirtOffloadError('EUSAGE', `VM ${identity.name} is already added with UUID ${known.vm.uuid}, not ${identity.uuid}: remove it first (virt-offload vm remove ${identity.name}), or add it with --replace if another domain now carries the name`);
+      }
       // Same name, another UUID: a different domain now carries the name. Its predecessor's socket must go.
+      log.warn(`VM ${identity.name}: UUID ${known.vm.uuid} replaced by ${identity.uuid}; the old VM's socket and connection go`, { vm: identity.name });
       await removeVmLocked(identity.name, { stopped: true });
     }
     const path = join(vmDir, `${identity.name}.sock`);

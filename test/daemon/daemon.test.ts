@@ -555,6 +555,34 @@ test('no policy loaded (the repository does not parse): every request is DENIED 
   }
 });
 
+test('a name already added with another UUID is refused unless replace: the UUID is the VM\'s identity for the policy', async () => {
+  const first = '9b8d7c1e-2a3f-4b5c-8d6e-7f8091a2b3c4';
+  const second = '9b8d7c1e-2a3f-4b5c-8d6e-7f8091a2b3c5';
+  const socket = await daemon.addVm({ name: 'vm-swap', uuid: first });
+  const g = await Guest.connect(socket);
+  await g.hello();
+  const uuidOf = () => daemon.status().vms.find((v) => v.name === 'vm-swap')?.uuid;
+  try {
+    await daemon.addVm({ name: 'vm-swap', uuid: second });
+    assert.unreachable('a second UUID for the name was accepted');
+  } catch (err) {
+    assert.match((err as Error).message, `already added with UUID ${first}, not ${second}`);
+    assert.match((err as Error).message, '--replace');
+  }
+  assert.is(uuidOf(), first, 'the first VM is kept');
+  assert.is((await daemon.addVm({ name: 'vm-swap', uuid: first })).length > 0, true, 'the same name and UUID again: still idempotent');
+  // Through the control socket, as `virt-offload vm add` and the hook ask.
+  const refused = await control(daemon.controlPath, { cmd: 'add-vm', name: 'vm-swap', uuid: second });
+  assert.is(refused.ok, false);
+  assert.match(String(refused.error), 'already added with UUID');
+  assert.is((await control(daemon.controlPath, { cmd: 'add-vm', name: 'vm-swap', uuid: second, replace: 'yes' })).ok, false, 'replace must be a boolean');
+  const replaced = await control(daemon.controlPath, { cmd: 'add-vm', name: 'vm-swap', uuid: second, replace: true });
+  assert.is(replaced.ok, true, JSON.stringify(replaced));
+  assert.is(uuidOf(), second, 'replaced');
+  await g.closed; // the old VM's connection went with it
+  assert.is(await daemon.removeVm('vm-swap'), true);
+});
+
 test('control socket: bad commands get errors, not crashes', async () => {
   assert.is((await control(daemon.controlPath, { cmd: 'add-vm', name: '../etc', uuid: UUID_A })).ok, false);
   assert.is((await control(daemon.controlPath, { cmd: 'add-vm', name: 'x', uuid: 'nope' })).ok, false);
