@@ -175,6 +175,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   // Before anything is touched: a second daemon would take over the sockets of the first.
   await refuseLiveDaemon(controlPath);
   prepareRunDir(runDir, vmDir, log);
+  checkAuditLogDir(options.auditLog);
 
   // Descriptors inherited without close-on-exec would reach every sandboxed program.
   for (const fd of closeInheritedFds()) log.warn(`closed inherited fd ${fd.fd} (${fd.target})`);
@@ -534,6 +535,27 @@ async function refuseLiveDaemon(controlPath: string): Promise<void> {
  * the hook and the CLI send their commands, or where QEMU connects a VM: both are refused,
  * as are symlinks and directories of another owner.
  */
+/**
+ * The audit log's directory, before the log is opened: whoever can write it can delete or
+ * replace the audit trail. It must be writable by its owner only, owned by root or us, and not
+ * a symlink; a directory above must not be writable by others without the sticky bit (by its
+ * group it may: Ubuntu's /var/log is root:syslog 0775). A directory not made yet is made by
+ * openAuditLog (0750), under the nearest one that exists, which is checked as an ancestor.
+ */
+function checkAuditLogDir(auditLog: string): void {
+  const dir = dirname(resolve(auditLog));
+  const what = 'audit log directory';
+  let problem: string | undefined;
+  const st = lstatOrUndefined(dir);
+  if (st !== undefined) problem = untrustedDirProblem(dir, st, what) ?? untrustedAncestorProblem(dir, `the ${what}`, { groupWritable: true });
+  else {
+    let below = dir;
+    while (dirname(below) !== below && lstatOrUndefined(dirname(below)) === undefined) below = dirname(below);
+    problem = untrustedAncestorProblem(below, `the ${what}`, { groupWritable: true });
+  }
+  if (problem !== undefined) throw new VirtOffloadError('EUSAGE', `${problem}; the daemon keeps its audit log (${auditLog}) there`);
+}
+
 function prepareRunDir(runDir: string, vmDir: string, log: DaemonLog): void {
   const make = (dir: string): string | undefined => {
     try {

@@ -146,6 +146,42 @@ test('a run directory others could write, a symlink, or a vm/ symlink is refused
   assert.not.ok(existsSync(join(parent, 'run')), 'checked before anything is made there');
 });
 
+test('an audit log in a directory others could write (or under one, without the sticky bit) is refused; a group-writable one above passes', async () => {
+  const start = (log: string) => startDaemon({ runDir: join(scratch.dir, 'run-audit'), policyRepo: repo, storeDir, auditLog: log, sandbox: 'bwrap' });
+  const refused = async (log: string, expected: string) => {
+    try {
+      const d = await start(log);
+      await d.close();
+      assert.unreachable(`a daemon started with the audit log ${log}`);
+    } catch (err) {
+      assert.match((err as Error).message, expected);
+    }
+    assert.not.ok(existsSync(log), `nothing written at ${log}`);
+  };
+  const open = join(scratch.dir, 'audit-open');
+  mkdirSync(open);
+  chmodSync(open, 0o777);
+  await refused(join(open, 'audit.jsonl'), `audit log directory ${open} is group- or world-writable (mode 0777)`);
+  const target = join(scratch.dir, 'audit-target');
+  mkdirSync(target, { mode: 0o750 });
+  const linked = join(scratch.dir, 'audit-link');
+  symlinkSync(target, linked);
+  await refused(join(linked, 'audit.jsonl'), `audit log directory ${linked} is a symbolic link`);
+  // Not made yet, under a directory others may write: it could be swapped once made.
+  const parent = join(scratch.dir, 'audit-open-parent');
+  mkdirSync(parent);
+  chmodSync(parent, 0o777);
+  await refused(join(parent, 'log', 'audit.jsonl'), `directory ${parent} above the audit log directory ${join(parent, 'log')} is world-writable without the sticky bit`);
+  assert.not.ok(existsSync(join(parent, 'log')), 'checked before the directory is made');
+  // A group-writable directory above (Ubuntu's /var/log: root:syslog 0775) is allowed.
+  const groupParent = join(scratch.dir, 'audit-group-parent');
+  mkdirSync(groupParent);
+  chmodSync(groupParent, 0o775);
+  const d = await start(join(groupParent, 'virt-offload', 'audit.jsonl'));
+  await d.close();
+  assert.is(statSync(join(groupParent, 'virt-offload')).mode & 0o777, 0o750);
+});
+
 test('an approved ELF uploaded by a VM runs sandboxed: stdout, stderr and exit code come back, one audit record', async () => {
   const g = await Guest.connect(join(runDir, 'vm', 'vm-a.sock'));
   await g.hello();
