@@ -51,7 +51,7 @@ export async function runReload(opts: Record<string, unknown>): Promise<number> 
       process.stderr.write(`virt-offload: the policy in force is ${reply.commit === undefined || reply.commit === null ? 'none (everything is denied)' : `still commit ${String(reply.commit)}`}\n`);
       return EXIT.failed;
     }
-    return answer(opts, reply, () => `policy reloaded: commit ${String(reply.commit)}${typeof reply.storeChanges === 'number' ? `, ${reply.storeChanges} store change(s)` : ''}\n`);
+    return answer(opts, reply, () => `policy reloaded: commit ${typeof reply.commit === 'string' ? reply.commit : '(none)'}${typeof reply.storeChanges === 'number' ? `, ${reply.storeChanges} store change(s)` : ''}\n`);
   } catch (err) {
     return reportFailure(err);
   }
@@ -167,7 +167,7 @@ function describeStatus(reply: Record<string, unknown>): string {
   const policy = (reply.policy ?? {}) as { loaded?: unknown; commit?: unknown; uncommitted?: unknown; loadedAt?: unknown; lastError?: unknown };
   const lines: string[] = [];
   if (policy.loaded === true) {
-    lines.push(`policy: commit ${String(policy.commit)}${policy.uncommitted === true ? ' + UNCOMMITTED changes to *.policy files' : ''} (loaded ${String(policy.loadedAt)})`);
+    lines.push(`policy: commit ${typeof policy.commit === 'string' ? policy.commit : '(none)'}${policy.uncommitted === true ? ' + UNCOMMITTED changes to *.policy files' : ''} (loaded ${String(policy.loadedAt)})`);
   }
   if (policy.loaded !== true) lines.push('policy: NONE LOADED: every request is denied');
   if (typeof policy.lastError === 'string') lines.push(`  last reload FAILED: ${policy.lastError}`);

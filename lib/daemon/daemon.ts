@@ -281,6 +281,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     };
     try {
       next = reloader.load({ loadedAt: new Date().toISOString(), ...(options.requireSigned === undefined ? {} : { requireSigned: options.requireSigned }) });
+      // Only committed policy is enforced: a commit is what a reviewer approved and what every
+      // decision names; files in a plain directory (a wrong --repo, or a copy) were reviewed by nobody.
+      if (next.commit === undefined) {
+        return failed(`policy repository ${options.policyRepo} has no git commit (it is not a git work tree, or nothing is committed yet): the daemon enforces only committed policy (git init; git add *.policy; git commit)`);
+      }
       // Signed: only a commit that descends from the last one this host accepted (a rollback
       // to an older signed commit would approve again what later ones revoked).
       if (options.requireSigned !== undefined && next.commit !== undefined) {
@@ -303,7 +308,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     if (dirty) uncommitted.add(next);
     appendAudit({ event: 'policy-reload', ok: true, commit: next.commit ?? null, ...(dirty ? { uncommitted: true } : {}), previous: previous ?? null, files: next.files.length });
     if (dirty) log.warn(`policy work tree ${options.policyRepo} has UNCOMMITTED changes to *.policy files: they are in force, and every decision is recorded with commit ${next.commit} and "uncommitted": true; commit them for review`, { commit: next.commit });
-    log.info(`policy loaded: commit ${next.commit ?? '(not a git commit)'}, ${next.binaries.size} binaries, ${next.index.size} measurements (${reloader.stats.compiled} of ${reloader.stats.files} files parsed)`, { commit: next.commit });
+    log.info(`policy loaded: commit ${String(next.commit)}, ${next.binaries.size} binaries, ${next.index.size} measurements (${reloader.stats.compiled} of ${reloader.stats.files} files parsed)`, { commit: next.commit });
     if (next.files.length === 0) {
       // Like `store gc`: an empty repository is far more likely a wrong --repo than a wish to uninstall everything.
       log.warn(`policy repository ${options.policyRepo} has no *.policy files: everything is denied, the store is left as it is`);

@@ -619,6 +619,36 @@ test('a name already added with another UUID is refused unless replace: the UUID
   assert.is(await daemon.removeVm('vm-swap'), true);
 });
 
+test('a policy directory with no git commit is not enforced: every request is DENIED no-policy, and the log says why', async () => {
+  const dir = join(scratch.dir, 'uncommitted');
+  const policyDir = join(dir, 'repo');
+  mkdirSync(policyDir, { recursive: true });
+  // A policy that would approve the program, in a plain directory: reviewed by nobody.
+  writeFileSync(join(policyDir, 'hello.policy'), `binary hello\nvms all\nversion 1 approved ${bin.hello!.m}\n`);
+  const lines: string[] = [];
+  const quiet = () => {};
+  const start = () => startDaemon({ runDir: join(dir, 'run'), policyRepo: policyDir, storeDir: join(dir, 'store'), auditLog: join(dir, 'audit.jsonl'), sandbox: 'bwrap', log: { error: (m) => lines.push(m), warn: quiet, info: quiet, debug: quiet } });
+  let d2 = await start();
+  try {
+    assert.ok(lines.some((l) => l.includes(`policy repository ${policyDir} has no git commit`)), lines.join('\n'));
+    const g = await Guest.connect(await d2.addVm({ name: 'vm-a', uuid: UUID_A }));
+    await g.hello();
+    const r = await g.submit({ bytes: bin.hello!.bytes });
+    assert.is(r.final.type, 'DENIED');
+    if (r.final.type === 'DENIED') assert.is(r.final.body.code, 'no-policy');
+    g.close();
+    // A git repository with nothing committed yet: the same.
+    run('git', ['init', '-q', policyDir]);
+    await d2.close();
+    lines.length = 0;
+    d2 = await start();
+    assert.ok(lines.some((l) => l.includes('has no git commit')), lines.join('\n'));
+    assert.is(d2.status().policy.loaded, false);
+  } finally {
+    await d2.close();
+  }
+});
+
 test('control socket: bad commands get errors, not crashes', async () => {
   assert.is((await control(daemon.controlPath, { cmd: 'add-vm', name: '../etc', uuid: UUID_A })).ok, false);
   assert.is((await control(daemon.controlPath, { cmd: 'add-vm', name: 'x', uuid: 'nope' })).ok, false);
