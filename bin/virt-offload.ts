@@ -472,7 +472,9 @@ hook
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof CommanderError) {
     // Commander has already printed its message (or the help / version text).
-    const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help';
+    // 'commander.help' is both `help [command]` (exit code 0) and the help a command group
+    // prints when no subcommand is given (exit code 1 from commander): that one is a usage error.
+    const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || (err.code === 'commander.help' && err.exitCode === 0);
     process.exitCode = ok ? EXIT.ok : EXIT.usage;
   } else {
     process.exitCode = reportFailure(err);
