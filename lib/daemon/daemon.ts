@@ -501,6 +501,8 @@ function policyErrorText(err: VirtOffloadError): string {
   const errors = (err as { errors?: readonly { message?: string }[] }).errors;
   if (!Array.isArray(errors) || errors.length === 0) return err.message;
   const shown = errors.slice(0, 20).map((e) => (typeof e === 'object' && e !== null && 'message' in e ? String(e.message) : String(e)));
+  // A single error's message is often the error itself: say it once.
+  if (errors.length === 1 && err.message.includes(shown[0]!)) return err.message;
   return `${err.message}: ${shown.join('; ')}${errors.length > 20 ? `; … ${errors.length - 20} more` : ''}`;
 }
 

@@ -360,6 +360,7 @@ test('a broken policy commit: reload fails loudly, the last good snapshot stays 
   assert.is(r.ok, false);
   assert.is(r.commit, good);
   assert.match(r.error ?? '', /broken\.policy:2/);
+  assert.is((r.error ?? '').split('broken.policy:2').length, 2, `the one error said once: ${r.error}`);
   assert.ok(logLines.some((l) => l.startsWith('E POLICY RELOAD FAILED, keeping the last good policy')));
   const status = await control(daemon.controlPath, { cmd: 'status' });
   assert.is((status.policy as Record<string, unknown>).commit, good);
