@@ -87,24 +87,40 @@ function isClientOf(chardev: ChardevState, socketPath: string): boolean {
   return chardev.unixPath === socketPath && !/,server(=on)?\b/.test(chardev.filename);
 }
 
-export function chardevStep(ids: OffloadIds, socketPath: string, reconnectSeconds: number): HotplugStep {
+/** The QEMU a plan is for, from its QMP greeting: which spelling of the reconnect option it takes. */
+export interface QemuVersion {
+  readonly major: number;
+  readonly minor: number;
+}
+
+/**
+ * The socket chardev's retry interval. QEMU 9.2 added `reconnect-ms` and deprecated
+ * `reconnect` (seconds), which later releases drop; older ones know only `reconnect`. An
+ * unknown version gets `reconnect`, which every QEMU up to the removal takes.
+ */
+export function reconnectArgument(seconds: number, qemu?: QemuVersion): { reconnect: number } | { 'reconnect-ms': number } {
+  const hasMs = qemu !== undefined && (qemu.major > 9 || (qemu.major === 9 && qemu.minor >= 2));
+  return hasMs ? { 'reconnect-ms': seconds * 1000 } : { reconnect: seconds };
+}
+
+export function chardevStep(ids: OffloadIds, socketPath: string, reconnectSeconds: number, qemu?: QemuVersion): HotplugStep {
   return {
     kind: 'add-chardev',
     id: ids.chardev,
     command: 'chardev-add',
     arguments: {
       id: ids.chardev,
-      backend: { type: 'socket', data: { addr: { type: 'unix', data: { path: socketPath } }, server: false, reconnect: reconnectSeconds } },
+      backend: { type: 'socket', data: { addr: { type: 'unix', data: { path: socketPath } }, server: false, ...reconnectArgument(reconnectSeconds, qemu) } },
     },
     summary: `add chardev ${ids.chardev}: connect to ${socketPath} (retry every ${reconnectSeconds} s)`,
   };
 }
 
-export function planAttach(vm: string, state: VmState, ids: OffloadIds, portName: string, socketPath: string, reconnectSeconds: number): AttachPlan {
+export function planAttach(vm: string, state: VmState, ids: OffloadIds, portName: string, socketPath: string, reconnectSeconds: number, qemu?: QemuVersion): AttachPlan {
   const steps: HotplugStep[] = [];
 
   const chardev = state.chardev;
-  if (chardev === undefined) steps.push(chardevStep(ids, socketPath, reconnectSeconds));
+  if (chardev === undefined) steps.push(chardevStep(ids, socketPath, reconnectSeconds, qemu));
   else if (!isClientOf(chardev, socketPath)) {
     const is = chardev.unixPath !== undefined ? `${chardev.filename} at ${chardev.unixPath}` : chardev.filename;
     throw new HotplugConflictError(vm, ids.chardev, `chardev ${ids.chardev} exists (${is}), not as a client of ${socketPath}: detach first`);

@@ -41,7 +41,7 @@ export class QmpHotplugRoute implements OffloadDeviceRoute {
     const { portName, reconnect } = checkAttachSpec(spec);
     const ids = offloadIds(portName);
     const state = await this.#gather(spec.vm, ids);
-    return { ...planAttach(spec.vm, state, ids, portName, spec.socketPath, reconnect), state };
+    return { ...planAttach(spec.vm, state, ids, portName, spec.socketPath, reconnect, this.#qmp.greeting?.version.qemu), state };
   }
 
   attach(spec: AttachSpec): Promise<AttachResult> {
@@ -56,7 +56,7 @@ export class QmpHotplugRoute implements OffloadDeviceRoute {
       // Anything else (our chardev or port already there, no controller with an id, a failed
       // step) undoes what this did and lets the full state decide.
       let attached: { plan: AttachPlan; done: HotplugStep[] } | undefined;
-      const early = chardevStep(ids, spec.socketPath, reconnect);
+      const early = chardevStep(ids, spec.socketPath, reconnect, this.#qmp.greeting?.version.qemu);
       const [quick, added] = await Promise.all([
         this.#quickState(spec.vm, ids).then(
           (state) => ({ state }),
@@ -75,7 +75,7 @@ export class QmpHotplugRoute implements OffloadDeviceRoute {
       } else if (quick.state === 'no-controller') {
         if (added) keptEarly = [early];
       } else if (added) {
-        const plan = planAttach(spec.vm, quick.state, ids, portName, spec.socketPath, reconnect);
+        const plan = planAttach(spec.vm, quick.state, ids, portName, spec.socketPath, reconnect, this.#qmp.greeting?.version.qemu);
         const rest = plan.steps.filter((step) => step.kind !== 'add-chardev');
         attached = await this.#applyAll(spec.vm, rest, [early]).then(
           (done) => ({ plan, done }),

@@ -8,6 +8,8 @@ import type { OffloadIds } from './types.js';
 
 /** The part of QmpClient the hot-plug code uses (a fake in unit tests). */
 export interface QmpPort {
+  /** The session's QMP greeting, when known (QmpClient has it): the QEMU version. */
+  readonly greeting?: { readonly version: { readonly qemu: { readonly major: number; readonly minor: number } } } | undefined;
   execute<T = unknown>(command: string, args?: Readonly<Record<string, unknown>>, options?: { timeoutMs?: number }): Promise<T>;
   listen(filter: EventFilter): { next(): Promise<IteratorResult<QmpEvent>>; close(): void };
 }

@@ -41,6 +41,21 @@ test('pc, nothing there: chardev (client, reconnect), controller on pci.0, port'
   assert.is(plan.bus, 'vo-serial0.0');
 });
 
+test('the retry interval is spelled for the QEMU the greeting names: reconnect-ms from 9.2, reconnect before it or when unknown', () => {
+  const chardevData = (qemu?: { major: number; minor: number }) =>
+    (planAttach('vm1', state(), offloadIds('virt-offload.0'), 'virt-offload.0', SOCK, 2, qemu).steps[0]!.arguments as { backend: { data: Record<string, unknown> } }).backend.data;
+  for (const qemu of [{ major: 9, minor: 2 }, { major: 10, minor: 0 }]) {
+    const data = chardevData(qemu);
+    assert.is(data['reconnect-ms'], 2000, `QEMU ${qemu.major}.${qemu.minor}`);
+    assert.not.ok('reconnect' in data, `QEMU ${qemu.major}.${qemu.minor}: not the deprecated option`);
+  }
+  for (const qemu of [undefined, { major: 7, minor: 2 }, { major: 9, minor: 1 }]) {
+    const data = chardevData(qemu);
+    assert.is(data.reconnect, 2, `QEMU ${qemu === undefined ? 'unknown' : `${qemu.major}.${qemu.minor}`}`);
+    assert.not.ok('reconnect-ms' in data);
+  }
+});
+
 test('q35: the first free hotplug-capable root port; none → a clear error', () => {
   const rootPorts = [
     { id: 'rp1', bus: 'rp1', free: false, hotplug: true },
