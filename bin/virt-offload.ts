@@ -124,7 +124,7 @@ policy
   .argument('<file>', 'the binary to measure')
   .requiredOption('--name <name>', 'binary name (file binaries/<name>.policy)')
   .requiredOption('--version <version>', 'version to approve')
-  .option('--vm <member...>', 'VMs that may run it: vm:NAME, uuid:UUID, group:NAME or all')
+  .option('--vm <member...>', 'VMs that may run it: vm:NAME, uuid:UUID, group:NAME or all (it takes every word up to the next option: give FILE before it)')
   .option('--repo <dir>', 'policy repository work tree', '.')
   .option('--json', 'print what was written as JSON')
   .action(async (file: string, opts: Record<string, unknown>) => {

@@ -94,6 +94,18 @@ test('add creates binaries/N.policy with the measured line; --json says what was
   snapshotOf(repo);
 });
 
+test('policy add of a file the host cannot run without an interpreter line says so; an ELF gets no such warning', () => {
+  const repo = freshRepo();
+  const script = join(dir, 'notes.sh');
+  writeFileSync(script, '#!/bin/sh\necho report\n');
+  const r = vo(['policy', 'add', script, '--name', 'notes', '--version', '1', '--vm', 'all', '--repo', repo]);
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stderr, `warning: ${script} is not a binary the measurement core knows (a script?), and notes has no interpreter line: the host runs only ELF executables without one; add 'interpreter PATH'`);
+  const elf = vo(['policy', 'add', v1, '--name', 'mytool', '--version', '1', '--vm', 'all', '--repo', repo]);
+  assert.is(elf.status, 0, elf.stderr);
+  assert.not.match(elf.stderr, 'interpreter');
+});
+
 test('add to an existing binary appends after the last version and keeps every comment byte for byte', () => {
   const repo = freshRepo();
   const before = readFileSync(join(repo, 'binaries/hello.policy'), 'utf8');

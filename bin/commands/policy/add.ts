@@ -50,6 +50,12 @@ export async function runPolicyAdd(file: string, opts: Record<string, unknown>):
       text = renderBinaryFile({ name, versions: [spec], ...(vms === undefined ? {} : { vms }) }, { file: path });
       if (vms === undefined) warnings.push(`no --vm given: ${path} has no vms line, so no VM may run ${name} until one is added`);
     }
+    // The binary's interpreter decides how the host runs it; none runs only an ELF of the host's
+    // kind (lib/exec planCommand), and `policy add` writes no interpreter line for a new binary.
+    const interpreter = existing?.interpreter.kind ?? 'none';
+    if (interpreter === 'none' && measured.format !== 'elf') {
+      warnings.push(`${file} is ${measured.format === 'raw' ? 'not a binary the measurement core knows (a script?)' : `a ${measured.format.toUpperCase()} binary`}, and ${name} has no interpreter line: the host runs only ELF executables without one; add 'interpreter PATH' (a script) or 'interpreter wasi' (WebAssembly) to ${path} (policies/README.md)`);
+    }
     commitEdit(repo, path, text, before);
 
     const lines = versionLines(path, text, [version]);

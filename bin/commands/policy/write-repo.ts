@@ -174,7 +174,7 @@ export function checkVersion(version: string, option: string): void {
 export function parseVmOption(values: readonly string[] | undefined): VmsSpec | undefined {
   if (values === undefined || values.length === 0) return undefined;
   if (values.includes('all')) {
-    if (values.length > 1) throw new UsageError(`--vm all stands alone (got ${values.join(' ')})`, '--vm');
+    if (values.length > 1) throw new UsageError(`--vm all stands alone (got ${values.join(' ')}; --vm takes every word after it up to the next option)`, '--vm');
     return 'all';
   }
   const seen = new Set<string>();
