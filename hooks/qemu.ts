@@ -14,7 +14,8 @@
 // parses XML and writes one line to a unix socket, all of which Node does natively. zx would
 // add ~120 ms to every domain start for nothing. The hook is bundled into one CommonJS file
 // (no dependency), so it needs no node_modules where it is installed.
-import { appendFileSync, readSync, statSync, writeSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readSync, statSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { ControlError } from './control-error.js';
 import { decide, type HookAction } from './decide.js';
 import type { DomainFacts } from './domain-xml.js';
@@ -49,10 +50,21 @@ function log(message: string): void {
   }
   // libvirt drops a hook's stderr when it exits 0: keep a copy where the operator can find it.
   if (config.logFile !== undefined) {
+    const text = `${new Date().toISOString()} ${line}\n`;
     try {
-      appendFileSync(config.logFile, `${new Date().toISOString()} ${line}\n`, { mode: 0o640 });
-    } catch {
-      // Best effort: a missing log directory must not change what the hook does.
+      appendFileSync(config.logFile, text, { mode: 0o640 });
+    } catch (err) {
+      // The directory may not exist yet (`hook install` does not make it, and the daemon makes
+      // /var/log/virt-offload only for its own audit log): make it, once, then try again.
+      // Best effort: a log that cannot be written must not change what the hook does.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        try {
+          mkdirSync(dirname(config.logFile), { recursive: true, mode: 0o750 });
+          appendFileSync(config.logFile, text, { mode: 0o640 });
+        } catch {
+          // as above
+        }
+      }
     }
   }
 }

@@ -17,7 +17,8 @@ requireTool('git', 'git');
 const scratch = scratchDir('vo-hook-');
 const runDir = join(scratch.dir, 'run');
 const downRunDir = join(scratch.dir, 'down');
-const logFile = join(scratch.dir, 'hook.log');
+// In a directory nobody made: the hook makes it (hook install does not).
+const logFile = join(scratch.dir, 'log', 'hook.log');
 let hookFile = '';
 let downHook = '';
 let daemon: Daemon;
