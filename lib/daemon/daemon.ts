@@ -20,7 +20,7 @@ import { VmConnection, type ConnectionBounds, type ConnectionStats } from './con
 import { handleControl, type SocketOwner } from './control.js';
 import { type DeviceRouteFactory, type DeviceStatus, VmDevice } from './device.js';
 import { type DaemonLog, silentLog } from './log.js';
-import { lstatOrUndefined, Mutex, untrustedAncestorProblem, untrustedDirProblem } from '../io/index.js';
+import { lstatOrUndefined, Mutex, untrustedAncestorProblem, untrustedAncestorProblemBeforeMake, untrustedDirProblem } from '../io/index.js';
 import { patchSource } from './patch-source.js';
 import { acceptedCommitPath, readAcceptedCommit, rollbackProblem, writeAcceptedCommit } from './accepted-commit.js';
 import { UploadBudget } from './admission.js';
@@ -552,14 +552,8 @@ async function refuseLiveDaemon(controlPath: string): Promise<void> {
 function checkAuditLogDir(auditLog: string): void {
   const dir = dirname(resolve(auditLog));
   const what = 'audit log directory';
-  let problem: string | undefined;
   const st = lstatOrUndefined(dir);
-  if (st !== undefined) problem = untrustedDirProblem(dir, st, what) ?? untrustedAncestorProblem(dir, `the ${what}`, { groupWritable: true });
-  else {
-    let below = dir;
-    while (dirname(below) !== below && lstatOrUndefined(dirname(below)) === undefined) below = dirname(below);
-    problem = untrustedAncestorProblem(below, `the ${what}`, { groupWritable: true });
-  }
+  const problem = st !== undefined ? (untrustedDirProblem(dir, st, what) ?? untrustedAncestorProblem(dir, `the ${what}`, { groupWritable: true })) : untrustedAncestorProblemBeforeMake(dir, `the ${what}`, { groupWritable: true });
   if (problem !== undefined) throw new VirtOffloadError('EUSAGE', `${problem}; the daemon keeps its audit log (${auditLog}) there`);
 }
 
@@ -581,7 +575,7 @@ function prepareRunDir(runDir: string, vmDir: string, log: DaemonLog): void {
   };
   // Above it first: under a directory others may write, the path could be swapped for a
   // symlink between the mkdir and the chmod below.
-  if (lstatOrUndefined(dirname(runDir)) !== undefined) refuse(untrustedAncestorProblem(runDir, 'the run directory'));
+  refuse(untrustedAncestorProblemBeforeMake(runDir, 'the run directory'));
   if (make(runDir) !== undefined) chmodSync(runDir, 0o711);
   const mode = check(runDir, 'run directory').mode & 0o777;
   if ((mode & 0o001) === 0) log.warn(`run directory ${runDir} is not searchable by other users (mode ${mode.toString(8)}): QEMU running as an unprivileged user cannot reach the VM sockets in it; make it 0711`);

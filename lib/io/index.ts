@@ -10,4 +10,4 @@ export type { AtomicFile, AtomicFileOptions } from './atomic-file.js';
 export { Mutex } from './mutex.js';
 export { waitForProbe } from './wait-for.js';
 export type { ProbeResult } from './wait-for.js';
-export { lstatOrUndefined, octal, untrustedAncestorProblem, untrustedDirProblem } from './trusted-dir.js';
+export { lstatOrUndefined, octal, untrustedAncestorProblem, untrustedAncestorProblemBeforeMake, untrustedDirProblem } from './trusted-dir.js';

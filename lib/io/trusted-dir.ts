@@ -69,6 +69,18 @@ export function untrustedAncestorProblem(abs: string, what: string, options: { r
   }
 }
 
+/**
+ * untrustedAncestorProblem for a directory about to be made with mkdir -p: neither it nor the
+ * directories above it need exist yet, so the check starts at the nearest one that does (what
+ * mkdir builds on). Called before the mkdir: under a directory others may write, what is made
+ * could be swapped for a symlink before it is checked.
+ */
+export function untrustedAncestorProblemBeforeMake(abs: string, what: string, options: { readonly groupWritable?: boolean } = {}): string | undefined {
+  let below = abs;
+  while (dirname(below) !== below && lstatOrUndefined(dirname(below)) === undefined) below = dirname(below);
+  return untrustedAncestorProblem(below, what, options);
+}
+
 function ownerProblem(path: string, st: Stats, what: string): string | undefined {
   const euid = process.geteuid?.() ?? 0;
   if (st.uid !== 0 && st.uid !== euid) return `${what} ${path} is owned by uid ${st.uid}, not root or the current user (uid ${euid})`;

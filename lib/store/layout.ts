@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileError, fsyncDir, lstatOrUndefined, octal, untrustedAncestorProblem, untrustedDirProblem } from '../io/index.js';
+import { fileError, fsyncDir, lstatOrUndefined, octal, untrustedAncestorProblem, untrustedAncestorProblemBeforeMake, untrustedDirProblem } from '../io/index.js';
 
 export { lstatOrUndefined, octal };
 import { ALGORITHMS, tryParseMeasurement, type Algorithm, type Measurement } from '../measure/index.js';
@@ -40,6 +40,10 @@ export interface OpenStoreOptions {
 export function openStore(root: string, options: OpenStoreOptions = {}): Store {
   const abs = resolve(root);
   if (options.create === true) {
+    // Before the mkdir (which may make directories above it too): under a directory others
+    // may write, what it makes could be swapped before the checks below.
+    const problem = untrustedAncestorProblemBeforeMake(abs, 'the store');
+    if (problem !== undefined) throw new StoreError('unsafe', problem, { path: abs });
     let created: string | undefined;
     try {
       created = mkdirSync(abs, { recursive: true, mode: DIR_MODE });

@@ -216,6 +216,15 @@ test('unsafe store directories are refused, naming the path and mode', () => {
   chmodSync(base, 0o777);
   const e4 = tryOpen(root) as StoreError;
   assert.ok(e4.kind === 'unsafe' && e4.message.includes(base), e4.message);
+  // Refused before anything is made under it, the directories above the new store included.
+  const unmade = join(base, 'new', 'store');
+  try {
+    openStore(unmade, { create: true });
+    assert.unreachable('a store was made under a directory anyone can write');
+  } catch (err) {
+    assert.ok(err instanceof StoreError && err.kind === 'unsafe' && err.message.includes(base), String(err));
+  }
+  assert.not.ok(existsSync(join(base, 'new')), 'nothing made before the check');
   chmodSync(base, 0o1777); // like /tmp
   openStore(root);
   chmodSync(base, 0o755);
