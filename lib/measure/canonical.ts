@@ -12,7 +12,7 @@ export function planCanonical(reader: ByteReader, profile: Profile = 'v1'): Cano
   const n = reader.read(head, 0);
   const format = detectFormat(head.subarray(0, Math.max(0, n)));
   if (profile === 'authenticode' && format !== 'pe') {
-    throw new UnsupportedBinaryError(format, `the authenticode profile applies to PE files only; this is ${format === 'raw' ? 'not an ELF, PE or WebAssembly binary' : `a ${format.toUpperCase()} binary`}`);
+    throw new UnsupportedBinaryError(format, `the authenticode profile applies to PE files only; this is ${format === 'raw' ? 'not an ELF, PE or WebAssembly binary' : `${format === 'elf' ? 'an' : 'a'} ${format.toUpperCase()} binary`}`);
   }
   switch (format) {
     case 'elf':

@@ -134,6 +134,9 @@ test('--profile authenticode on a non-PE file is refused with exit 1', () => {
   const r = vo(['measure', '--profile', 'authenticode', script]);
   assert.is(r.status, 1);
   assert.match(r.stderr, 'applies to PE files only');
+  const elf = vo(['measure', '--profile', 'authenticode', process.execPath]);
+  assert.is(elf.status, 1);
+  assert.match(elf.stderr, 'applies to PE files only; this is an ELF binary');
 });
 
 test('a path with a newline is escaped the way sha256sum escapes it', () => {
