@@ -25,10 +25,13 @@ export class PolicySyntaxError extends VirtOffloadError {
  */
 export class PolicyError extends VirtOffloadError {
   readonly errors: readonly PolicySyntaxError[];
+  /** The message without the list of errors ("the policy has 2 errors"): for a line printed after that list. */
+  readonly summary: string;
 
   constructor(message: string, errors: readonly PolicySyntaxError[] = []) {
     super('EMALFORMED', errors.length === 0 ? message : `${message}:\n${errors.map((e) => `  ${e.message}`).join('\n')}`);
     this.errors = Object.freeze([...errors]);
+    this.summary = message;
   }
 
   override toJSON(): Record<string, unknown> {

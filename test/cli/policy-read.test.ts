@@ -70,6 +70,9 @@ test('check: exit 1 with every error as file:line: message, paths relative to DI
   assert.match(lines[1]!, /^binaries\/tool\.policy:2: vms: group:nope is not defined$/);
   assert.match(lines[2]!, new RegExp(`^binaries/tool\\.policy:3: version 1: ${m(1)} is already listed for hello 1\\.0 at binaries/hello\\.policy:6$`));
   assert.match(r.stderr, /the policy has 3 errors \(listed above\)\n/);
+  const listed = vo(['policy', 'list', '--repo', join(repo.dir, 'policies')]);
+  assert.is(listed.status, 1);
+  assert.match(listed.stderr, /\nvirt-offload: the policy has 3 errors \(run `virt-offload policy check`\)\n$/);
   const j = vo(['policy', 'check', '--json', join(repo.dir, 'policies')]);
   assert.is(j.status, 1);
   const obj = JSON.parse(j.stdout) as { ok: boolean; errors: { file: string; line: number; message: string }[] };
@@ -205,7 +208,7 @@ test('diff: a revision that does not build exits 1 with its errors prefixed by t
   const r = vo(['policy', 'diff', second, 'HEAD', '--repo', repo.dir]);
   assert.is(r.status, 1);
   assert.match(r.stderr, /^HEAD:binaries\/tool\.policy:2: /);
-  assert.match(r.stderr, /revision HEAD does not build/);
+  assert.match(r.stderr, /virt-offload: revision HEAD does not build \(1 error\)\n$/, 'the summary after the list ends without a colon');
   const u = vo(['policy', 'diff', 'nope', '--repo', repo.dir]);
   assert.is(u.status, 1);
   assert.match(u.stderr, /'nope' names no commit/);

@@ -17,12 +17,12 @@ export async function runPolicyCheck(dir: string, opts: Record<string, unknown>)
     if (json) {
       const errors = err instanceof PolicyError ? err.errors.map((e) => ({ file: e.file, line: e.line, message: e.detail })) : [];
       const { errors: _listed, ...error } = err.toJSON();
-      process.stdout.write(`${JSON.stringify({ ok: false, message: err.message.split('\n')[0], errors, error })}\n`);
+      process.stdout.write(`${JSON.stringify({ ok: false, message: err instanceof PolicyError ? err.summary : err.message.split('\n')[0], errors, error })}\n`);
     }
     if (err instanceof PolicyError && err.errors.length > 0) {
       if (!json) for (const e of err.errors) process.stdout.write(`${e.message}\n`);
       // The summary comes after the list it introduces elsewhere ("…has 2 errors:").
-      process.stderr.write(`virt-offload: ${err.message.split('\n')[0]!.replace(/:$/, '')}${json ? '' : ' (listed above)'}\n`);
+      process.stderr.write(`virt-offload: ${err.summary}${json ? '' : ' (listed above)'}\n`);
       return EXIT.failed;
     }
     return json ? EXIT.failed : reportFailure(err);

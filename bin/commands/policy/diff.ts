@@ -28,7 +28,7 @@ export async function runPolicyDiff(rev1: string | undefined, rev2: string | und
   } catch (err) {
     if (err instanceof PolicyError && err.errors.length > 0) {
       for (const e of err.errors) process.stderr.write(`${e.message}\n`);
-      process.stderr.write(`virt-offload: ${err.message.split('\n')[0]}\n`);
+      process.stderr.write(`virt-offload: ${err.summary}\n`);
       return EXIT.failed;
     }
     return reportFailure(err);

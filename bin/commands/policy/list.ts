@@ -26,7 +26,7 @@ export function loadForReading(repo: string): PolicySnapshot | number {
   } catch (err) {
     if (err instanceof PolicyError && err.errors.length > 0) {
       for (const e of err.errors) process.stderr.write(`${e.message}\n`);
-      process.stderr.write(`virt-offload: ${err.message.split('\n')[0]} (run \`virt-offload policy check\`)\n`);
+      process.stderr.write(`virt-offload: ${err.summary} (run \`virt-offload policy check\`)\n`);
       return EXIT.failed;
     }
     return reportFailure(err);

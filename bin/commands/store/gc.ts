@@ -71,7 +71,7 @@ function loadSnapshot(repo: string): PolicySnapshot | number {
   } catch (err) {
     if (err instanceof PolicyError && err.errors.length > 0) {
       for (const e of err.errors) process.stderr.write(`${e.message}\n`);
-      process.stderr.write(`virt-offload: ${err.message.split('\n')[0]}: nothing removed (run \`virt-offload policy check ${repo}\`)\n`);
+      process.stderr.write(`virt-offload: ${err.summary}: nothing removed (run \`virt-offload policy check ${repo}\`)\n`);
       return EXIT.failed;
     }
     if (err instanceof VirtOffloadError) return reportFailure(err);
