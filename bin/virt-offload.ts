@@ -235,7 +235,7 @@ backend of its offload port). Each request is measured, decided against the poli
 audited (flushed) before the reply. SIGHUP, a reload command or a new HEAD commit reloads the
 policy; a failed reload keeps the last good one. Stops on SIGTERM or SIGINT.`)
   .option('--run-dir <dir>', 'directory of the control and VM sockets', '/run/virt-offload')
-  .option('--repo <dir>', 'policy repository: a git work tree; only its committed policy is enforced (required)')
+  .option('--repo <dir>', 'policy repository: a git work tree with a commit (required); uncommitted *.policy edits are enforced and flagged, unless --require-signed')
   .option('--store <dir>', 'store directory (created if missing)', STORE_DIR)
   .option('--audit-log <file>', 'audit log (JSON lines, appended and flushed)', AUDIT_LOG)
   .option('--unsandboxed <name>', 'run programs WITHOUT bubblewrap under this named profile (not recommended)')

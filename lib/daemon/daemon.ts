@@ -174,8 +174,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   checkSocketPath(controlPath);
   // Before anything is touched: a second daemon would take over the sockets of the first.
   await refuseLiveDaemon(controlPath);
+  prepareAuditLogDir(options.auditLog);
   prepareRunDir(runDir, vmDir, log);
-  checkAuditLogDir(options.auditLog);
 
   // Descriptors inherited without close-on-exec would reach every sandboxed program.
   for (const fd of closeInheritedFds()) log.warn(`closed inherited fd ${fd.fd} (${fd.target})`);
@@ -542,21 +542,6 @@ async function refuseLiveDaemon(controlPath: string): Promise<void> {
  * the hook and the CLI send their commands, or where QEMU connects a VM: both are refused,
  * as are symlinks and directories of another owner.
  */
-/**
- * The audit log's directory, before the log is opened: whoever can write it can delete or
- * replace the audit trail. It must be writable by its owner only, owned by root or us, and not
- * a symlink; a directory above must not be writable by others without the sticky bit (by its
- * group it may: Ubuntu's /var/log is root:syslog 0775). A directory not made yet is made by
- * openAuditLog (0750), under the nearest one that exists, which is checked as an ancestor.
- */
-function checkAuditLogDir(auditLog: string): void {
-  const dir = dirname(resolve(auditLog));
-  const what = 'audit log directory';
-  const st = lstatOrUndefined(dir);
-  const problem = st !== undefined ? (untrustedDirProblem(dir, st, what) ?? untrustedAncestorProblem(dir, `the ${what}`, { groupWritable: true })) : untrustedAncestorProblemBeforeMake(dir, `the ${what}`, { groupWritable: true });
-  if (problem !== undefined) throw new VirtOffloadError('EUSAGE', `${problem}; the daemon keeps its audit log (${auditLog}) there`);
-}
-
 function prepareRunDir(runDir: string, vmDir: string, log: DaemonLog): void {
   const make = (dir: string): string | undefined => {
     try {
@@ -584,6 +569,35 @@ function prepareRunDir(runDir: string, vmDir: string, log: DaemonLog): void {
   check(vmDir, 'VM socket directory');
   chmodSync(vmDir, 0o711);
 }
+
+/**
+ * The audit log's directory, made (0750) and checked before the log is opened: whoever can
+ * write it can delete or replace the audit trail. It must be writable by its owner only, owned
+ * by root or us, and not a symlink; a directory above must not be writable by others without
+ * the sticky bit, nor by its group unless root owns it (Ubuntu's /var/log is root:syslog 0775).
+ * The directories above are checked before the mkdir too, from the nearest one that exists,
+ * and all of it again after: under a sticky /tmp another user could make a missing directory
+ * between the first check and the mkdir.
+ */
+function prepareAuditLogDir(auditLog: string): void {
+  const dir = dirname(resolve(auditLog));
+  const what = 'audit log directory';
+  const refuse = (problem: string | undefined): void => {
+    if (problem !== undefined) throw new VirtOffloadError('EUSAGE', `${problem}; the daemon keeps its audit log (${auditLog}) there`);
+  };
+  const ancestors = { groupWritable: true } as const;
+  if (lstatOrUndefined(dir) === undefined) {
+    refuse(untrustedAncestorProblemBeforeMake(dir, `the ${what}`, ancestors));
+    try {
+      if (mkdirSync(dir, { recursive: true, mode: 0o750 }) !== undefined) chmodSync(dir, 0o750);
+    } catch (err) {
+      throw new VirtOffloadError('EIO', `cannot create the ${what} ${dir}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  const st = lstatOrUndefined(dir);
+  refuse(st === undefined ? `${what} ${dir} vanished while the daemon started` : (untrustedDirProblem(dir, st, what) ?? untrustedAncestorProblem(dir, `the ${what}`, ancestors)));
+}
+
 
 /** A socket file left by a dead daemon is removed; anything else at that path is refused. */
 function removeStaleSocket(path: string): void {

@@ -39,11 +39,11 @@ export function untrustedDirProblem(dir: string, st: Stats, what: string): strin
  * Why a directory above `abs` lets others replace it, or undefined. Allowed: not writable by
  * group/others, or sticky (like /tmp: entries can only be renamed by their owner), and owned
  * by root or the current user. `what` names `abs` ("the store", "the run directory").
- * `groupWritable`: a directory writable by its group passes (the audit log: Ubuntu's /var/log
- * is root:syslog 0775, its group trusted by the distribution); by others it still does not.
+ * `groupWritable`: a directory writable by its group passes when root owns it (the audit log:
+ * Ubuntu's /var/log is root:syslog 0775, a group the distribution trusts); one of another owner,
+ * or writable by others, still does not.
  */
 export function untrustedAncestorProblem(abs: string, what: string, options: { readonly groupWritable?: boolean } = {}): string | undefined {
-  const writable = options.groupWritable === true ? 0o002 : 0o022;
   let dir: string;
   try {
     dir = realpathSync(dirname(abs));
@@ -58,8 +58,9 @@ export function untrustedAncestorProblem(abs: string, what: string, options: { r
       throw fileError(dir, `cannot check the directory above ${what}`, err);
     }
     const mode = st.mode & 0o7777;
-    if ((mode & writable) !== 0 && (mode & STICKY) === 0) {
-      return `directory ${dir} above ${what} ${abs} is ${writable === 0o002 ? 'world' : 'group- or world'}-writable without the sticky bit (mode ${octal(mode)}): others could replace ${what}`;
+    const exempt = options.groupWritable === true && st.uid === 0 ? 0o020 : 0;
+    if ((mode & 0o022 & ~exempt) !== 0 && (mode & STICKY) === 0) {
+      return `directory ${dir} above ${what} ${abs} is ${exempt !== 0 ? 'world' : 'group- or world'}-writable without the sticky bit (mode ${octal(mode)}): others could replace ${what}`;
     }
     const owner = ownerProblem(dir, st, `directory above ${what} ${abs},`);
     if (owner !== undefined) return owner;

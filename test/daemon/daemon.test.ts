@@ -1,6 +1,6 @@
 // The daemon with real parts: a git policy repository, a store directory, bubblewrap, the
 // audit file, and guests speaking the protocol over the VM unix sockets (test/daemon/helpers).
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -157,6 +157,7 @@ test('an audit log in a directory others could write (or under one, without the 
       assert.match((err as Error).message, expected);
     }
     assert.not.ok(existsSync(log), `nothing written at ${log}`);
+    assert.not.ok(existsSync(join(scratch.dir, 'run-audit')), 'checked before the run directory is made');
   };
   const open = join(scratch.dir, 'audit-open');
   mkdirSync(open);
@@ -173,6 +174,12 @@ test('an audit log in a directory others could write (or under one, without the 
   chmodSync(parent, 0o777);
   await refused(join(parent, 'log', 'audit.jsonl'), `directory ${parent} above the audit log directory ${join(parent, 'log')} is world-writable without the sticky bit`);
   assert.not.ok(existsSync(join(parent, 'log')), 'checked before the directory is made');
+  // Group-writable above it is allowed only when root owns that directory.
+  const foreignGroup = join(scratch.dir, 'audit-foreign-group');
+  mkdirSync(foreignGroup);
+  chmodSync(foreignGroup, 0o775);
+  chownSync(foreignGroup, 65534, 65534);
+  await refused(join(foreignGroup, 'log', 'audit.jsonl'), `${foreignGroup}`);
   // A group-writable directory above (Ubuntu's /var/log: root:syslog 0775) is allowed.
   const groupParent = join(scratch.dir, 'audit-group-parent');
   mkdirSync(groupParent);

@@ -299,6 +299,17 @@ test('a stop seen with enabled="no" in the live definition still removes the VM;
   await waitUntil('attached', () => vm('flip')?.device?.state === 'attached', 5000);
 });
 
+test('a start under a name the daemon holds with another UUID (a redefined domain whose stop was missed): the new UUID replaces it', async () => {
+  const first = '51111111-2222-4333-8444-555555555555';
+  const second = '51111111-2222-4333-8444-555555555556';
+  await daemon.addVm({ name: 'redefined', uuid: first });
+  const r = await runHook(hookFile, ['redefined', 'started', 'begin', '-'], domainXml({ name: 'redefined', uuid: second, metadata: optIn('enabled="yes" required="yes"') }));
+  assert.is(r.status, 0, r.stderr);
+  assert.is(vm('redefined')?.uuid, second, 'the hook asks with replace: libvirt names the domain starting now');
+  await waitUntil('attached', () => vm('redefined')?.device?.state === 'attached', 5000);
+  assert.is(await daemon.removeVm('redefined', { stopped: true }), true);
+});
+
 /** A second daemon for one test, with its own run directory and installed hook. */
 async function otherDaemon(name: string, options: { routeFor?: (v: VmIdentity) => RecordingRoute; attachRetryDelaysMs?: number[] }): Promise<{ daemon: Daemon; hook: string }> {
   const repo = join(scratch.dir, `policy-${name}`);

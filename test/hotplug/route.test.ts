@@ -30,6 +30,10 @@ class FakeVm implements QmpPort {
   /** Make a command fail: returns the error to throw, or undefined. */
   fail: (command: string, args: Record<string, unknown>) => QmpExecuteError | undefined = () => undefined;
   calls: string[] = [];
+  /** The backend data of each chardev-add. */
+  chardevData: Record<string, unknown>[] = [];
+  /** As QmpClient keeps it: the session's greeting (undefined: not known). */
+  greeting: { version: { qemu: { major: number; minor: number } } } | undefined;
   readonly #listeners = new Set<{ filter: EventFilter; queue: QmpEvent[]; wake?: (r: IteratorResult<QmpEvent>) => void; closed: boolean }>();
 
   listen(filter: EventFilter): { next(): Promise<IteratorResult<QmpEvent>>; close(): void } {
@@ -118,8 +122,9 @@ class FakeVm implements QmpPort {
       case 'chardev-add': {
         // As QEMU: an id in use is refused.
         if (this.chardevs.has(String(args['id']))) throw qmpError(command, 'GenericError', `attempt to add duplicate property '${String(args['id'])}' to object (type 'container')`);
-        const backend = args['backend'] as { data: { addr: { data: { path: string } } } };
+        const backend = args['backend'] as { data: { addr: { data: { path: string } } } & Record<string, unknown> };
         this.chardevs.set(String(args['id']), backend.data.addr.data.path);
+        this.chardevData.push(backend.data);
         return {} as T;
       }
       case 'chardev-remove': {
@@ -174,6 +179,21 @@ test('attach from scratch, again (no-op), detach: the commands sent, in order', 
   assert.is(d.alreadyDetached, false);
   assert.is(vm.devices.size + vm.chardevs.size, 0);
   assert.is(vm.listeners(), 0, 'every event listener was closed');
+});
+
+test('the chardev retries with reconnect-ms on a QEMU whose greeting says 9.2 or later, with reconnect otherwise', async () => {
+  for (const [qemu, expected] of [
+    [{ major: 9, minor: 2 }, { 'reconnect-ms': 1000 }],
+    [{ major: 7, minor: 2 }, { reconnect: 1 }],
+    [undefined, { reconnect: 1 }],
+  ] as const) {
+    const vm = new FakeVm();
+    vm.greeting = qemu === undefined ? undefined : { version: { qemu } };
+    await new QmpHotplugRoute(vm).attach({ vm: 'vm1', socketPath: SOCK });
+    assert.is(vm.chardevData.length, 1);
+    const { addr: _addr, server: _server, ...retry } = vm.chardevData[0]!;
+    assert.equal(retry, expected, `QEMU ${qemu === undefined ? 'unknown' : `${qemu.major}.${qemu.minor}`}`);
+  }
 });
 
 test('q35: the controller goes behind the free root port', async () => {
