@@ -11,7 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { openAuditLog, type AuditLog } from '../audit/index.js';
 import { VirtOffloadError } from '../errors.js';
 import { closeInheritedFds, hostCgroups, removeShareGroup, removeStaleRuns, type ExecConfig, type SandboxChoice } from '../exec/index.js';
-import { DOMAIN_NAME, UUID, type PolicySnapshot, type VmIdentity } from '../policy/index.js';
+import { DOMAIN_NAME, PolicyError, UUID, type PolicySnapshot, type VmIdentity } from '../policy/index.js';
 import { headCommit, PolicyReloader, uncommittedPolicyChanges } from '../policy/loader.js';
 import { DEFAULT_MAX_FRAME, type ProtocolLimits } from '../protocol/index.js';
 import { openStore, reconcile, recover, type Store } from '../store/index.js';
@@ -497,13 +497,14 @@ function safeHead(dir: string): string | undefined {
   }
 }
 
+/**
+ * A failed load in one line (reload reply, status, log, audit record): a PolicyError's summary,
+ * then up to 20 of its errors. Its message already lists them all on lines of their own.
+ */
 function policyErrorText(err: VirtOffloadError): string {
-  const errors = (err as { errors?: readonly { message?: string }[] }).errors;
-  if (!Array.isArray(errors) || errors.length === 0) return err.message;
-  const shown = errors.slice(0, 20).map((e) => (typeof e === 'object' && e !== null && 'message' in e ? String(e.message) : String(e)));
-  // A single error's message is often the error itself: say it once.
-  if (errors.length === 1 && err.message.includes(shown[0]!)) return err.message;
-  return `${err.message}: ${shown.join('; ')}${errors.length > 20 ? `; … ${errors.length - 20} more` : ''}`;
+  if (!(err instanceof PolicyError) || err.errors.length === 0) return err.message;
+  const shown = err.errors.slice(0, 20).map((e) => e.message);
+  return `${err.summary}: ${shown.join('; ')}${err.errors.length > 20 ? `; … ${err.errors.length - 20} more` : ''}`;
 }
 
 function checkSocketPath(path: string): void {
