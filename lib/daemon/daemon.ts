@@ -544,30 +544,11 @@ async function refuseLiveDaemon(controlPath: string): Promise<void> {
  * as are symlinks and directories of another owner.
  */
 function prepareRunDir(runDir: string, vmDir: string, log: DaemonLog): void {
-  const make = (dir: string): string | undefined => {
-    try {
-      return mkdirSync(dir, { recursive: true, mode: 0o711 });
-    } catch (err) {
-      throw new VirtOffloadError('EIO', `cannot create the run directory ${dir}: ${(err as Error).message}`, { cause: err });
-    }
-  };
-  const refuse = (problem: string | undefined): void => {
-    if (problem !== undefined) throw new VirtOffloadError('EUSAGE', `${problem}; the daemon keeps its control and VM sockets there`);
-  };
-  const check = (dir: string, what: string): Stats => {
-    const st = lstatOrUndefined(dir);
-    refuse(st === undefined ? `${what} ${dir} vanished while the daemon started` : (untrustedDirProblem(dir, st, what) ?? untrustedAncestorProblem(dir, `the ${what}`)));
-    return st!;
-  };
-  // Above it first: under a directory others may write, the path could be swapped for a
-  // symlink between the mkdir and the chmod below.
-  refuse(untrustedAncestorProblemBeforeMake(runDir, 'the run directory'));
-  if (make(runDir) !== undefined) chmodSync(runDir, 0o711);
-  const mode = check(runDir, 'run directory').mode & 0o777;
+  const why = 'the daemon keeps its control and VM sockets there';
+  const mode = makeTrustedDir(runDir, 'run directory', 0o711, why).mode & 0o777;
   if ((mode & 0o001) === 0) log.warn(`run directory ${runDir} is not searchable by other users (mode ${mode.toString(8)}): QEMU running as an unprivileged user cannot reach the VM sockets in it; make it 0711`);
-  make(vmDir);
   // Checked before the chmod: a symlink here would chmod whatever it points to.
-  check(vmDir, 'VM socket directory');
+  makeTrustedDir(vmDir, 'VM socket directory', 0o711, why);
   chmodSync(vmDir, 0o711);
 }
 
@@ -581,22 +562,33 @@ function prepareRunDir(runDir: string, vmDir: string, log: DaemonLog): void {
  * between the first check and the mkdir.
  */
 function prepareAuditLogDir(auditLog: string): void {
-  const dir = dirname(resolve(auditLog));
-  const what = 'audit log directory';
+  makeTrustedDir(dirname(resolve(auditLog)), 'audit log directory', 0o750, `the daemon keeps its audit log (${auditLog}) there`, { groupWritable: true });
+}
+
+/**
+ * Make `dir` (`mode`, whatever the umask) when it is missing, and check it: not a symlink,
+ * writable by its owner only, owned by root or us, under directories others cannot swap
+ * (`ancestors`: see untrustedAncestorProblem). The directories above are checked before the
+ * mkdir too, from the nearest one that exists: under a directory others may write, what it makes
+ * could be swapped for a symlink. `why` ends each refusal. Returns the directory's lstat.
+ */
+function makeTrustedDir(dir: string, what: string, mode: number, why: string, ancestors: { readonly groupWritable?: boolean } = {}): Stats {
   const refuse = (problem: string | undefined): void => {
-    if (problem !== undefined) throw new VirtOffloadError('EUSAGE', `${problem}; the daemon keeps its audit log (${auditLog}) there`);
+    if (problem !== undefined) throw new VirtOffloadError('EUSAGE', `${problem}; ${why}`);
   };
-  const ancestors = { groupWritable: true } as const;
   if (lstatOrUndefined(dir) === undefined) {
     refuse(untrustedAncestorProblemBeforeMake(dir, `the ${what}`, ancestors));
+    let created: string | undefined;
     try {
-      if (mkdirSync(dir, { recursive: true, mode: 0o750 }) !== undefined) chmodSync(dir, 0o750);
+      created = mkdirSync(dir, { recursive: true, mode });
     } catch (err) {
       throw new VirtOffloadError('EIO', `cannot create the ${what} ${dir}: ${(err as Error).message}`, { cause: err });
     }
+    if (created !== undefined) chmodSync(dir, mode);
   }
   const st = lstatOrUndefined(dir);
   refuse(st === undefined ? `${what} ${dir} vanished while the daemon started` : (untrustedDirProblem(dir, st, what) ?? untrustedAncestorProblem(dir, `the ${what}`, ancestors)));
+  return st!;
 }
 
 
