@@ -271,6 +271,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const acceptedPath = acceptedCommitPath(store);
   const reloadOnce = async (): Promise<ReloadResult> => {
     let next: PolicySnapshot;
+    let commit: string;
     const failed = (text: string): ReloadResult => {
       lastError = text;
       lastFailedHead = safeHead(options.policyRepo);
@@ -286,13 +287,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       if (next.commit === undefined) {
         return failed(`policy repository ${options.policyRepo} has no git commit (it is not a git work tree, or nothing is committed yet): the daemon enforces only committed policy (git init; git add *.policy; git commit)`);
       }
+      commit = next.commit;
       // Signed: only a commit that descends from the last one this host accepted (a rollback
       // to an older signed commit would approve again what later ones revoked).
-      if (options.requireSigned !== undefined && next.commit !== undefined) {
+      if (options.requireSigned !== undefined) {
         const accepted = readAcceptedCommit(acceptedPath);
-        const problem = accepted === undefined ? undefined : rollbackProblem(options.policyRepo, accepted, next.commit, acceptedPath);
+        const problem = accepted === undefined ? undefined : rollbackProblem(options.policyRepo, accepted, commit, acceptedPath);
         if (problem !== undefined) return failed(problem);
-        if (accepted !== next.commit) writeAcceptedCommit(acceptedPath, next.commit);
+        if (accepted !== commit) writeAcceptedCommit(acceptedPath, commit);
       }
     } catch (err) {
       if (!(err instanceof VirtOffloadError)) throw err;
@@ -304,18 +306,18 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     lastFailedHead = undefined;
     // Signed loads read HEAD's files only (the work tree must equal them); otherwise the work
     // tree is read, and edits nobody committed would pass for HEAD's reviewed commit.
-    const dirty = options.requireSigned === undefined && next.commit !== undefined && uncommittedPolicyChanges(options.policyRepo) === true;
+    const dirty = options.requireSigned === undefined && uncommittedPolicyChanges(options.policyRepo) === true;
     if (dirty) uncommitted.add(next);
-    appendAudit({ event: 'policy-reload', ok: true, commit: next.commit ?? null, ...(dirty ? { uncommitted: true } : {}), previous: previous ?? null, files: next.files.length });
-    if (dirty) log.warn(`policy work tree ${options.policyRepo} has UNCOMMITTED changes to *.policy files: they are in force, and every decision is recorded with commit ${next.commit} and "uncommitted": true; commit them for review`, { commit: next.commit });
-    log.info(`policy loaded: commit ${String(next.commit)}, ${next.binaries.size} binaries, ${next.index.size} measurements (${reloader.stats.compiled} of ${reloader.stats.files} files parsed)`, { commit: next.commit });
+    appendAudit({ event: 'policy-reload', ok: true, commit, ...(dirty ? { uncommitted: true } : {}), previous: previous ?? null, files: next.files.length });
+    if (dirty) log.warn(`policy work tree ${options.policyRepo} has UNCOMMITTED changes to *.policy files: they are in force, and every decision is recorded with commit ${commit} and "uncommitted": true; commit them for review`, { commit });
+    log.info(`policy loaded: commit ${commit}, ${next.binaries.size} binaries, ${next.index.size} measurements (${reloader.stats.compiled} of ${reloader.stats.files} files parsed)`, { commit });
     if (next.files.length === 0) {
       // Like `store gc`: an empty repository is far more likely a wrong --repo than a wish to uninstall everything.
       log.warn(`policy repository ${options.policyRepo} has no *.policy files: everything is denied, the store is left as it is`);
-      return { ok: true, commit: next.commit, storeChanges: 0 };
+      return { ok: true, commit, storeChanges: 0 };
     }
     const changes = await reconcileStore(next);
-    return { ok: true, commit: next.commit, storeChanges: changes };
+    return { ok: true, commit, storeChanges: changes };
   };
 
   // Adds and removals of one VM name run one at a time: a restart's add must not be undone by
