@@ -39,9 +39,10 @@ export interface OpenStoreOptions {
  */
 export function openStore(root: string, options: OpenStoreOptions = {}): Store {
   const abs = resolve(root);
-  if (options.create === true) {
+  if (options.create === true && lstatOrUndefined(abs) === undefined) {
     // Before the mkdir (which may make directories above it too): under a directory others
-    // may write, what it makes could be swapped before the checks below.
+    // may write, what it makes could be swapped before the checks below. A store that exists
+    // is left to them.
     const problem = untrustedAncestorProblemBeforeMake(abs, 'the store');
     if (problem !== undefined) throw new StoreError('unsafe', problem, { path: abs });
     let created: string | undefined;
